@@ -1,0 +1,1 @@
+"""orderflow_devstack."""
