@@ -1,0 +1,1 @@
+"""Kafka machinery: envelope, transactional outbox, inbox, consumer runner, topics."""

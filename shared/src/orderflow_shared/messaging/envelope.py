@@ -1,0 +1,150 @@
+"""CloudEvents binary-mode envelope: attributes in Kafka headers, event data as the value."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from orderflow_shared.contracts.events import EventData, EventSpec, spec_for_model, spec_for_type
+
+SPEC_VERSION = "1.0"
+CONTENT_TYPE = "application/json"
+
+Headers = list[tuple[str, bytes]]
+
+
+class EnvelopeError(ValueError):
+    """A record that is not a readable OrderFlow event (goes to the dead-letter topic)."""
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """One event as it travels: CloudEvents attributes plus the JSON data bytes."""
+
+    id: uuid.UUID
+    type: str
+    source: str
+    subject: str
+    time: datetime
+    org_id: str
+    actor_id: str | None
+    data: bytes
+    key: str
+    traceparent: str | None = None
+    extra_headers: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def wrap(
+        cls,
+        data: EventData,
+        *,
+        source: str,
+        subject: str,
+        org_id: str,
+        actor_id: str | None,
+        key: str | None = None,
+        event_id: uuid.UUID | None = None,
+        time: datetime | None = None,
+        traceparent: str | None = None,
+    ) -> Envelope:
+        spec = spec_for_model(type(data))
+        return cls(
+            id=event_id or uuid.uuid4(),
+            type=spec.ce_type,
+            source=source,
+            subject=subject,
+            time=time or datetime.now(UTC),
+            org_id=org_id,
+            actor_id=actor_id,
+            data=data.model_dump_json().encode(),
+            key=key or subject,
+            traceparent=traceparent,
+        )
+
+    @property
+    def spec(self) -> EventSpec:
+        return spec_for_type(self.type)
+
+    @property
+    def topic(self) -> str:
+        return str(self.spec.topic)
+
+    def kafka_headers(self) -> Headers:
+        headers: Headers = [
+            ("ce_id", str(self.id).encode()),
+            ("ce_type", self.type.encode()),
+            ("ce_source", self.source.encode()),
+            ("ce_specversion", SPEC_VERSION.encode()),
+            ("ce_time", self.time.isoformat().encode()),
+            ("ce_subject", self.subject.encode()),
+            ("orgid", self.org_id.encode()),
+            ("actorid", (self.actor_id or "").encode()),
+            ("content-type", CONTENT_TYPE.encode()),
+        ]
+        if self.traceparent:
+            headers.append(("traceparent", self.traceparent.encode()))
+        return headers
+
+    def parse(self) -> EventData:
+        """The typed event data; EnvelopeError when the type is unknown or data invalid."""
+        try:
+            spec = spec_for_type(self.type)
+        except KeyError as exc:
+            raise EnvelopeError(f"unknown event type {self.type!r}") from exc
+        try:
+            return spec.model.model_validate_json(self.data)
+        except ValidationError as exc:
+            raise EnvelopeError(f"invalid {self.type} data: {exc.error_count()} error(s)") from exc
+
+    @classmethod
+    def from_kafka(
+        cls, key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes]]
+    ) -> Envelope:
+        """Read a record's headers and value; EnvelopeError when anything required is off."""
+        h: dict[str, str] = {}
+        try:
+            for name, raw in headers or ():
+                h[name] = raw.decode() if raw is not None else ""
+        except UnicodeDecodeError as exc:
+            raise EnvelopeError("header is not UTF-8") from exc
+        missing = [n for n in ("ce_id", "ce_type", "ce_source", "ce_time", "ce_subject", "orgid")
+                   if not h.get(n)]
+        if missing:
+            raise EnvelopeError(f"missing header(s): {', '.join(missing)}")
+        if h.get("ce_specversion", SPEC_VERSION) != SPEC_VERSION:
+            raise EnvelopeError(f"unsupported ce_specversion {h['ce_specversion']!r}")
+        if value is None:
+            raise EnvelopeError("record has no value")
+        try:
+            json.loads(value)
+        except ValueError as exc:
+            raise EnvelopeError("value is not JSON") from exc
+        try:
+            event_id = uuid.UUID(h["ce_id"])
+            time = datetime.fromisoformat(h["ce_time"])
+        except ValueError as exc:
+            raise EnvelopeError(f"bad ce_id or ce_time: {exc}") from exc
+        known = {"ce_id", "ce_type", "ce_source", "ce_specversion", "ce_time", "ce_subject",
+                 "orgid", "actorid", "content-type", "traceparent"}
+        return cls(
+            id=event_id,
+            type=h["ce_type"],
+            source=h["ce_source"],
+            subject=h["ce_subject"],
+            time=time,
+            org_id=h["orgid"],
+            actor_id=h.get("actorid") or None,
+            data=value,
+            key=(key or b"").decode(errors="replace"),
+            traceparent=h.get("traceparent"),
+            extra_headers={k: v for k, v in h.items() if k not in known},
+        )
+
+    def data_json(self) -> Any:
+        return json.loads(self.data)

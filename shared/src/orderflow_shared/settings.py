@@ -1,0 +1,57 @@
+"""Settings shared by every service (pydantic-settings, read from the environment)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_JWT_SECRET = "orderflow-dev-secret-change-me-0123456789abcdef"  # noqa: S105
+
+
+class ServiceSettings(BaseSettings):
+    """Base settings; each service subclasses it and adds its own fields.
+
+    Build it in the app factory or CLI, never at import time.
+    """
+
+    model_config = SettingsConfigDict(extra="ignore", env_file=None, case_sensitive=False)
+
+    orderflow_env: Literal["development", "test", "production"] = "development"
+    service_name: str = "orderflow"
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    log_level: str = "INFO"
+
+    database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/orderflow"
+    migration_database_url: str | None = None
+    db_pool_size: int = Field(default=10, ge=1)
+
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_topic_partitions: int = Field(default=6, ge=1)
+    kafka_replication_factor: int = Field(default=1, ge=1)
+
+    jwt_algorithm: Literal["HS256", "RS256"] = "HS256"
+    jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
+    jwt_jwks_url: str | None = None
+    jwt_issuer: str = "orderflow"
+    jwt_audience: str = "orderflow"
+
+    outbox_batch_size: int = Field(default=500, ge=1)
+    outbox_poll_interval_seconds: float = Field(default=0.5, gt=0)
+
+    @property
+    def migrations_url(self) -> str:
+        return self.migration_database_url or self.database_url
+
+    @model_validator(mode="after")
+    def _refuse_dev_secret_in_production(self) -> ServiceSettings:
+        if self.orderflow_env == "production":
+            if self.jwt_algorithm == "HS256" and (
+                self.jwt_secret.get_secret_value() == DEV_JWT_SECRET
+            ):
+                raise ValueError("JWT_SECRET must be set to a real secret in production")
+            if self.jwt_algorithm == "RS256" and not self.jwt_jwks_url:
+                raise ValueError("JWT_JWKS_URL is required with RS256")
+        return self
