@@ -1,0 +1,1 @@
+"""Pure business rules of draft orders: no I/O, no frameworks."""

@@ -1,0 +1,355 @@
+"""The DraftOrder aggregate: lines, state machine, approvals and push attempts."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+
+from draft_api.domain import errors
+from draft_api.domain.events import (
+    DomainEvent,
+    DraftApproved,
+    DraftCreated,
+    DraftValidated,
+    LineSnapshot,
+    OrderSnapshot,
+    PushRequested,
+)
+from draft_api.domain.validation import Issue, find_issues
+
+
+class DraftStatus(StrEnum):
+    NEW = "NEW"
+    READY = "READY"
+    NEEDS_REVIEW = "NEEDS_REVIEW"
+    APPROVED = "APPROVED"
+    PUSHING = "PUSHING"
+    PUSHED = "PUSHED"
+    ERROR = "ERROR"
+
+
+class ExportStatus(StrEnum):
+    IN_PROGRESS = "in_progress"
+    SENT = "SENT"
+    FAILED = "FAILED"
+
+
+EDITABLE = frozenset({DraftStatus.NEW, DraftStatus.NEEDS_REVIEW, DraftStatus.READY})
+
+
+@dataclass(frozen=True)
+class DraftLine:
+    line_no: int
+    sku: str
+    description: str
+    quantity: Decimal
+    unit: str
+    unit_price: Decimal
+    currency: str
+
+    @property
+    def total(self) -> Decimal:
+        return self.quantity * self.unit_price
+
+
+@dataclass(frozen=True)
+class NewLine:
+    """A line as a user enters it (numbered by the aggregate)."""
+
+    sku: str
+    description: str
+    quantity: Decimal
+    unit: str
+    unit_price: Decimal
+    currency: str
+
+
+@dataclass
+class PushAttempt:
+    erp_export_id: uuid.UUID
+    attempt: int
+    status: ExportStatus
+    requested_by_user_id: str
+    requested_at: datetime
+    finished_at: datetime | None = None
+    error: dict[str, object] | None = None
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who asks: the JWT's subject and organisation."""
+
+    user_id: str
+    org_id: str
+
+
+@dataclass
+class DraftOrder:
+    id: uuid.UUID
+    org_id: str
+    customer_id: str
+    external_ref: str | None
+    status: DraftStatus
+    lines: list[DraftLine]
+    created_by_user_id: str
+    created_at: datetime
+    updated_at: datetime
+    validation_issues: list[Issue] = field(default_factory=list)
+    approved_by_user_id: str | None = None
+    approved_at: datetime | None = None
+    current_export_id: uuid.UUID | None = None
+    attempts: list[PushAttempt] = field(default_factory=list)
+    version: int = 0
+    events: list[DomainEvent] = field(default_factory=list, repr=False)
+
+    # -- creation and editing -------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        draft_id: uuid.UUID,
+        actor: Actor,
+        customer_id: str,
+        external_ref: str | None,
+        lines: list[NewLine],
+        now: datetime,
+    ) -> DraftOrder:
+        draft = cls(
+            id=draft_id,
+            org_id=actor.org_id,
+            customer_id=customer_id,
+            external_ref=external_ref,
+            status=DraftStatus.NEW,
+            lines=_numbered(lines),
+            created_by_user_id=actor.user_id,
+            created_at=now,
+            updated_at=now,
+        )
+        draft.events.append(
+            DraftCreated(
+                draft_id=draft.id,
+                org_id=draft.org_id,
+                actor_id=actor.user_id,
+                customer_id=customer_id,
+                external_ref=external_ref,
+                line_count=len(draft.lines),
+                created_at=now,
+            )
+        )
+        return draft
+
+    @property
+    def currency(self) -> str | None:
+        return self.lines[0].currency if self.lines else None
+
+    @property
+    def total(self) -> Decimal:
+        return sum((line.total for line in self.lines), Decimal(0))
+
+    def edit(
+        self,
+        *,
+        now: datetime,
+        customer_id: str | None = None,
+        external_ref: str | None = None,
+        clear_external_ref: bool = False,
+        lines: list[NewLine] | None = None,
+    ) -> None:
+        """Change header or lines; any change sends the draft back to NEW."""
+        if self.status not in EDITABLE:
+            raise errors.DraftNotEditable()
+        if customer_id is not None:
+            self.customer_id = customer_id
+        if clear_external_ref:
+            self.external_ref = None
+        elif external_ref is not None:
+            self.external_ref = external_ref
+        if lines is not None:
+            self.lines = _numbered(lines)
+        self.status = DraftStatus.NEW
+        self.validation_issues = []
+        self.updated_at = now
+
+    # -- state machine ----------------------------------------------------------
+
+    def validate(self, *, actor: Actor, external_ref_taken: bool, now: datetime) -> list[Issue]:
+        if self.status not in EDITABLE:
+            raise errors.DraftNotValidatable()
+        issues = find_issues(
+            self.customer_id,
+            self.lines,
+            external_ref=self.external_ref,
+            external_ref_taken=external_ref_taken,
+        )
+        self.status = DraftStatus.NEEDS_REVIEW if issues else DraftStatus.READY
+        self.validation_issues = issues
+        self.updated_at = now
+        self.events.append(
+            DraftValidated(
+                draft_id=self.id,
+                org_id=self.org_id,
+                actor_id=actor.user_id,
+                status=self.status.value,
+                issues=tuple(issues),
+                validated_at=now,
+            )
+        )
+        return issues
+
+    def approve(self, *, actor: Actor, now: datetime) -> None:
+        if self.status is not DraftStatus.READY:
+            raise errors.DraftNotReady()
+        self.status = DraftStatus.APPROVED
+        self.approved_by_user_id = actor.user_id
+        self.approved_at = now
+        self.updated_at = now
+        self.events.append(
+            DraftApproved(
+                draft_id=self.id,
+                org_id=self.org_id,
+                actor_id=actor.user_id,
+                approved_by_user_id=actor.user_id,
+                approved_at=now,
+            )
+        )
+
+    def push(
+        self, *, actor: Actor, export_id: uuid.UUID, has_active_connector: bool, now: datetime
+    ) -> PushAttempt:
+        if self.status is not DraftStatus.APPROVED:
+            raise errors.DraftNotApproved()
+        return self._start_export(actor, export_id, has_active_connector, now, is_retry=False)
+
+    def retry_push(
+        self, *, actor: Actor, export_id: uuid.UUID, has_active_connector: bool, now: datetime
+    ) -> PushAttempt:
+        if self.status is not DraftStatus.ERROR:
+            raise errors.DraftNotInError()
+        return self._start_export(actor, export_id, has_active_connector, now, is_retry=True)
+
+    def export_sent(self, export_id: uuid.UUID, *, now: datetime) -> bool:
+        """Record a delivered export; True when the draft's status changed to PUSHED."""
+        self._finish_attempt(export_id, ExportStatus.SENT, None, now)
+        if self._is_current_push(export_id):
+            self.status = DraftStatus.PUSHED
+            self.updated_at = now
+            return True
+        return False
+
+    def export_failed(
+        self, export_id: uuid.UUID, *, error: dict[str, object], now: datetime
+    ) -> bool:
+        """Record a failed export; True when the draft's status changed to ERROR."""
+        self._finish_attempt(export_id, ExportStatus.FAILED, error, now)
+        if self._is_current_push(export_id):
+            self.status = DraftStatus.ERROR
+            self.updated_at = now
+            return True
+        return False
+
+    def attempt_for(self, export_id: uuid.UUID) -> PushAttempt | None:
+        return next((a for a in self.attempts if a.erp_export_id == export_id), None)
+
+    def pull_events(self) -> list[DomainEvent]:
+        pulled, self.events = self.events, []
+        return pulled
+
+    # -- internals ---------------------------------------------------------------
+
+    def _start_export(
+        self,
+        actor: Actor,
+        export_id: uuid.UUID,
+        has_active_connector: bool,
+        now: datetime,
+        *,
+        is_retry: bool,
+    ) -> PushAttempt:
+        if not has_active_connector:
+            raise errors.NoActiveConnector()
+        attempt = PushAttempt(
+            erp_export_id=export_id,
+            attempt=max((a.attempt for a in self.attempts), default=0) + 1,
+            status=ExportStatus.IN_PROGRESS,
+            requested_by_user_id=actor.user_id,
+            requested_at=now,
+        )
+        self.attempts.append(attempt)
+        self.current_export_id = export_id
+        self.status = DraftStatus.PUSHING
+        self.updated_at = now
+        self.events.append(
+            PushRequested(
+                draft_id=self.id,
+                org_id=self.org_id,
+                actor_id=actor.user_id,
+                erp_export_id=export_id,
+                attempt=attempt.attempt,
+                is_retry=is_retry,
+                requested_at=now,
+                order=self.snapshot(),
+            )
+        )
+        return attempt
+
+    def snapshot(self) -> OrderSnapshot:
+        return OrderSnapshot(
+            draft_id=self.id,
+            org_id=self.org_id,
+            customer_id=self.customer_id,
+            external_ref=self.external_ref,
+            currency=self.currency or "",
+            total=self.total,
+            approved_by_user_id=self.approved_by_user_id,
+            approved_at=self.approved_at,
+            created_at=self.created_at,
+            lines=tuple(
+                LineSnapshot(
+                    line_no=line.line_no,
+                    sku=line.sku,
+                    description=line.description,
+                    quantity=line.quantity,
+                    unit=line.unit,
+                    unit_price=line.unit_price,
+                    currency=line.currency,
+                    line_total=line.total,
+                )
+                for line in self.lines
+            ),
+        )
+
+    def _is_current_push(self, export_id: uuid.UUID) -> bool:
+        return self.current_export_id == export_id and self.status is DraftStatus.PUSHING
+
+    def _finish_attempt(
+        self,
+        export_id: uuid.UUID,
+        status: ExportStatus,
+        error: dict[str, object] | None,
+        now: datetime,
+    ) -> None:
+        attempt = self.attempt_for(export_id)
+        if attempt is None:
+            return
+        attempt.status = status
+        attempt.error = error
+        attempt.finished_at = now
+
+
+def _numbered(lines: list[NewLine]) -> list[DraftLine]:
+    return [
+        DraftLine(
+            line_no=i,
+            sku=line.sku,
+            description=line.description,
+            quantity=line.quantity,
+            unit=line.unit,
+            unit_price=line.unit_price,
+            currency=line.currency,
+        )
+        for i, line in enumerate(lines, start=1)
+    ]

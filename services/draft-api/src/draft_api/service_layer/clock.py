@@ -1,0 +1,9 @@
+"""Time source of the use cases (UTC, timezone-aware)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,79 @@
+"""Create, edit, read and list drafts."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from draft_api.domain import errors
+from draft_api.domain.model import Actor, DraftOrder, DraftStatus, NewLine
+from draft_api.service_layer.clock import utcnow
+from draft_api.service_layer.ports import UnitOfWork
+
+
+@dataclass(frozen=True)
+class CreateDraft:
+    customer_id: str
+    external_ref: str | None
+    lines: list[NewLine]
+
+
+@dataclass(frozen=True)
+class EditDraft:
+    draft_id: uuid.UUID
+    customer_id: str | None = None
+    external_ref: str | None = None
+    clear_external_ref: bool = False
+    lines: list[NewLine] | None = None
+
+
+async def create_draft(uow: UnitOfWork, actor: Actor, cmd: CreateDraft) -> DraftOrder:
+    async with uow:
+        draft = DraftOrder.create(
+            draft_id=uuid.uuid4(),
+            actor=actor,
+            customer_id=cmd.customer_id,
+            external_ref=cmd.external_ref,
+            lines=cmd.lines,
+            now=utcnow(),
+        )
+        await uow.drafts.add(draft)
+        await uow.commit()
+    return draft
+
+
+async def edit_draft(uow: UnitOfWork, actor: Actor, cmd: EditDraft) -> DraftOrder:
+    async with uow:
+        draft = await _locked(uow, actor, cmd.draft_id)
+        draft.edit(
+            now=utcnow(),
+            customer_id=cmd.customer_id,
+            external_ref=cmd.external_ref,
+            clear_external_ref=cmd.clear_external_ref,
+            lines=cmd.lines,
+        )
+        await uow.drafts.save(draft)
+        await uow.commit()
+    return draft
+
+
+async def get_draft(uow: UnitOfWork, actor: Actor, draft_id: uuid.UUID) -> DraftOrder:
+    async with uow:
+        draft = await uow.drafts.get(actor.org_id, draft_id)
+    if draft is None:
+        raise errors.DraftNotFound()
+    return draft
+
+
+async def list_drafts(
+    uow: UnitOfWork, actor: Actor, *, status: DraftStatus | None, limit: int, offset: int
+) -> tuple[list[DraftOrder], int]:
+    async with uow:
+        return await uow.drafts.list(actor.org_id, status=status, limit=limit, offset=offset)
+
+
+async def _locked(uow: UnitOfWork, actor: Actor, draft_id: uuid.UUID) -> DraftOrder:
+    draft = await uow.drafts.get(actor.org_id, draft_id, lock=True)
+    if draft is None:
+        raise errors.DraftNotFound()
+    return draft

@@ -1,0 +1,108 @@
+"""Ports the use cases need; adapters implement them, unit tests fake them."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from enum import StrEnum
+from types import TracebackType
+from typing import Protocol
+
+from draft_api.domain.connector import ErpConnector
+from draft_api.domain.idempotency import IdempotencyRecord
+from draft_api.domain.model import DraftOrder, DraftStatus, ExportStatus
+
+
+class DraftRepository(Protocol):
+    async def add(self, draft: DraftOrder) -> None:
+        """Insert a new draft (and publish its recorded events to the outbox)."""
+
+    async def get(
+        self, org_id: str, draft_id: uuid.UUID, *, lock: bool = False
+    ) -> DraftOrder | None:
+        """The org's draft; `lock` holds its row until the transaction ends."""
+
+    async def save(self, draft: DraftOrder) -> None:
+        """Persist changes (optimistic version check) and publish recorded events.
+
+        Raises ConcurrentModification when the draft changed since it was read.
+        """
+
+    async def list(
+        self, org_id: str, *, status: DraftStatus | None, limit: int, offset: int
+    ) -> tuple[list[DraftOrder], int]:
+        """A page of the org's drafts (newest first) and the total count."""
+
+    async def external_ref_taken(
+        self, org_id: str, external_ref: str, *, exclude: uuid.UUID
+    ) -> bool: ...
+
+    async def export_status(self, org_id: str, export_id: uuid.UUID) -> ExportStatus | None: ...
+
+
+class ConnectorReadModel(Protocol):
+    async def has_active(self, org_id: str) -> bool: ...
+
+    async def upsert(self, connector: ErpConnector) -> None:
+        """Keep the newest state per connection (older `changed_at` is ignored)."""
+
+
+class IdempotencyKeys(Protocol):
+    async def get(self, org_id: str, key: str) -> IdempotencyRecord | None: ...
+
+    async def add(self, record: IdempotencyRecord) -> None:
+        """Insert; raises IdempotencyKeyInFlight when a concurrent request took the key."""
+
+    async def delete(self, org_id: str, key: str) -> None: ...
+
+
+class Inbox(Protocol):
+    async def claim(self, event_id: uuid.UUID) -> bool:
+        """True the first time an event id is seen in this consumer (apply it)."""
+
+
+class UnitOfWork(Protocol):
+    drafts: DraftRepository
+    connectors: ConnectorReadModel
+    idempotency_keys: IdempotencyKeys
+    inbox: Inbox
+
+    async def __aenter__(self) -> UnitOfWork: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Roll back whatever was not committed."""
+
+    async def commit(self) -> None: ...
+
+
+class UnitOfWorkFactory(Protocol):
+    def __call__(self) -> UnitOfWork: ...
+
+
+class CacheState(StrEnum):
+    ACQUIRED = "acquired"  # this request holds the in-flight marker
+    IN_FLIGHT = "in_flight"  # another request holds it
+    DONE = "done"  # a finished request stored its export id
+    UNAVAILABLE = "unavailable"  # cache down: Postgres alone decides
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    state: CacheState
+    export_id: uuid.UUID | None = None
+    token: str | None = None
+
+
+class IdempotencyCache(Protocol):
+    """Fast path and in-flight lock in front of the Postgres idempotency rows."""
+
+    async def acquire(self, draft_id: uuid.UUID, key: str) -> CacheEntry: ...
+
+    async def remember(self, draft_id: uuid.UUID, key: str, export_id: uuid.UUID) -> None: ...
+
+    async def release(self, draft_id: uuid.UUID, key: str, token: str) -> None: ...

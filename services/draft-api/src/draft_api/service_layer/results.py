@@ -1,0 +1,52 @@
+"""Apply what other services report: export results and ERP connector changes."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from draft_api.domain.connector import ErpConnector
+from draft_api.service_layer.ports import UnitOfWork
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    event_id: uuid.UUID
+    org_id: str
+    draft_id: uuid.UUID
+    erp_export_id: uuid.UUID
+    sent: bool
+    at: datetime
+    error: dict[str, object] | None = None
+
+
+async def record_export_result(uow: UnitOfWork, result: ExportResult) -> bool:
+    """Apply one export.sent/export.failed once; True when the draft's status changed."""
+    async with uow:
+        if not await uow.inbox.claim(result.event_id):
+            return False
+        changed = False
+        draft = await uow.drafts.get(result.org_id, result.draft_id, lock=True)
+        if draft is not None:
+            if result.sent:
+                changed = draft.export_sent(result.erp_export_id, now=result.at)
+            else:
+                changed = draft.export_failed(
+                    result.erp_export_id, error=result.error or {}, now=result.at
+                )
+            await uow.drafts.save(draft)
+        await uow.commit()
+    return changed
+
+
+async def record_connector_change(
+    uow: UnitOfWork, event_id: uuid.UUID, connector: ErpConnector
+) -> bool:
+    """Apply one erp_connection.changed once; False when it was seen before."""
+    async with uow:
+        if not await uow.inbox.claim(event_id):
+            return False
+        await uow.connectors.upsert(connector)
+        await uow.commit()
+    return True

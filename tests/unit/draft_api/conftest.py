@@ -1,0 +1,198 @@
+"""In-memory fakes of draft-api's ports (unit tier only)."""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from types import TracebackType
+from typing import Any
+
+import pytest
+from draft_api.domain import errors
+from draft_api.domain.connector import ErpConnector
+from draft_api.domain.events import DomainEvent
+from draft_api.domain.idempotency import IdempotencyRecord
+from draft_api.domain.model import DraftOrder, DraftStatus, ExportStatus
+from draft_api.service_layer.ports import CacheEntry, CacheState
+
+
+class Store:
+    """What a database would hold: committed state only."""
+
+    def __init__(self) -> None:
+        self.drafts: dict[uuid.UUID, DraftOrder] = {}
+        self.connectors: dict[uuid.UUID, ErpConnector] = {}
+        self.keys: dict[tuple[str, str], IdempotencyRecord] = {}
+        self.inbox: set[uuid.UUID] = set()
+        self.outbox: list[DomainEvent] = []
+        self.commits = 0
+
+
+class FakeDrafts:
+    def __init__(self, uow: FakeUnitOfWork) -> None:
+        self.uow = uow
+
+    async def add(self, draft: DraftOrder) -> None:
+        self.uow.pending_drafts[draft.id] = draft
+        self.uow.pending_events.extend(draft.pull_events())
+
+    async def get(self, org_id: str, draft_id: uuid.UUID, *, lock: bool = False) -> Any:
+        draft = self.uow.pending_drafts.get(draft_id) or self.uow.store.drafts.get(draft_id)
+        if draft is None or draft.org_id != org_id:
+            return None
+        return copy.deepcopy(draft)
+
+    async def save(self, draft: DraftOrder) -> None:
+        stored = self.uow.store.drafts.get(draft.id)
+        if stored is not None and stored.version != draft.version:
+            raise errors.ConcurrentModification()
+        draft.version += 1
+        self.uow.pending_events.extend(draft.pull_events())
+        self.uow.pending_drafts[draft.id] = copy.deepcopy(draft)
+
+    async def list(
+        self, org_id: str, *, status: DraftStatus | None, limit: int, offset: int
+    ) -> tuple[list[DraftOrder], int]:
+        found = [
+            d
+            for d in self.uow.store.drafts.values()
+            if d.org_id == org_id and (status is None or d.status is status)
+        ]
+        found.sort(key=lambda d: d.created_at, reverse=True)
+        return found[offset : offset + limit], len(found)
+
+    async def external_ref_taken(
+        self, org_id: str, external_ref: str, *, exclude: uuid.UUID
+    ) -> bool:
+        return any(
+            d.org_id == org_id and d.external_ref == external_ref and d.id != exclude
+            for d in self.uow.store.drafts.values()
+        )
+
+    async def export_status(self, org_id: str, export_id: uuid.UUID) -> ExportStatus | None:
+        for draft in self.uow.store.drafts.values():
+            attempt = draft.attempt_for(export_id)
+            if attempt is not None and draft.org_id == org_id:
+                return attempt.status
+        return None
+
+
+class FakeConnectors:
+    def __init__(self, uow: FakeUnitOfWork) -> None:
+        self.uow = uow
+
+    async def has_active(self, org_id: str) -> bool:
+        return any(c.org_id == org_id and c.is_active for c in self.uow.store.connectors.values())
+
+    async def upsert(self, connector: ErpConnector) -> None:
+        current = self.uow.store.connectors.get(connector.connection_id)
+        if current is None or current.changed_at <= connector.changed_at:
+            self.uow.pending_connectors[connector.connection_id] = connector
+
+
+class FakeKeys:
+    def __init__(self, uow: FakeUnitOfWork) -> None:
+        self.uow = uow
+
+    async def get(self, org_id: str, key: str) -> IdempotencyRecord | None:
+        return self.uow.store.keys.get((org_id, key))
+
+    async def add(self, record: IdempotencyRecord) -> None:
+        if (record.org_id, record.key) in self.uow.store.keys:
+            raise errors.IdempotencyKeyInFlight()
+        self.uow.pending_keys[(record.org_id, record.key)] = record
+
+    async def delete(self, org_id: str, key: str) -> None:
+        self.uow.store.keys.pop((org_id, key), None)
+
+
+class FakeInbox:
+    def __init__(self, uow: FakeUnitOfWork) -> None:
+        self.uow = uow
+
+    async def claim(self, event_id: uuid.UUID) -> bool:
+        if event_id in self.uow.store.inbox or event_id in self.uow.pending_inbox:
+            return False
+        self.uow.pending_inbox.add(event_id)
+        return True
+
+
+class FakeUnitOfWork:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.drafts = FakeDrafts(self)
+        self.connectors = FakeConnectors(self)
+        self.idempotency_keys = FakeKeys(self)
+        self.inbox = FakeInbox(self)
+        self._reset()
+
+    def _reset(self) -> None:
+        self.pending_drafts: dict[uuid.UUID, DraftOrder] = {}
+        self.pending_events: list[DomainEvent] = []
+        self.pending_connectors: dict[uuid.UUID, ErpConnector] = {}
+        self.pending_keys: dict[tuple[str, str], IdempotencyRecord] = {}
+        self.pending_inbox: set[uuid.UUID] = set()
+
+    async def __aenter__(self) -> FakeUnitOfWork:
+        self._reset()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._reset()
+
+    async def commit(self) -> None:
+        self.store.drafts.update(self.pending_drafts)
+        self.store.outbox.extend(self.pending_events)
+        self.store.connectors.update(self.pending_connectors)
+        self.store.keys.update(self.pending_keys)
+        self.store.inbox |= self.pending_inbox
+        self.store.commits += 1
+        self._reset()
+
+
+class FakeCache:
+    """A cache that behaves like the Redis adapter (or like Redis being down)."""
+
+    def __init__(self) -> None:
+        self.values: dict[tuple[uuid.UUID, str], str] = {}
+        self.down = False
+
+    async def acquire(self, draft_id: uuid.UUID, key: str) -> CacheEntry:
+        if self.down:
+            return CacheEntry(CacheState.UNAVAILABLE)
+        value = self.values.get((draft_id, key))
+        if value is None:
+            token = f"in-flight:{uuid.uuid4()}"
+            self.values[(draft_id, key)] = token
+            return CacheEntry(CacheState.ACQUIRED, token=token)
+        if value.startswith("in-flight:"):
+            return CacheEntry(CacheState.IN_FLIGHT)
+        return CacheEntry(CacheState.DONE, export_id=uuid.UUID(value))
+
+    async def remember(self, draft_id: uuid.UUID, key: str, export_id: uuid.UUID) -> None:
+        if not self.down:
+            self.values[(draft_id, key)] = str(export_id)
+
+    async def release(self, draft_id: uuid.UUID, key: str, token: str) -> None:
+        if not self.down and self.values.get((draft_id, key)) == token:
+            del self.values[(draft_id, key)]
+
+
+@pytest.fixture
+def store() -> Store:
+    return Store()
+
+
+@pytest.fixture
+def uow_factory(store: Store) -> Any:
+    return lambda: FakeUnitOfWork(store)
+
+
+@pytest.fixture
+def cache() -> FakeCache:
+    return FakeCache()
