@@ -1,0 +1,1 @@
+"""Pure domain of export-service: ERP connections, exports, retries, file names, renderers."""

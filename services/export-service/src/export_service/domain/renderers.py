@@ -1,0 +1,142 @@
+"""Render an order snapshot as the bytes of an export file (CSV, JSON or XML).
+
+Rendering is deterministic: the same export renders to the same bytes, so a
+re-delivery after a crash can be recognised by its checksum.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import re
+from enum import StrEnum
+from uuid import UUID
+from xml.etree import ElementTree as ET
+
+from orderflow_shared.contracts import OrderSnapshot
+
+
+class FileFormat(StrEnum):
+    CSV = "csv"
+    JSON = "json"
+    XML = "xml"
+
+    @property
+    def extension(self) -> str:
+        return self.value
+
+
+CSV_COLUMNS = (
+    "export_id",
+    "draft_id",
+    "external_ref",
+    "customer_id",
+    "line_no",
+    "sku",
+    "description",
+    "quantity",
+    "unit",
+    "unit_price",
+    "currency",
+    "line_total",
+)
+
+# Characters XML 1.0 cannot carry at all (control characters other than tab/CR/LF).
+_XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def checksum(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()
+
+
+def render(snapshot: OrderSnapshot, file_format: FileFormat, export_id: UUID) -> bytes:
+    renderer = {FileFormat.CSV: _csv, FileFormat.JSON: _json, FileFormat.XML: _xml}
+    return renderer[file_format](snapshot, export_id)
+
+
+def _csv(snapshot: OrderSnapshot, export_id: UUID) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    for line in snapshot.lines:
+        writer.writerow(
+            (
+                str(export_id),
+                str(snapshot.draft_id),
+                snapshot.external_ref or "",
+                snapshot.customer_id,
+                line.line_no,
+                line.sku,
+                line.description,
+                str(line.quantity),
+                line.unit,
+                str(line.unit_price),
+                line.currency,
+                str(line.line_total),
+            )
+        )
+    return buffer.getvalue().encode("utf-8")
+
+
+def _document(snapshot: OrderSnapshot, export_id: UUID) -> dict[str, object]:
+    return {
+        "export_id": str(export_id),
+        "draft_id": str(snapshot.draft_id),
+        "org_id": snapshot.org_id,
+        "customer_id": snapshot.customer_id,
+        "external_ref": snapshot.external_ref,
+        "currency": snapshot.currency,
+        "total": str(snapshot.total),
+        "approved_by_user_id": snapshot.approved_by_user_id,
+        "approved_at": snapshot.approved_at.isoformat() if snapshot.approved_at else None,
+        "created_at": snapshot.created_at.isoformat(),
+        "lines": [
+            {
+                "line_no": line.line_no,
+                "sku": line.sku,
+                "description": line.description,
+                "quantity": str(line.quantity),
+                "unit": line.unit,
+                "unit_price": str(line.unit_price),
+                "currency": line.currency,
+                "line_total": str(line.line_total),
+            }
+            for line in snapshot.lines
+        ],
+    }
+
+
+def _json(snapshot: OrderSnapshot, export_id: UUID) -> bytes:
+    document = _document(snapshot, export_id)
+    return (json.dumps(document, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+
+
+def _xml_text(value: object) -> str:
+    return _XML_ILLEGAL.sub("\ufffd", "" if value is None else str(value))
+
+
+def _xml(snapshot: OrderSnapshot, export_id: UUID) -> bytes:
+    document = _document(snapshot, export_id)
+    root = ET.Element("SalesOrder")
+    for name, value in document.items():
+        if name == "lines":
+            continue
+        ET.SubElement(root, name).text = _xml_text(value)
+    lines = ET.SubElement(root, "lines")
+    for line in snapshot.lines:
+        element = ET.SubElement(lines, "line", {"line_no": str(line.line_no)})
+        for name in (
+            "sku",
+            "description",
+            "quantity",
+            "unit",
+            "unit_price",
+            "currency",
+            "line_total",
+        ):
+            ET.SubElement(element, name).text = _xml_text(getattr(line, name))
+    ET.indent(root)
+    body = ET.tostring(root, encoding="unicode")
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n' + body + "\n").encode("utf-8")

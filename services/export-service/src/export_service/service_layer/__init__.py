@@ -1,0 +1,1 @@
+"""Use cases of export-service and the ports they need."""

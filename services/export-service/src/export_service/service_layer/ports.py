@@ -1,0 +1,119 @@
+"""Ports: what the use cases need from the outside world (typing.Protocol)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Protocol
+
+from export_service.domain.connection import ConnectorType, ErpConnection
+from export_service.domain.events import Message
+from export_service.domain.export import Export
+
+Clock = Callable[[], datetime]
+
+
+class ConnectionRepository(Protocol):
+    async def add(self, connection: ErpConnection) -> None: ...
+
+    async def save(self, connection: ErpConnection) -> None: ...
+
+    async def get(self, org_id: str, connection_id: uuid.UUID) -> ErpConnection | None: ...
+
+    async def list_for_org(self, org_id: str) -> list[ErpConnection]: ...
+
+    async def active_for_org(self, org_id: str) -> ErpConnection | None: ...
+
+    async def get_many(self, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, ErpConnection]: ...
+
+    async def lock_org(self, org_id: str) -> None:
+        """Serialise changes of one org's connections until the transaction ends."""
+        ...
+
+
+class ExportRepository(Protocol):
+    async def add(self, export: Export) -> bool:
+        """Insert; False when an export with this id exists already."""
+        ...
+
+    async def save(self, export: Export) -> None: ...
+
+    async def save_claimed(self, exports: list[Export]) -> None: ...
+
+    async def get_for_update(self, export_id: uuid.UUID) -> Export | None: ...
+
+    async def lock_due(self, now: datetime, limit: int) -> list[Export]:
+        """Due exports, row-locked, skipping rows another worker holds."""
+        ...
+
+
+class UnitOfWork(Protocol):
+    connections: ConnectionRepository
+    exports: ExportRepository
+
+    async def __aenter__(self) -> UnitOfWork: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    async def claim_event(self, consumer: str, event_id: uuid.UUID) -> bool:
+        """Inbox: True when this event was not applied before (in this transaction)."""
+        ...
+
+    def publish(self, messages: Iterable[Message]) -> None:
+        """Queue events for the outbox; they are written by `commit`."""
+        ...
+
+    async def commit(self) -> None: ...
+
+    async def rollback(self) -> None: ...
+
+
+UnitOfWorkFactory = Callable[[], UnitOfWork]
+
+
+@dataclass(frozen=True)
+class Upload:
+    file_name: str
+    content: bytes
+    checksum: str
+    check_existing: bool
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    message: str
+
+
+@dataclass(frozen=True)
+class ConnectionReport:
+    ok: bool
+    checks: list[Check]
+    error_code: str | None
+    message: str
+
+
+class Transport(Protocol):
+    async def deliver(self, connection: ErpConnection, upload: Upload) -> str:
+        """Put the file in the dropzone exactly once; the remote path. DeliveryError."""
+        ...
+
+    async def check(self, connection: ErpConnection) -> ConnectionReport: ...
+
+
+Transports = Mapping[ConnectorType, Transport]
+
+
+class ArtifactStore(Protocol):
+    async def put(self, key: str, content: bytes) -> None: ...
+
+    async def get(self, key: str) -> bytes | None: ...

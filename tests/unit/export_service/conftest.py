@@ -1,0 +1,248 @@
+"""Fakes of export-service's ports for the unit tier (in memory, no I/O)."""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from export_service.domain.connection import ErpConnection
+from export_service.domain.events import Message
+from export_service.domain.export import Export
+from export_service.service_layer.ports import ConnectionReport, Upload
+from export_service.service_layer.unit_of_work import AbstractUnitOfWork
+from orderflow_shared.contracts import DraftPushRequestedV1, OrderLineSnapshot, OrderSnapshot
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+def _stored(aggregate):
+    """What a database keeps: the state, not the recorded events."""
+    stored = copy.deepcopy(aggregate)
+    stored.events = []
+    return stored
+
+
+class FakeConnections:
+    def __init__(self, store: dict[uuid.UUID, ErpConnection]) -> None:
+        self.store = store
+
+    async def add(self, connection: ErpConnection) -> None:
+        self.store[connection.id] = _stored(connection)
+
+    async def save(self, connection: ErpConnection) -> None:
+        actives = [
+            c
+            for c in self.store.values()
+            if c.org_id == connection.org_id and c.is_active and c.id != connection.id
+        ]
+        if connection.is_active and actives:
+            raise AssertionError("unique index: two active connections in one org")
+        self.store[connection.id] = _stored(connection)
+
+    async def get(self, org_id: str, connection_id: uuid.UUID) -> ErpConnection | None:
+        found = self.store.get(connection_id)
+        return copy.deepcopy(found) if found and found.org_id == org_id else None
+
+    async def list_for_org(self, org_id: str) -> list[ErpConnection]:
+        return [copy.deepcopy(c) for c in self.store.values() if c.org_id == org_id]
+
+    async def active_for_org(self, org_id: str) -> ErpConnection | None:
+        for c in self.store.values():
+            if c.org_id == org_id and c.is_active:
+                return copy.deepcopy(c)
+        return None
+
+    async def get_many(self, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, ErpConnection]:
+        return {i: copy.deepcopy(self.store[i]) for i in ids if i in self.store}
+
+    async def lock_org(self, org_id: str) -> None:
+        return None
+
+
+class FakeExports:
+    def __init__(self, store: dict[uuid.UUID, Export]) -> None:
+        self.store = store
+
+    async def add(self, export: Export) -> bool:
+        if export.id in self.store:
+            return False
+        self.store[export.id] = _stored(export)
+        return True
+
+    async def save(self, export: Export) -> None:
+        self.store[export.id] = _stored(export)
+
+    async def save_claimed(self, exports: list[Export]) -> None:
+        for export in exports:
+            await self.save(export)
+
+    async def get_for_update(self, export_id: uuid.UUID) -> Export | None:
+        found = self.store.get(export_id)
+        return copy.deepcopy(found) if found else None
+
+    async def lock_due(self, now: datetime, limit: int) -> list[Export]:
+        due = [e for e in self.store.values() if e.is_due(now)]
+        return [copy.deepcopy(e) for e in sorted(due, key=lambda e: e.created_at)[:limit]]
+
+
+class FakeUnitOfWork(AbstractUnitOfWork):
+    """Commits copy the working state into the committed state; rollback discards it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.committed_connections: dict[uuid.UUID, ErpConnection] = {}
+        self.committed_exports: dict[uuid.UUID, Export] = {}
+        self.committed_inbox: set[tuple[str, uuid.UUID]] = set()
+        self.outbox: list[Message] = []
+        self.commits = 0
+
+    async def __aenter__(self) -> FakeUnitOfWork:
+        await super().__aenter__()
+        self.connections = FakeConnections(copy.deepcopy(self.committed_connections))
+        self.exports = FakeExports(copy.deepcopy(self.committed_exports))
+        self._inbox = set(self.committed_inbox)
+        self._events: list[Message] = []
+        return self
+
+    async def claim_event(self, consumer: str, event_id: uuid.UUID) -> bool:
+        if (consumer, event_id) in self._inbox:
+            return False
+        self._inbox.add((consumer, event_id))
+        return True
+
+    async def _write_events(self, messages: list[Message]) -> None:
+        self._events.extend(messages)
+
+    async def _commit(self) -> None:
+        assert isinstance(self.connections, FakeConnections)
+        assert isinstance(self.exports, FakeExports)
+        self.committed_connections = copy.deepcopy(self.connections.store)
+        self.committed_exports = copy.deepcopy(self.exports.store)
+        self.committed_inbox = set(self._inbox)
+        self.outbox.extend(self._events)
+        self._events = []
+        self.commits += 1
+
+    async def _rollback(self) -> None:
+        self._events = []
+
+    def event_types(self) -> list[str]:
+        return [type(m.data).__name__ for m in self.outbox]
+
+
+class FakeTransport:
+    """Delivers into a dict; can be told to fail with given errors first."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self.failures: list[Exception] = []
+        self.uploads: list[Upload] = []
+
+    async def deliver(self, connection: ErpConnection, upload: Upload) -> str:
+        self.uploads.append(upload)
+        if self.failures:
+            raise self.failures.pop(0)
+        path = f"/inbox/{upload.file_name}"
+        self.files[path] = upload.content
+        return path
+
+    async def check(self, connection: ErpConnection) -> ConnectionReport:
+        return ConnectionReport(ok=True, checks=[], error_code=None, message="ok")
+
+
+class FakeStore:
+    def __init__(self) -> None:
+        self.items: dict[str, bytes] = {}
+
+    async def put(self, key: str, content: bytes) -> None:
+        self.items[key] = content
+
+    async def get(self, key: str) -> bytes | None:
+        return self.items.get(key)
+
+
+def make_snapshot(
+    *, org_id: str = "org-a", external_ref: str | None = "PO-4711", description: str = "Widget"
+) -> OrderSnapshot:
+    return OrderSnapshot(
+        draft_id=uuid.UUID("11111111-1111-4111-8111-111111111111"),
+        org_id=org_id,
+        customer_id="C-1001",
+        external_ref=external_ref,
+        currency="EUR",
+        total=Decimal("28.50"),
+        approved_by_user_id="user-9",
+        approved_at=datetime(2026, 3, 1, 11, 0, tzinfo=UTC),
+        created_at=datetime(2026, 3, 1, 10, 0, tzinfo=UTC),
+        lines=[
+            OrderLineSnapshot(
+                line_no=1,
+                sku="SKU-1",
+                description=description,
+                quantity=Decimal("3"),
+                unit="EA",
+                unit_price=Decimal("9.50"),
+                currency="EUR",
+                line_total=Decimal("28.50"),
+            )
+        ],
+    )
+
+
+def make_push(org_id: str = "org-a", export_id: uuid.UUID | None = None) -> DraftPushRequestedV1:
+    snapshot = make_snapshot(org_id=org_id)
+    return DraftPushRequestedV1(
+        draft_id=snapshot.draft_id,
+        erp_export_id=export_id or uuid.uuid4(),
+        attempt=1,
+        requested_at=datetime(2026, 3, 1, 12, 0, tzinfo=UTC),
+        order=snapshot,
+    )
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def uow() -> FakeUnitOfWork:
+    return FakeUnitOfWork()
+
+
+@pytest.fixture
+def snapshot() -> OrderSnapshot:
+    return make_snapshot()
+
+
+@pytest.fixture(name="make_snapshot")
+def make_snapshot_fixture():  # type: ignore[no-untyped-def]
+    return make_snapshot
+
+
+@pytest.fixture(name="make_push")
+def make_push_fixture():  # type: ignore[no-untyped-def]
+    return make_push
+
+
+@pytest.fixture
+def transport() -> FakeTransport:
+    return FakeTransport()
+
+
+@pytest.fixture
+def store() -> FakeStore:
+    return FakeStore()
