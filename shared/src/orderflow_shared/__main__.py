@@ -1,1 +1,97 @@
-"""`python -m orderflow_shared topics create` and `python -m orderflow_shared token ...`."""
+"""`python -m orderflow_shared topics create`, `... token ...`, `... schemas write|check`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from orderflow_shared.auth import ROLES, mint_token
+from orderflow_shared.contracts.schemas import stale_schemas, write_schemas
+from orderflow_shared.messaging.kafka import ensure_topics
+from orderflow_shared.settings import ServiceSettings
+
+
+def _topics_create(_args: argparse.Namespace) -> int:
+    settings = ServiceSettings()
+    created = asyncio.run(
+        ensure_topics(
+            settings.kafka_bootstrap_servers,
+            settings.kafka_topic_partitions,
+            settings.kafka_replication_factor,
+        )
+    )
+    print(f"created {len(created)} topic(s): {', '.join(created) or '-'}", file=sys.stderr)
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    settings = ServiceSettings()
+    roles = [r.strip() for r in args.roles.split(",") if r.strip()]
+    unknown = sorted(set(roles) - ROLES)
+    if unknown:
+        print(f"unknown role(s): {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    token = mint_token(
+        settings.jwt_secret.get_secret_value(),
+        sub=args.sub,
+        org_id=args.org,
+        roles=roles,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        ttl_seconds=args.ttl,
+    )
+    print(token)
+    return 0
+
+
+def _schemas(args: argparse.Namespace) -> int:
+    directory = Path(args.dir) if args.dir else None
+    if args.action == "write":
+        for path in write_schemas(directory):
+            print(f"wrote {path}", file=sys.stderr)
+        return 0
+    stale = stale_schemas(directory)
+    if stale:
+        print(
+            "event schemas out of date: "
+            + ", ".join(stale)
+            + " (run: python -m orderflow_shared schemas write)",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m orderflow_shared")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    topics = commands.add_parser("topics", help="Kafka topics of the contract")
+    topics.add_argument("action", choices=["create"])
+    topics.set_defaults(func=_topics_create)
+
+    token = commands.add_parser("token", help="print a development JWT (HS256, JWT_SECRET)")
+    token.add_argument("--org", default="demo")
+    token.add_argument("--roles", default="viewer,operator,approver,admin")
+    token.add_argument("--sub", default="user-1")
+    token.add_argument("--ttl", type=int, default=12 * 3600, help="lifetime in seconds")
+    token.set_defaults(func=_token)
+
+    schemas = commands.add_parser("schemas", help="JSON Schemas of the event contracts")
+    schemas.add_argument("action", choices=["write", "check"])
+    schemas.add_argument("--dir", default=None, help="default: shared/schemas")
+    schemas.set_defaults(func=_schemas)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

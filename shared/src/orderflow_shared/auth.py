@@ -13,3 +13,191 @@
   `WWW-Authenticate: Bearer` when missing/invalid); `require_roles(*roles)` dependency
   factory (403 `{"detail": "Requires one of the roles: ..."}`).
 """
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import jwt
+from fastapi import Depends, FastAPI, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from orderflow_shared.settings import ServiceSettings
+
+ROLES: frozenset[str] = frozenset({"viewer", "operator", "approver", "admin"})
+_REQUIRED_CLAIMS = ["exp", "iss", "aud", "sub"]
+
+
+class AuthError(Exception):
+    """The token is missing or not acceptable; `detail` is safe to show to the caller."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class Principal:
+    user_id: str
+    org_id: str
+    roles: frozenset[str]
+
+    def has_any(self, *roles: str) -> bool:
+        return not self.roles.isdisjoint(roles)
+
+
+class JwtVerifier:
+    """Checks signature, algorithm, issuer, audience, expiry and the OrderFlow claims."""
+
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        *,
+        leeway_seconds: int = 30,
+        jwks_cache_seconds: int = 300,
+    ) -> None:
+        self._algorithm = settings.jwt_algorithm
+        self._issuer = settings.jwt_issuer
+        self._audience = settings.jwt_audience
+        self._leeway = leeway_seconds
+        self._secret = settings.jwt_secret.get_secret_value()
+        self._jwks: jwt.PyJWKClient | None = None
+        if self._algorithm == "RS256":
+            if not settings.jwt_jwks_url:
+                raise ValueError("JWT_JWKS_URL is required with RS256")
+            self._jwks = jwt.PyJWKClient(
+                settings.jwt_jwks_url, cache_keys=True, lifespan=jwks_cache_seconds, timeout=5
+            )
+
+    def _key(self, token: str) -> Any:
+        if self._jwks is None:
+            return self._secret
+        try:
+            return self._jwks.get_signing_key_from_jwt(token).key
+        except jwt.PyJWKClientConnectionError as exc:
+            raise AuthError("Signing keys are unavailable") from exc
+        except jwt.PyJWKClientError as exc:
+            raise AuthError("Unknown signing key") from exc
+
+    def verify(self, token: str) -> Principal:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise AuthError("Malformed token") from exc
+        if header.get("alg") != self._algorithm:
+            raise AuthError("Token algorithm not accepted")
+        try:
+            claims = jwt.decode(
+                token,
+                key=self._key(token),
+                algorithms=[self._algorithm],
+                audience=self._audience,
+                issuer=self._issuer,
+                leeway=self._leeway,
+                options={"require": _REQUIRED_CLAIMS},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise AuthError("Token expired") from exc
+        except jwt.InvalidAudienceError as exc:
+            raise AuthError("Token audience not accepted") from exc
+        except jwt.InvalidIssuerError as exc:
+            raise AuthError("Token issuer not accepted") from exc
+        except jwt.MissingRequiredClaimError as exc:
+            raise AuthError(f"Token lacks the {exc.claim} claim") from exc
+        except jwt.InvalidSignatureError as exc:
+            raise AuthError("Token signature invalid") from exc
+        except jwt.PyJWTError as exc:
+            raise AuthError("Invalid token") from exc
+        return _principal(claims)
+
+
+def _principal(claims: dict[str, Any]) -> Principal:
+    sub, org_id, roles = claims.get("sub"), claims.get("org_id"), claims.get("roles")
+    if not isinstance(sub, str) or not sub:
+        raise AuthError("Token lacks the sub claim")
+    if not isinstance(org_id, str) or not org_id:
+        raise AuthError("Token lacks the org_id claim")
+    if isinstance(roles, str):
+        roles = roles.split()
+    if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+        raise AuthError("Token lacks the roles claim")
+    return Principal(user_id=sub, org_id=org_id, roles=frozenset(roles))
+
+
+def mint_token(
+    secret: str,
+    *,
+    sub: str,
+    org_id: str,
+    roles: list[str] | tuple[str, ...] | frozenset[str],
+    issuer: str = "orderflow",
+    audience: str = "orderflow",
+    ttl_seconds: int = 3600 * 12,
+) -> str:
+    """An HS256 token for development and tests."""
+    now = int(time.time())
+    claims = {
+        "sub": sub,
+        "org_id": org_id,
+        "roles": sorted(roles),
+        "iss": issuer,
+        "aud": audience,
+        "iat": now,
+        "exp": now + ttl_seconds,
+    }
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+# --- FastAPI -------------------------------------------------------------------------
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def install_auth(app: FastAPI, verifier: JwtVerifier) -> None:
+    app.state.jwt_verifier = verifier
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(
+        status_code=status.HTTP_401_UNAUTHORIZED,
+        detail=detail,
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+async def current_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise _unauthorized("Not authenticated")
+    verifier: JwtVerifier | None = getattr(request.app.state, "jwt_verifier", None)
+    if verifier is None:
+        raise RuntimeError("install_auth(app, verifier) was not called")
+    try:
+        return verifier.verify(credentials.credentials)
+    except AuthError as exc:
+        raise _unauthorized(exc.detail) from exc
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+def require_roles(*roles: str) -> Callable[..., Coroutine[Any, Any, Principal]]:
+    """`Depends(require_roles("approver"))`: 403 unless the caller has one of them."""
+    unknown = set(roles) - ROLES
+    if unknown:
+        raise ValueError(f"unknown role(s): {sorted(unknown)}")
+
+    async def dependency(principal: CurrentPrincipal) -> Principal:
+        if not principal.has_any(*roles):
+            raise HTTPException(
+                status_code=status.HTTP_403_FORBIDDEN,
+                detail=f"Requires one of the roles: {', '.join(roles)}",
+            )
+        return principal
+
+    return dependency

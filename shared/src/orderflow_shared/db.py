@@ -5,4 +5,66 @@
 - `make_session_factory(engine) -> async_sessionmaker[AsyncSession]` (expire_on_commit=False).
 - `await db_reachable(engine) -> bool` for /readyz (SELECT 1 with a short timeout).
 - `sync_url(url)` turns an async URL into the one Alembic uses.
+- `libpq_url(url)` turns a SQLAlchemy URL into a plain `postgresql://` conninfo for psycopg.
 """
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+_log = logging.getLogger(__name__)
+
+
+def async_url(url: str) -> str:
+    """The URL with the `postgresql+psycopg` driver (psycopg 3 speaks async and sync)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql":
+        raise ValueError(f"not a PostgreSQL URL: {parsed.render_as_string(hide_password=True)}")
+    return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+
+
+def sync_url(url: str) -> str:
+    """The URL Alembic uses: same database, psycopg 3 driver (works synchronously)."""
+    return async_url(url)
+
+
+def libpq_url(url: str) -> str:
+    """A `postgresql://...` conninfo for psycopg itself (no SQLAlchemy driver suffix)."""
+    parsed = make_url(url)
+    return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def make_engine(url: str, pool_size: int = 10, **kwargs: object) -> AsyncEngine:
+    return create_async_engine(
+        async_url(url),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        **kwargs,
+    )
+
+
+def make_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def db_reachable(engine: AsyncEngine, timeout: float = 2.0) -> bool:  # noqa: ASYNC109
+    try:
+        async with asyncio.timeout(timeout):
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+    except Exception as exc:  # any failure means "not ready", never an error page
+        _log.warning("database not reachable: %s", type(exc).__name__)
+        return False
+    return True

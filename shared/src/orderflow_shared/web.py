@@ -4,11 +4,296 @@
   request validation (with `detail` a list of pydantic errors, no input echoed for
   secrets); unexpected exceptions → 500 `{"detail": "Internal error"}` logged with a
   request id (must never happen, but never leaks internals).
-- `body_size_limit(app, max_bytes=1_048_576)`: 413 with `detail` for larger bodies.
+- `body_size_limit(app, max_bytes=1_048_576)`: 413 with `detail` for larger bodies
+  (pure ASGI middleware: checks Content-Length and counts streamed bodies).
 - `health_router(checks: dict[str, Callable[[], Awaitable[bool]]]) -> APIRouter` with
   `GET /livez` (200 `{"status": "ok"}`, no dependency checks) and `GET /readyz`
-  (200 or 503 with `{"status": ..., "checks": {name: "ok"|"fail"}}`).
+  (200 or 503 with `{"status": ..., "checks": {name: "ok"|"fail"}}`). With
+  `checks=None` the router reads `app.state.health_checks` at request time, so the
+  lifespan can fill it once the engine and clients exist.
 - `metrics_router() -> APIRouter`: `GET /metrics` (prometheus_client exposition), plus
   `install_http_metrics(app, service)` middleware: request count and latency histogram
   by route template and status.
+- `make_service_app(title, version, lifespan, checks, ...)`: a FastAPI app with all of
+  the above installed (and auth, when a verifier is given).
 """
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from orderflow_shared.auth import JwtVerifier, install_auth
+
+_log = logging.getLogger(__name__)
+
+HealthCheck = Callable[[], Awaitable[bool]]
+
+DEFAULT_MAX_BODY_BYTES = 1_048_576
+
+HTTP_REQUESTS = Counter(
+    "orderflow_http_requests_total",
+    "HTTP requests by route template and status.",
+    ["service", "method", "route", "status"],
+)
+HTTP_LATENCY = Histogram(
+    "orderflow_http_request_duration_seconds",
+    "HTTP request latency by route template.",
+    ["service", "method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+
+# --- errors ------------------------------------------------------------------------
+
+
+def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    """Pydantic errors without the offending input (it may hold a secret)."""
+    errors = []
+    for error in exc.errors():
+        item: dict[str, Any] = {
+            "type": error.get("type"),
+            "loc": list(error.get("loc", ())),
+            "msg": error.get("msg"),
+        }
+        ctx = error.get("ctx")
+        if ctx:
+            item["ctx"] = {k: str(v) for k, v in ctx.items()}
+        errors.append(item)
+    return errors
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 204 or exc.status_code < 200:
+        return Response(status_code=exc.status_code, headers=exc.headers)
+    return JSONResponse(
+        {"detail": jsonable_encoder(exc.detail)},
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )
+
+
+async def _validation_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    return JSONResponse({"detail": _validation_errors(exc)}, status_code=422)
+
+
+async def _unexpected_exception(request: Request, exc: Exception) -> Response:
+    request_id = request.headers.get("x-request-id") or str(uuid.uuid4())
+    _log.error(
+        "unhandled error on %s %s (request id %s)",
+        request.method,
+        request.url.path,
+        request_id,
+        exc_info=exc,
+    )
+    return JSONResponse(
+        {"detail": "Internal error"}, status_code=500, headers={"X-Request-ID": request_id}
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(StarletteHTTPException, _http_exception)
+    app.add_exception_handler(RequestValidationError, _validation_exception)
+    app.add_exception_handler(Exception, _unexpected_exception)
+
+
+# --- body size ----------------------------------------------------------------------
+
+
+class BodyTooLarge(StarletteHTTPException):
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(413, f"Request body larger than {max_bytes} bytes")
+
+
+class BodySizeLimitMiddleware:
+    """Refuses bodies above `max_bytes` with 413, by Content-Length or while streaming."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _header(scope, b"content-length")
+        if declared is not None:
+            try:
+                length = int(declared)
+            except ValueError:
+                await _send_json(send, 400, {"detail": "Invalid Content-Length header"})
+                return
+            if length > self.max_bytes:
+                await _send_json(send, 413, {"detail": BodyTooLarge(self.max_bytes).detail})
+                return
+
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise BodyTooLarge(self.max_bytes)
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except BodyTooLarge as exc:
+            if started:
+                raise
+            await _send_json(send, 413, {"detail": exc.detail})
+
+
+def body_size_limit(app: FastAPI, max_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=max_bytes)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
+    response = JSONResponse(body, status_code=status)
+    await send({"type": "http.response.start", "status": status, "headers": response.raw_headers})
+    await send({"type": "http.response.body", "body": response.body})
+
+
+# --- health --------------------------------------------------------------------------
+
+
+async def _run_check(check: HealthCheck, limit: float) -> bool:
+    try:
+        async with asyncio.timeout(limit):
+            return bool(await check())
+    except Exception as exc:
+        _log.warning("readiness check failed: %s", type(exc).__name__)
+        return False
+
+
+def health_router(
+    checks: Mapping[str, HealthCheck] | None = None, *, timeout: float = 3.0
+) -> APIRouter:
+    router = APIRouter(tags=["health"])
+
+    @router.get("/livez")
+    async def livez() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz")
+    async def readyz(request: Request) -> JSONResponse:
+        current: Mapping[str, HealthCheck] = (
+            checks if checks is not None else getattr(request.app.state, "health_checks", {})
+        )
+        names = list(current)
+        results = await asyncio.gather(*(_run_check(current[n], timeout) for n in names))
+        outcome = {name: "ok" if ok else "fail" for name, ok in zip(names, results, strict=True)}
+        ready = all(results)
+        return JSONResponse(
+            {"status": "ok" if ready else "unavailable", "checks": outcome},
+            status_code=200 if ready else 503,
+        )
+
+    return router
+
+
+# --- metrics -------------------------------------------------------------------------
+
+
+def metrics_router() -> APIRouter:
+    router = APIRouter(tags=["metrics"])
+
+    @router.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+class HttpMetricsMiddleware:
+    """Counts requests and observes latency, labelled by route template (not raw path)."""
+
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+        begin = time.perf_counter()
+
+        async def recording_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, recording_send)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "<unmatched>"
+            method = scope.get("method", "GET")
+            HTTP_REQUESTS.labels(self.service, method, template, str(status)).inc()
+            HTTP_LATENCY.labels(self.service, method, template).observe(time.perf_counter() - begin)
+
+
+def install_http_metrics(app: FastAPI, service: str) -> None:
+    app.add_middleware(HttpMetricsMiddleware, service=service)
+
+
+# --- the whole kit ----------------------------------------------------------------------
+
+
+def make_service_app(
+    title: str,
+    version: str,
+    lifespan: Any = None,
+    checks: Mapping[str, HealthCheck] | None = None,
+    *,
+    service: str | None = None,
+    verifier: JwtVerifier | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    **fastapi_kwargs: Any,
+) -> FastAPI:
+    """A FastAPI app with error handlers, body limit, HTTP metrics, health and metrics.
+
+    Add the service's own routers to the result. `checks=None` reads
+    `app.state.health_checks` (set it in the lifespan).
+    """
+    app = FastAPI(title=title, version=version, lifespan=lifespan, **fastapi_kwargs)
+    install_error_handlers(app)
+    body_size_limit(app, max_body_bytes)
+    install_http_metrics(app, service or title)
+    app.include_router(health_router(checks))
+    app.include_router(metrics_router())
+    if verifier is not None:
+        install_auth(app, verifier)
+    return app

@@ -153,21 +153,51 @@ class EventSpec:
 
 
 EVENT_SPECS: tuple[EventSpec, ...] = (
-    EventSpec(DraftCreatedV1, Topic.DRAFT_CREATED, "orderflow.draft.created.v1",
-              "DRAFT_CREATED", "draft_order"),
-    EventSpec(DraftValidatedV1, Topic.DRAFT_VALIDATED, "orderflow.draft.validated.v1",
-              "DRAFT_VALIDATED", "draft_order"),
-    EventSpec(DraftApprovedV1, Topic.DRAFT_APPROVED, "orderflow.draft.approved.v1",
-              "DRAFT_APPROVED", "draft_order"),
-    EventSpec(DraftPushRequestedV1, Topic.DRAFT_PUSH_REQUESTED,
-              "orderflow.draft.push_requested.v1", "DRAFT_PUSHED", "draft_order"),
-    EventSpec(ExportSentV1, Topic.EXPORT_SENT, "orderflow.export.sent.v1",
-              "EXPORT_SENT", "draft_order"),
-    EventSpec(ExportFailedV1, Topic.EXPORT_FAILED, "orderflow.export.failed.v1",
-              "EXPORT_FAILED", "draft_order"),
-    EventSpec(ErpConnectionChangedV1, Topic.ERP_CONNECTION_CHANGED,
-              "orderflow.erp_connection.changed.v1", "ERP_CONNECTION_CHANGED",
-              "erp_connection"),
+    EventSpec(
+        DraftCreatedV1,
+        Topic.DRAFT_CREATED,
+        "orderflow.draft.created.v1",
+        "DRAFT_CREATED",
+        "draft_order",
+    ),
+    EventSpec(
+        DraftValidatedV1,
+        Topic.DRAFT_VALIDATED,
+        "orderflow.draft.validated.v1",
+        "DRAFT_VALIDATED",
+        "draft_order",
+    ),
+    EventSpec(
+        DraftApprovedV1,
+        Topic.DRAFT_APPROVED,
+        "orderflow.draft.approved.v1",
+        "DRAFT_APPROVED",
+        "draft_order",
+    ),
+    EventSpec(
+        DraftPushRequestedV1,
+        Topic.DRAFT_PUSH_REQUESTED,
+        "orderflow.draft.push_requested.v1",
+        "DRAFT_PUSHED",
+        "draft_order",
+    ),
+    EventSpec(
+        ExportSentV1, Topic.EXPORT_SENT, "orderflow.export.sent.v1", "EXPORT_SENT", "draft_order"
+    ),
+    EventSpec(
+        ExportFailedV1,
+        Topic.EXPORT_FAILED,
+        "orderflow.export.failed.v1",
+        "EXPORT_FAILED",
+        "draft_order",
+    ),
+    EventSpec(
+        ErpConnectionChangedV1,
+        Topic.ERP_CONNECTION_CHANGED,
+        "orderflow.erp_connection.changed.v1",
+        "ERP_CONNECTION_CHANGED",
+        "erp_connection",
+    ),
 )
 EVENT_TYPES: dict[str, EventSpec] = {spec.ce_type: spec for spec in EVENT_SPECS}
 _BY_MODEL: dict[type[EventData], EventSpec] = {spec.model: spec for spec in EVENT_SPECS}

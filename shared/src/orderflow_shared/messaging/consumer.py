@@ -21,18 +21,63 @@ produced to `dead_letter` with headers `dlt_reason`, `dlt_topic`, `dlt_partition
 is committed, and the runner carries on. Consumers use `enable_auto_commit=False`,
 `auto_offset_reset="earliest"`, `isolation_level="read_committed"`. Topics may
 also be a regex pattern (`pattern=`) for the audit service.
+
+Rebalances: a batch is handled and committed under a lock that the revoke callback
+also takes, so a revoke waits for the batch in flight; records of partitions that
+are no longer assigned are dropped unhandled (their new owner reads them from the
+committed offset).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import random
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import Any
 
-if TYPE_CHECKING:
-    from orderflow_shared.messaging.envelope import Envelope
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import CommitFailedError, IllegalStateError
+from prometheus_client import Counter
 
-BatchHandler = Callable[[list["Envelope"]], Awaitable[None]]
+from orderflow_shared.contracts.topics import DEAD_LETTER_TOPIC
+from orderflow_shared.messaging.envelope import Envelope, EnvelopeError
+from orderflow_shared.messaging.kafka import make_idempotent_producer
+
+_log = logging.getLogger(__name__)
+
+BatchHandler = Callable[[list[Envelope]], Awaitable[None]]
+
+EVENTS_HANDLED = Counter(
+    "orderflow_consumer_events_handled_total",
+    "Events handed to a consumer's handler and committed.",
+    ["consumer", "topic"],
+)
+HANDLER_FAILURES = Counter(
+    "orderflow_consumer_handler_failures_total",
+    "Batches whose handler raised (the batch is retried).",
+    ["consumer"],
+)
+DEAD_LETTERS = Counter(
+    "orderflow_consumer_dead_letters_total",
+    "Unreadable records sent to the dead-letter topic.",
+    ["consumer", "topic"],
+)
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, runner: ConsumerRunner) -> None:
+        self._runner = runner
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        # Wait for the batch in flight: it commits before the partitions move on.
+        async with self._runner._batch_lock:
+            _log.info("%s: partitions revoked %s", self._runner.name, sorted(map(str, revoked)))
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        self._runner._joined = True
+        _log.info("%s: partitions assigned %s", self._runner.name, sorted(map(str, assigned)))
 
 
 class ConsumerRunner:
@@ -46,12 +91,213 @@ class ConsumerRunner:
         pattern: str | None = None,
         client_id: str | None = None,
         max_batch: int = 500,
+        name: str | None = None,
+        dead_letter_topic: str = DEAD_LETTER_TOPIC,
+        retry_initial_delay: float = 0.2,
+        retry_max_delay: float = 30.0,
+        consumer_options: dict[str, Any] | None = None,
     ) -> None:
-        raise NotImplementedError
-
-    async def run(self, stop: asyncio.Event) -> None:
-        raise NotImplementedError
+        if bool(topics) == bool(pattern):
+            raise ValueError("give either topics or pattern")
+        self._bootstrap_servers = bootstrap_servers
+        self._group_id = group_id
+        self._handler = handler
+        self._topics = [str(t) for t in topics]
+        self._pattern = pattern
+        self._client_id = client_id or group_id
+        self._max_batch = max_batch
+        self.name = name or group_id
+        self._dead_letter_topic = str(dead_letter_topic)
+        self._retry_initial_delay = retry_initial_delay
+        self._retry_max_delay = retry_max_delay
+        self._consumer_options = consumer_options or {}
+        self._batch_lock = asyncio.Lock()
+        self._joined = False
+        self._failures = 0
 
     async def ready(self) -> bool:
         """True once the consumer has joined its group (for /readyz)."""
-        raise NotImplementedError
+        return self._joined
+
+    async def run(self, stop: asyncio.Event) -> None:
+        connect_failures = 0
+        while not stop.is_set():
+            try:
+                await self._session(stop)
+                connect_failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                connect_failures += 1
+                delay = self._backoff(connect_failures)
+                _log.warning(
+                    "%s: consumer failed (%s: %s); restarting in %.1fs",
+                    self.name,
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                )
+                await _wait(stop, delay)
+            finally:
+                self._joined = False
+
+    def _backoff(self, failures: int) -> float:
+        delay = min(self._retry_max_delay, self._retry_initial_delay * 2 ** min(failures - 1, 20))
+        return float(delay * random.uniform(0.5, 1.0))
+
+    def _make_consumer(self) -> AIOKafkaConsumer:
+        options: dict[str, Any] = {"session_timeout_ms": 10_000, "heartbeat_interval_ms": 3_000}
+        options.update(self._consumer_options)
+        return AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap_servers,
+            group_id=self._group_id,
+            client_id=self._client_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            max_poll_records=self._max_batch,
+            **options,
+        )
+
+    async def _session(self, stop: asyncio.Event) -> None:
+        consumer = self._make_consumer()
+        listener = _Rebalance(self)
+        if self._pattern:
+            consumer.subscribe(pattern=self._pattern, listener=listener)
+        else:
+            consumer.subscribe(self._topics, listener=listener)
+        producer = make_idempotent_producer(
+            self._bootstrap_servers, f"{self._client_id}-dead-letter"
+        )
+        started: list[AIOKafkaConsumer | AIOKafkaProducer] = []
+        try:
+            await producer.start()
+            started.append(producer)
+            await consumer.start()
+            started.append(consumer)
+            while not stop.is_set():
+                batches = await consumer.getmany(timeout_ms=500, max_records=self._max_batch)
+                if not batches:
+                    continue
+                async with self._batch_lock:
+                    handled = await self._process(consumer, producer, batches)
+                if not handled:
+                    await _wait(stop, self._backoff(self._failures))
+        finally:
+            for client in reversed(started):
+                try:
+                    await client.stop()
+                except Exception as exc:
+                    _log.warning("%s: stopping a Kafka client failed: %s", self.name, exc)
+
+    async def _process(
+        self,
+        consumer: AIOKafkaConsumer,
+        producer: AIOKafkaProducer,
+        batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+    ) -> bool:
+        """Handle one fetch; True when committed, False when it must be retried."""
+        assigned = consumer.assignment()
+        batches = {tp: records for tp, records in batches.items() if tp in assigned and records}
+        if not batches:
+            return True
+        events: list[Envelope] = []
+        poison: list[tuple[ConsumerRecord[bytes, bytes], str]] = []
+        for records in batches.values():
+            for record in records:
+                try:
+                    envelope = Envelope.from_kafka(record.key, record.value, record.headers)
+                    envelope.parse()
+                except EnvelopeError as exc:
+                    poison.append((record, str(exc)))
+                else:
+                    events.append(envelope)
+        try:
+            await self._dead_letter(producer, poison)
+            if events:
+                await self._handler(events)
+        except Exception as exc:
+            self._failures += 1
+            HANDLER_FAILURES.labels(self.name).inc()
+            _log.error(
+                "%s: batch of %d event(s) failed (attempt %d; %s: %s); event ids %s",
+                self.name,
+                len(events),
+                self._failures,
+                type(exc).__name__,
+                exc,
+                [str(e.id) for e in events[:20]],
+                exc_info=exc,
+            )
+            self._rewind(consumer, batches)
+            return False
+        self._failures = 0
+        offsets = {tp: records[-1].offset + 1 for tp, records in batches.items()}
+        try:
+            await consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as exc:
+            # The group moved on while we worked; the new owner re-reads from the last
+            # commit and the inbox makes the repeat harmless.
+            _log.warning("%s: commit after rebalance refused: %s", self.name, exc)
+        for envelope in events:
+            EVENTS_HANDLED.labels(self.name, envelope.topic).inc()
+        return True
+
+    async def _dead_letter(
+        self,
+        producer: AIOKafkaProducer,
+        poison: list[tuple[ConsumerRecord[bytes, bytes], str]],
+    ) -> None:
+        futures = []
+        for record, reason in poison:
+            if record.topic == self._dead_letter_topic:
+                _log.error(
+                    "%s: unreadable dead letter at offset %d skipped: %s",
+                    self.name,
+                    record.offset,
+                    reason,
+                )
+                continue
+            headers = [*record.headers]
+            headers += [
+                ("dlt_reason", reason.encode()),
+                ("dlt_topic", record.topic.encode()),
+                ("dlt_partition", str(record.partition).encode()),
+                ("dlt_offset", str(record.offset).encode()),
+                ("dlt_consumer", self.name.encode()),
+            ]
+            _log.warning(
+                "%s: unreadable record %s[%d]@%d to %s: %s",
+                self.name,
+                record.topic,
+                record.partition,
+                record.offset,
+                self._dead_letter_topic,
+                reason,
+            )
+            futures.append(
+                await producer.send(
+                    self._dead_letter_topic, value=record.value, key=record.key, headers=headers
+                )
+            )
+            DEAD_LETTERS.labels(self.name, record.topic).inc()
+        if futures:
+            await asyncio.gather(*futures)
+
+    def _rewind(
+        self,
+        consumer: AIOKafkaConsumer,
+        batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+    ) -> None:
+        """Seek every partition of the failed batch back to its first record."""
+        assigned = consumer.assignment()
+        for tp, records in batches.items():
+            if tp in assigned:
+                consumer.seek(tp, records[0].offset)
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except TimeoutError:
+        pass

@@ -113,8 +113,11 @@ class Envelope:
                 h[name] = raw.decode() if raw is not None else ""
         except UnicodeDecodeError as exc:
             raise EnvelopeError("header is not UTF-8") from exc
-        missing = [n for n in ("ce_id", "ce_type", "ce_source", "ce_time", "ce_subject", "orgid")
-                   if not h.get(n)]
+        missing = [
+            n
+            for n in ("ce_id", "ce_type", "ce_source", "ce_time", "ce_subject", "orgid")
+            if not h.get(n)
+        ]
         if missing:
             raise EnvelopeError(f"missing header(s): {', '.join(missing)}")
         if h.get("ce_specversion", SPEC_VERSION) != SPEC_VERSION:
@@ -130,8 +133,18 @@ class Envelope:
             time = datetime.fromisoformat(h["ce_time"])
         except ValueError as exc:
             raise EnvelopeError(f"bad ce_id or ce_time: {exc}") from exc
-        known = {"ce_id", "ce_type", "ce_source", "ce_specversion", "ce_time", "ce_subject",
-                 "orgid", "actorid", "content-type", "traceparent"}
+        known = {
+            "ce_id",
+            "ce_type",
+            "ce_source",
+            "ce_specversion",
+            "ce_time",
+            "ce_subject",
+            "orgid",
+            "actorid",
+            "content-type",
+            "traceparent",
+        }
         return cls(
             id=event_id,
             type=h["ce_type"],

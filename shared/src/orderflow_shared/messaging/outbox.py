@@ -1,48 +1,160 @@
 """Transactional outbox: events commit with the state change; a relay publishes them.
 
-Contract (implementation to be completed in this module):
-
 - `outbox_table(metadata, schema)` declares `<schema>.outbox`:
   `id BIGSERIAL PK, event_id UUID UNIQUE, topic TEXT, key TEXT, headers JSONB,
   payload BYTEA, created_at TIMESTAMPTZ default now(), published_at TIMESTAMPTZ NULL`
   plus a partial index on id where published_at is null. Services include it in their
-  SQLAlchemy metadata and create it in their Alembic migrations (op.create_table with
-  the same columns, or `create_outbox_table(op, schema)` below).
-- `add_event(session, envelope, table)` inserts the envelope as a row in the caller's
-  transaction (and issues `NOTIFY <schema>_outbox` so the relay wakes at commit).
+  SQLAlchemy metadata and create it in their Alembic migrations
+  (`create_outbox_table(op, schema)`).
+- `add_event(session, table, envelope)` inserts the envelope as a row in the caller's
+  transaction and issues `NOTIFY <schema>_outbox` (delivered at commit) so the relay wakes.
 - `OutboxRelay(...).run(stop)` loops until `stop` is set: holds a session-level
-  Postgres advisory lock (only one relay per schema publishes at a time; the others
-  wait and take over when it dies), reads unpublished rows in id order (batch),
-  publishes them with an idempotent aiokafka producer (acks=all), waits for every
-  ack, then marks them published in one UPDATE. Wakes on LISTEN/NOTIFY or every
-  `poll_interval` seconds. On Kafka errors it backs off and tries again; nothing is
-  marked published that Kafka did not ack. Published rows older than
-  `retention` are deleted in the background.
+  Postgres advisory lock on a dedicated connection (only one relay per schema publishes
+  at a time; the others retry the lock every `poll_interval` and take over when it
+  dies), reads unpublished rows in id order (batch), publishes them with an idempotent
+  aiokafka producer (acks=all), waits for every ack, then marks the acked rows
+  published in one UPDATE. Wakes on LISTEN/NOTIFY or every `poll_interval` seconds.
+  On Kafka or database errors it backs off and tries again, never dies; nothing is
+  marked published that Kafka did not ack. Published rows older than `retention` are
+  deleted now and then.
+
+The rows are read and marked on the same connection that holds the lock, so a relay
+that lost its connection (and with it the lock) cannot mark anything any more.
+Delivery is at least once; consumers deduplicate with the inbox.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+import hashlib
+import logging
+import random
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-if TYPE_CHECKING:
-    from sqlalchemy import MetaData, Table
-    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+import psycopg
+from aiokafka import AIOKafkaProducer
+from prometheus_client import Counter, Gauge, Histogram
+from psycopg import sql
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    LargeBinary,
+    MetaData,
+    Table,
+    Text,
+    func,
+    select,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-    from orderflow_shared.messaging.envelope import Envelope
+from orderflow_shared.db import libpq_url
+from orderflow_shared.messaging.envelope import Envelope
+from orderflow_shared.messaging.kafka import make_idempotent_producer
+
+_log = logging.getLogger(__name__)
+
+OUTBOX_TABLE = "outbox"
+
+EVENTS_PUBLISHED = Counter(
+    "orderflow_outbox_events_published_total",
+    "Outbox events acknowledged by Kafka and marked published.",
+    ["schema", "topic"],
+)
+PUBLISH_LAG = Histogram(
+    "orderflow_outbox_publish_lag_seconds",
+    "Time from the outbox row's creation to Kafka's acknowledgement.",
+    ["schema"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+RELAY_ERRORS = Counter(
+    "orderflow_outbox_relay_errors_total",
+    "Relay iterations that failed (Kafka or database) and were retried.",
+    ["schema"],
+)
+RELAY_LEADER = Gauge(
+    "orderflow_outbox_relay_leader",
+    "1 while this process holds the relay lock of the schema.",
+    ["schema"],
+)
+
+
+def _columns() -> list[Column[Any]]:
+    return [
+        Column("id", BigInteger, primary_key=True, autoincrement=True),
+        Column("event_id", UUID(as_uuid=True), nullable=False, unique=True),
+        Column("topic", Text, nullable=False),
+        Column("key", Text, nullable=False),
+        Column("headers", JSONB, nullable=False),
+        Column("payload", LargeBinary, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("published_at", DateTime(timezone=True), nullable=True),
+    ]
+
+
+def _unpublished_index_name(schema: str) -> str:
+    return f"ix_{schema}_outbox_unpublished"
 
 
 def outbox_table(metadata: MetaData, schema: str) -> Table:
-    raise NotImplementedError
+    existing = metadata.tables.get(f"{schema}.{OUTBOX_TABLE}")
+    if existing is not None:
+        return existing
+    table = Table(OUTBOX_TABLE, metadata, *_columns(), schema=schema)
+    Index(
+        _unpublished_index_name(schema),
+        table.c.id,
+        postgresql_where=table.c.published_at.is_(None),
+    )
+    return table
 
 
-def create_outbox_table(op: object, schema: str) -> None:
+def create_outbox_table(op: Any, schema: str) -> None:
     """Alembic helper: create the outbox table and its index with `op`."""
-    raise NotImplementedError
+    op.create_table(OUTBOX_TABLE, *_columns(), schema=schema)
+    op.create_index(
+        _unpublished_index_name(schema),
+        OUTBOX_TABLE,
+        ["id"],
+        schema=schema,
+        postgresql_where=text("published_at IS NULL"),
+    )
+
+
+def drop_outbox_table(op: Any, schema: str) -> None:
+    op.drop_index(_unpublished_index_name(schema), table_name=OUTBOX_TABLE, schema=schema)
+    op.drop_table(OUTBOX_TABLE, schema=schema)
+
+
+def notify_channel(schema: str) -> str:
+    return f"{schema}_outbox"
+
+
+def default_lock_key(schema: str) -> int:
+    """A stable signed 64-bit advisory-lock key per schema."""
+    digest = hashlib.sha256(f"orderflow.outbox.relay:{schema}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 async def add_event(session: AsyncSession, table: Table, envelope: Envelope) -> None:
-    raise NotImplementedError
+    """Insert the event in the caller's transaction; the relay is woken at commit."""
+    headers = [[name, value.decode()] for name, value in envelope.kafka_headers()]
+    await session.execute(
+        table.insert().values(
+            event_id=envelope.id,
+            topic=envelope.topic,
+            key=envelope.key,
+            headers=headers,
+            payload=envelope.data,
+        )
+    )
+    await session.execute(
+        select(func.pg_notify(notify_channel(table.schema or "public"), str(envelope.id)))
+    )
 
 
 class OutboxRelay:
@@ -56,8 +168,185 @@ class OutboxRelay:
         batch_size: int = 500,
         poll_interval: float = 0.5,
         client_id: str = "outbox-relay",
+        retention: timedelta = timedelta(days=7),
+        cleanup_interval: float = 300.0,
+        max_backoff: float = 30.0,
+        producer_options: dict[str, Any] | None = None,
     ) -> None:
-        raise NotImplementedError
+        self._dsn = libpq_url(engine.url.render_as_string(hide_password=False))
+        self._schema = table.schema or "public"
+        self._table = sql.Identifier(self._schema, table.name)
+        self._bootstrap_servers = bootstrap_servers
+        self._lock_key = default_lock_key(self._schema) if lock_key is None else lock_key
+        self._batch_size = batch_size
+        self._poll_interval = poll_interval
+        self._client_id = client_id
+        self._retention = retention
+        self._cleanup_interval = cleanup_interval
+        self._max_backoff = max_backoff
+        self._producer_options = producer_options or {}
+        self._is_leader = False
+        self._healthy = False
+
+    @property
+    def is_leader(self) -> bool:
+        """True while this relay holds the lock and publishes."""
+        return self._is_leader
+
+    async def ready(self) -> bool:
+        """True while the relay runs without errors (as leader or as standby)."""
+        return self._healthy
 
     async def run(self, stop: asyncio.Event) -> None:
-        raise NotImplementedError
+        failures = 0
+        while not stop.is_set():
+            try:
+                await self._session(stop)
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failures += 1
+                self._healthy = False
+                RELAY_ERRORS.labels(self._schema).inc()
+                delay = min(self._max_backoff, 0.5 * 2 ** min(failures, 10))
+                delay *= random.uniform(0.5, 1.0)
+                _log.warning(
+                    "outbox relay for %s failed (%s: %s); retrying in %.1fs",
+                    self._schema,
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                )
+                await _wait(stop, delay)
+        self._healthy = False
+
+    async def _session(self, stop: asyncio.Event) -> None:
+        """One connection's life: take the lock, then publish until stopped or broken."""
+        conn = await psycopg.AsyncConnection.connect(self._dsn, autocommit=True)
+        producer: AIOKafkaProducer | None = None
+        try:
+            self._healthy = True
+            if not await self._acquire_lock(conn, stop):
+                return
+            self._is_leader = True
+            RELAY_LEADER.labels(self._schema).set(1)
+            _log.info("outbox relay for %s holds the lock", self._schema)
+            await conn.execute(
+                sql.SQL("LISTEN {}").format(sql.Identifier(notify_channel(self._schema)))
+            )
+            producer = make_idempotent_producer(
+                self._bootstrap_servers, self._client_id, **self._producer_options
+            )
+            await producer.start()
+            await self._publish_loop(conn, producer, stop)
+        finally:
+            self._is_leader = False
+            RELAY_LEADER.labels(self._schema).set(0)
+            if producer is not None:
+                try:
+                    await producer.stop()
+                except Exception as exc:
+                    _log.warning("stopping the relay producer failed: %s", exc)
+            await conn.close()
+
+    async def _acquire_lock(self, conn: psycopg.AsyncConnection[Any], stop: asyncio.Event) -> bool:
+        while not stop.is_set():
+            cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (self._lock_key,))
+            row = await cur.fetchone()
+            if row and row[0]:
+                return True
+            await _wait(stop, self._poll_interval)
+        return False
+
+    async def _publish_loop(
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        producer: AIOKafkaProducer,
+        stop: asyncio.Event,
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        next_cleanup = loop.time()
+        while not stop.is_set():
+            published = await self.publish_batch(conn, producer)
+            self._healthy = True
+            if loop.time() >= next_cleanup:
+                await self._delete_old(conn)
+                next_cleanup = loop.time() + self._cleanup_interval
+            if published >= self._batch_size:
+                continue
+            await self._wait_for_wake(conn, stop)
+
+    async def publish_batch(
+        self, conn: psycopg.AsyncConnection[Any], producer: AIOKafkaProducer
+    ) -> int:
+        """Publish one batch of unpublished rows; returns how many were marked published."""
+        cur = await conn.execute(
+            sql.SQL(
+                "SELECT id, topic, key, headers, payload, created_at FROM {} "
+                "WHERE published_at IS NULL ORDER BY id LIMIT %s"
+            ).format(self._table),
+            (self._batch_size,),
+        )
+        rows = await cur.fetchall()
+        if not rows:
+            return 0
+        futures = []
+        for _id, topic, key, headers, payload, _created in rows:
+            futures.append(
+                await producer.send(
+                    topic,
+                    value=bytes(payload),
+                    key=key.encode(),
+                    headers=[(name, value.encode()) for name, value in headers],
+                )
+            )
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        acked = [
+            row
+            for row, result in zip(rows, results, strict=True)
+            if not isinstance(result, BaseException)
+        ]
+        if acked:
+            await conn.execute(
+                sql.SQL("UPDATE {} SET published_at = now() WHERE id = ANY(%s)").format(
+                    self._table
+                ),
+                ([row[0] for row in acked],),
+            )
+            now = datetime.now(UTC)
+            lag = PUBLISH_LAG.labels(self._schema)
+            for row in acked:
+                EVENTS_PUBLISHED.labels(self._schema, row[1]).inc()
+                lag.observe(max(0.0, (now - row[5]).total_seconds()))
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            raise RuntimeError(
+                f"{len(failures)} of {len(rows)} outbox events not acknowledged: {failures[0]!r}"
+            )
+        return len(acked)
+
+    async def _wait_for_wake(self, conn: psycopg.AsyncConnection[Any], stop: asyncio.Event) -> None:
+        if stop.is_set():
+            return
+        # psycopg keeps the NOTIFYs that arrived while other queries ran and yields
+        # them first, so a wake-up between two batches is never lost; the loop
+        # drains them all and returns at once, or waits up to the poll interval.
+        async for _ in conn.notifies(timeout=self._poll_interval, stop_after=1):
+            pass
+
+    async def _delete_old(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        cutoff = datetime.now(UTC) - self._retention
+        await conn.execute(
+            sql.SQL("DELETE FROM {} WHERE published_at IS NOT NULL AND published_at < %s").format(
+                self._table
+            ),
+            (cutoff,),
+        )
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except TimeoutError:
+        pass
