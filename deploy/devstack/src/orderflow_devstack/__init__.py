@@ -1,1 +1,1 @@
-"""orderflow_devstack."""
+"""orderflow_devstack: the local OrderFlow stack without Docker (and its pytest fixtures)."""

@@ -1,0 +1,746 @@
+"""One small class per process of the stack: start / stop / kill / is_ready."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import os
+import pwd
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, ClassVar
+
+from orderflow_devstack import install
+from orderflow_devstack.config import SFTP_USER, StackConfig
+from orderflow_devstack.procs import (
+    StackError,
+    group_alive,
+    kill_group,
+    port_open,
+    read_pid,
+    run,
+    spawn,
+    stop_group,
+    tail,
+    wait_until,
+)
+
+
+def run_coroutine(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Run a coroutine to completion in a thread of its own (safe inside a running loop)."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = asyncio.run(coro)
+        except BaseException as exc:  # handed back to the caller
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+def http_status(url: str, timeout: float = 2.0) -> int | None:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except (OSError, ValueError):
+        return None
+
+
+def link_or_mkdir(link: Path, target: Path) -> None:
+    """Make `link` reach `target`: the same path, or a symlink to it."""
+    target.mkdir(parents=True, exist_ok=True)
+    if link == target:
+        return
+    if link.is_symlink():
+        if Path(os.readlink(link)) == target:
+            return
+        link.unlink()
+    elif link.exists():
+        shutil.rmtree(link)
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(target)
+
+
+class Component:
+    name: ClassVar[str]
+    stop_signal: ClassVar[int] = signal.SIGTERM
+    ready_timeout: ClassVar[float] = 60.0
+    stop_timeout: ClassVar[float] = 20.0
+
+    def __init__(self, cfg: StackConfig) -> None:
+        self.cfg = cfg
+
+    # --- to override ---------------------------------------------------------------
+    def prepare(self) -> None:
+        """One-time set-up before the process starts (configs, keys, data dirs)."""
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def env(self) -> dict[str, str] | None:
+        return None
+
+    def user(self) -> str | None:
+        return None
+
+    def is_ready(self) -> bool:
+        raise NotImplementedError
+
+    @property
+    def port(self) -> int:
+        return self.cfg.ports[self.name]
+
+    # --- shared behaviour ----------------------------------------------------------
+    @property
+    def log_file(self) -> Path:
+        return self.cfg.log_file(self.name)
+
+    @property
+    def pid_file(self) -> Path:
+        return self.cfg.pid_file(self.name)
+
+    def pid(self) -> int | None:
+        pid = read_pid(self.pid_file)
+        if pid is not None and group_alive(pid):
+            return pid
+        return None
+
+    def is_running(self) -> bool:
+        return self.pid() is not None
+
+    def start(self, *, wait: bool = True) -> None:
+        """Start unless running (then leave it alone); optionally wait until ready."""
+        if not self.is_running():
+            if port_open(self.port):
+                raise StackError(
+                    f"{self.name}: port {self.port} is already in use by another process "
+                    f"(see `ss -ltnp 'sport = :{self.port}'`)"
+                )
+            self.prepare()
+            spawn(
+                self.command(),
+                log_file=self.log_file,
+                pid_file=self.pid_file,
+                env=self.env(),
+                cwd=self.cfg.repo_root,
+                user=self.user(),
+            )
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self) -> None:
+        wait_until(
+            self.is_ready,
+            timeout=self.ready_timeout,
+            what=f"{self.name} (log {self.log_file})",
+            interval=0.2,
+            failed=self._died,
+        )
+
+    def _died(self) -> str | None:
+        if self.is_running():
+            return None
+        return f"process exited; last lines of {self.log_file}:\n{tail(self.log_file)}"
+
+    def stop(self) -> None:
+        pid = read_pid(self.pid_file)
+        if pid is not None:
+            stop_group(pid, sig=self.stop_signal, timeout=self.stop_timeout)
+        self.pid_file.unlink(missing_ok=True)
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group (fault injection)."""
+        pid = read_pid(self.pid_file)
+        if pid is not None:
+            kill_group(pid)
+        self.pid_file.unlink(missing_ok=True)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start(wait=True)
+
+    def status(self) -> str:
+        pid = self.pid()
+        if pid is None:
+            return "stopped"
+        return f"ready (pid {pid})" if self.is_ready() else f"starting (pid {pid})"
+
+
+class Postgres(Component):
+    name = "postgres"
+    stop_signal = signal.SIGINT  # fast shutdown
+    ready_timeout = 60.0
+
+    @property
+    def base(self) -> Path:
+        return self.cfg.system_dir / "postgres"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.base / "data"
+
+    @property
+    def socket_dir(self) -> Path:
+        return self.base / "run"
+
+    def user(self) -> str:
+        return "postgres"
+
+    def _bin(self, tool: str) -> str:
+        found = install.postgres_bin(tool)
+        if found is None:
+            raise StackError(f"postgres: `{tool}` not found; run `make install`")
+        return found
+
+    def prepare(self) -> None:
+        try:
+            account = pwd.getpwnam("postgres")
+        except KeyError as exc:
+            raise StackError("postgres: OS user `postgres` missing; run `make install`") from exc
+        link_or_mkdir(self.cfg.state_dir / "postgres", self.base)
+        for directory in (self.base, self.socket_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+            os.chown(directory, account.pw_uid, account.pw_gid)
+        self.base.chmod(0o700)
+        if (self.data_dir / "PG_VERSION").exists():
+            return
+        if self.data_dir.exists():
+            shutil.rmtree(self.data_dir)
+        pwfile = self.base / "pwfile"
+        pwfile.write_text(self.cfg.role_password("postgres") + "\n")
+        os.chown(pwfile, account.pw_uid, account.pw_gid)
+        pwfile.chmod(0o600)
+        try:
+            run(
+                [
+                    self._bin("initdb"),
+                    "-D",
+                    str(self.data_dir),
+                    "-U",
+                    "postgres",
+                    f"--pwfile={pwfile}",
+                    "--auth-local=scram-sha-256",
+                    "--auth-host=scram-sha-256",
+                    "--encoding=UTF8",
+                    "--no-locale",
+                ],
+                user="postgres",
+                cwd=self.base,
+                log_file=self.log_file,
+                what="postgres: initdb",
+            )
+        finally:
+            pwfile.unlink(missing_ok=True)
+
+    def command(self) -> list[str]:
+        argv = [
+            self._bin("postgres"),
+            "-D",
+            str(self.data_dir),
+            "-p",
+            str(self.port),
+            "-k",
+            str(self.socket_dir),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "max_connections=300",
+            "-c",
+            "shared_buffers=128MB",
+        ]
+        if self.cfg.environment == "test":
+            # the test stack is thrown away: no need to survive an OS crash
+            argv += ["-c", "fsync=off", "-c", "synchronous_commit=off"]
+        return argv
+
+    def is_ready(self) -> bool:
+        import psycopg
+
+        try:
+            with psycopg.connect(
+                self.cfg.superuser_dsn().rsplit("/", 1)[0] + "/postgres", connect_timeout=2
+            ) as conn:
+                conn.execute("SELECT 1")
+        except psycopg.Error:
+            return False
+        return True
+
+
+class Redis(Component):
+    name = "redis"
+
+    def prepare(self) -> None:
+        (self.cfg.state_dir / "redis").mkdir(parents=True, exist_ok=True)
+
+    def command(self) -> list[str]:
+        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        return [
+            binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.cfg.state_dir / "redis"),
+            "--daemonize",
+            "no",
+            "--logfile",
+            "",
+        ]
+
+    def is_ready(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+
+class Kafka(Component):
+    name = "kafka"
+    ready_timeout = 120.0
+    stop_timeout = 30.0
+
+    @property
+    def home(self) -> Path:
+        return self.cfg.state_dir / "kafka"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+    def _classpath(self) -> str:
+        libs = install.kafka_libs_dir()
+        if not install.kafka_libs_present():
+            raise StackError(f"kafka: jars missing in {libs}; run `make install`")
+        return f"{libs}/*"
+
+    def _java(self) -> str:
+        java = shutil.which("java")
+        if java is None:
+            raise StackError("kafka: `java` not found (Java 17 is needed); run `make install`")
+        return java
+
+    def _jvm_flags(self) -> list[str]:
+        return [
+            "-Xms128m",
+            "-Xmx512m",
+            "-XX:+UseG1GC",
+            "-XX:TieredStopAtLevel=1",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j.configuration=file:{self.home / 'log4j.properties'}",
+            "-cp",
+            self._classpath(),
+        ]
+
+    def prepare(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        props = self.home / "server.properties"
+        props.write_text(self.server_properties())
+        (self.home / "log4j.properties").write_text(LOG4J_PROPERTIES)
+        if (self.data_dir / "meta.properties").exists():
+            return
+        cluster_id = self._cluster_id()
+        run(
+            [
+                self._java(),
+                *self._jvm_flags(),
+                "kafka.tools.StorageTool",
+                "format",
+                "--standalone",
+                "-t",
+                cluster_id,
+                "-c",
+                str(props),
+            ],
+            log_file=self.log_file,
+            what="kafka: storage format",
+            timeout=120,
+        )
+
+    def _cluster_id(self) -> str:
+        id_file = self.home / "cluster.id"
+        if not id_file.exists():
+            raw = uuid.uuid4().bytes
+            import base64
+
+            id_file.write_text(base64.urlsafe_b64encode(raw).decode().rstrip("="))
+        return id_file.read_text().strip()
+
+    def server_properties(self) -> str:
+        broker = self.cfg.ports["kafka"]
+        controller = self.cfg.ports["kafka-controller"]
+        return KAFKA_PROPERTIES.format(broker=broker, controller=controller, data=self.data_dir)
+
+    def command(self) -> list[str]:
+        return [
+            self._java(),
+            *self._jvm_flags(),
+            "kafka.Kafka",
+            str(self.home / "server.properties"),
+        ]
+
+    def is_ready(self) -> bool:
+        if not port_open(self.port):
+            return False
+        return bool(run_coroutine(kafka_metadata_ok(self.cfg.kafka_bootstrap)))
+
+    @property
+    def port(self) -> int:
+        return self.cfg.ports["kafka"]
+
+
+async def kafka_metadata_ok(bootstrap: str) -> bool:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+    try:
+        await admin.start()
+        await admin.list_topics()
+    except Exception:
+        return False
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.close()
+    return True
+
+
+KAFKA_PROPERTIES = """\
+# written by orderflow_devstack: single node, KRaft combined mode
+process.roles=broker,controller
+node.id=1
+controller.quorum.bootstrap.servers=127.0.0.1:{controller}
+listeners=PLAINTEXT://127.0.0.1:{broker},CONTROLLER://127.0.0.1:{controller}
+advertised.listeners=PLAINTEXT://127.0.0.1:{broker}
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs={data}
+num.partitions=6
+default.replication.factor=1
+min.insync.replicas=1
+auto.create.topics.enable=false
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=6
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=6
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+log.retention.hours=168
+log.segment.bytes=67108864
+num.network.threads=2
+num.io.threads=2
+"""
+
+LOG4J_PROPERTIES = """\
+# written by orderflow_devstack: everything to stdout, which is the component's log file
+log4j.rootLogger=INFO, stdout
+log4j.appender.stdout=org.apache.log4j.ConsoleAppender
+log4j.appender.stdout.layout=org.apache.log4j.PatternLayout
+log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n
+log4j.logger.kafka.request.logger=WARN
+log4j.logger.state.change.logger=WARN
+log4j.logger.kafka.controller=INFO
+log4j.logger.org.apache.kafka.controller=INFO
+"""
+
+
+class Sftp(Component):
+    name = "sftp"
+
+    @property
+    def home(self) -> Path:
+        return self.cfg.state_dir / "sftp"
+
+    @property
+    def chroot(self) -> Path:
+        return self.cfg.system_dir / "dropzone"
+
+    @property
+    def authorized_keys(self) -> Path:
+        return self.cfg.system_dir / "sftp-auth" / "authorized_keys"
+
+    @property
+    def host_key(self) -> Path:
+        return self.home / "ssh_host_ed25519_key"
+
+    @property
+    def client_key(self) -> Path:
+        return self.home / "client_ed25519"
+
+    def prepare(self) -> None:
+        install.ensure_sftp_user()
+        account = pwd.getpwnam(SFTP_USER)
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.home.chmod(0o700)
+        Path("/run/sshd").mkdir(mode=0o755, parents=True, exist_ok=True)
+        # chroot root: root-owned 0755 all the way up; inbox/ writable by the user
+        link_or_mkdir(self.cfg.dropzone_dir, self.chroot)
+        os.chown(self.chroot, 0, 0)
+        self.chroot.chmod(0o755)
+        inbox = self.chroot / "inbox"
+        inbox.mkdir(exist_ok=True)
+        os.chown(inbox, account.pw_uid, account.pw_gid)
+        inbox.chmod(0o755)
+        for key in (self.host_key, self.client_key):
+            if not key.exists():
+                run(
+                    [
+                        "ssh-keygen",
+                        "-q",
+                        "-t",
+                        "ed25519",
+                        "-N",
+                        "",
+                        "-C",
+                        "orderflow-devstack",
+                        "-f",
+                        str(key),
+                    ],
+                    what=f"sftp: ssh-keygen {key.name}",
+                )
+        self.authorized_keys.parent.mkdir(parents=True, exist_ok=True)
+        self.authorized_keys.parent.chmod(0o755)
+        self.authorized_keys.write_text(Path(f"{self.client_key}.pub").read_text().strip() + "\n")
+        self.authorized_keys.chmod(0o644)
+        (self.home / "sshd_config").write_text(self.sshd_config())
+
+    def sshd_config(self) -> str:
+        return SSHD_CONFIG.format(
+            port=self.port,
+            host_key=self.host_key,
+            authorized_keys=self.authorized_keys,
+            user=SFTP_USER,
+            chroot=self.chroot,
+        )
+
+    def command(self) -> list[str]:
+        sshd = shutil.which("sshd") or "/usr/sbin/sshd"
+        return [sshd, "-D", "-e", "-f", str(self.home / "sshd_config")]
+
+    def is_ready(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                return sock.recv(8).startswith(b"SSH-")
+        except OSError:
+            return False
+
+    def host_key_fingerprint(self) -> str:
+        out = subprocess.run(
+            ["ssh-keygen", "-l", "-E", "sha256", "-f", f"{self.host_key}.pub"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        match = re.search(r"SHA256:\S+", out)
+        if match is None:
+            raise StackError(f"sftp: cannot read host key fingerprint from {out!r}")
+        return match.group(0)
+
+    def describe(self) -> dict[str, Any]:
+        if not self.host_key.exists():
+            return {}
+        host_pub = Path(f"{self.host_key}.pub").read_text().split()
+        return {
+            "host": "127.0.0.1",
+            "port": self.port,
+            "username": SFTP_USER,
+            "remote_directory": "/inbox",
+            "private_key_path": str(self.client_key),
+            "public_key_path": f"{self.client_key}.pub",
+            "host_key_fingerprint": self.host_key_fingerprint(),
+            "known_hosts_line": f"[127.0.0.1]:{self.port} {host_pub[0]} {host_pub[1]}",
+            "chroot_dir": str(self.chroot),
+        }
+
+
+SSHD_CONFIG = """\
+# written by orderflow_devstack: the SFTP dropzone (key auth only, chrooted)
+Port {port}
+ListenAddress 127.0.0.1
+HostKey {host_key}
+PidFile none
+UsePAM no
+StrictModes no
+PermitRootLogin no
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitEmptyPasswords no
+AuthenticationMethods publickey
+AuthorizedKeysFile {authorized_keys}
+AllowUsers {user}
+MaxStartups 50:30:200
+LogLevel INFO
+Subsystem sftp internal-sftp
+
+Match User {user}
+    ChrootDirectory {chroot}
+    ForceCommand internal-sftp
+    AllowTcpForwarding no
+    AllowAgentForwarding no
+    X11Forwarding no
+    PermitTTY no
+"""
+
+
+class Gateway(Component):
+    name = "gateway"
+    stop_signal = signal.SIGQUIT  # graceful
+
+    @property
+    def home(self) -> Path:
+        return self.cfg.state_dir / "gateway"
+
+    def prepare(self) -> None:
+        for sub in ("", "tmp"):
+            (self.home / sub).mkdir(parents=True, exist_ok=True)
+        routes = render_template(
+            (self.cfg.repo_root / "deploy" / "nginx" / "orderflow.conf.template").read_text(),
+            {
+                "GATEWAY_LISTEN": f"127.0.0.1:{self.port}",
+                "DRAFT_API_ADDR": f"127.0.0.1:{self.cfg.ports['draft-api']}",
+                "EXPORT_SERVICE_ADDR": f"127.0.0.1:{self.cfg.ports['export-service']}",
+                "AUDIT_SERVICE_ADDR": f"127.0.0.1:{self.cfg.ports['audit-service']}",
+            },
+        )
+        (self.home / "orderflow.conf").write_text(routes)
+        main = render_template(
+            (self.cfg.repo_root / "deploy" / "nginx" / "nginx.local.conf.template").read_text(),
+            {
+                "NGINX_USER": nginx_worker_user(),
+                "STATE": str(self.home),
+                "MIME_TYPES": "/etc/nginx/mime.types",
+            },
+        )
+        (self.home / "nginx.conf").write_text(main)
+        run(
+            [
+                self._nginx(),
+                "-t",
+                "-q",
+                "-e",
+                "stderr",
+                "-p",
+                str(self.home),
+                "-c",
+                str(self.home / "nginx.conf"),
+            ],
+            what="gateway: nginx -t",
+        )
+
+    def _nginx(self) -> str:
+        return shutil.which("nginx") or "/usr/sbin/nginx"
+
+    def command(self) -> list[str]:
+        return [
+            self._nginx(),
+            "-e",
+            "stderr",
+            "-p",
+            str(self.home),
+            "-c",
+            str(self.home / "nginx.conf"),
+        ]
+
+    def is_ready(self) -> bool:
+        return http_status(f"http://127.0.0.1:{self.port}/_gateway/healthz") == 200
+
+
+def nginx_worker_user() -> str:
+    for candidate in ("www-data", "nginx", "nobody"):
+        with contextlib.suppress(KeyError):
+            pwd.getpwnam(candidate)
+            return candidate
+    return "nobody"
+
+
+_PLACEHOLDER = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)\}")
+
+
+def render_template(text: str, values: dict[str, str]) -> str:
+    """Replace ${NAME} placeholders (the nginx image's envsubst syntax); nginx's own
+    `$variables` have no braces and stay as they are."""
+
+    def replace(match: re.Match[str]) -> str:
+        key = match.group(1)
+        if key not in values:
+            raise StackError(f"template placeholder ${{{key}}} has no value")
+        return values[key]
+
+    return _PLACEHOLDER.sub(replace, text)
+
+
+class Service(Component):
+    package: ClassVar[str]
+    ready_timeout = 90.0
+
+    def available(self) -> bool:
+        return importlib.util.find_spec(f"{self.package}.__main__") is not None
+
+    def _check_available(self) -> None:
+        if not self.available():
+            raise StackError(
+                f"{self.name}: `python -m {self.package}` does not exist yet "
+                f"(no {self.package}/__main__.py); the service cannot be migrated or served"
+            )
+
+    def env(self) -> dict[str, str]:
+        return self.cfg.service_env(self.name)
+
+    def migrate(self) -> None:
+        self._check_available()
+        run(
+            [self.cfg.python, "-m", self.package, "migrate"],
+            env=self.env(),
+            cwd=self.cfg.repo_root,
+            log_file=self.log_file,
+            what=f"{self.name}: migrate (log {self.log_file})",
+            timeout=180,
+        )
+
+    def prepare(self) -> None:
+        self._check_available()
+        self.cfg.storage_dir.mkdir(parents=True, exist_ok=True)
+
+    def command(self) -> list[str]:
+        return [self.cfg.python, "-m", self.package, "serve"]
+
+    def is_ready(self) -> bool:
+        return http_status(f"http://127.0.0.1:{self.port}/readyz") == 200
+
+
+class DraftApi(Service):
+    name = "draft-api"
+    package = "draft_api"
+
+
+class ExportService(Service):
+    name = "export-service"
+    package = "export_service"
+
+
+class AuditService(Service):
+    name = "audit-service"
+    package = "audit_service"

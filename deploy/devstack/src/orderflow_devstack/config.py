@@ -1,0 +1,278 @@
+"""Where the local stack lives: repo root, state dir, ports, secrets, stack.json."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import secrets
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: Dev default ports (docs/DEVELOPING.md); ORDERFLOW_PORT_OFFSET is added to each.
+DEFAULT_PORTS: dict[str, int] = {
+    "gateway": 8000,
+    "draft-api": 8101,
+    "export-service": 8102,
+    "audit-service": 8103,
+    "postgres": 5432,
+    "redis": 6379,
+    "kafka": 9092,
+    "kafka-controller": 9093,
+    "sftp": 2222,
+}
+
+#: service name -> python import package
+SERVICES: dict[str, str] = {
+    "draft-api": "draft_api",
+    "export-service": "export_service",
+    "audit-service": "audit_service",
+}
+
+#: Postgres roles created by the devstack: service -> (runtime role, schema owner role)
+SERVICE_ROLES: dict[str, tuple[str, str]] = {
+    "draft-api": ("draft_api", "draft_api"),
+    "export-service": ("export_service", "export_service"),
+    "audit-service": ("audit_service", "audit_owner"),
+}
+SERVICE_SCHEMAS: dict[str, str] = {
+    "draft-api": "draft",
+    "export-service": "export",
+    "audit-service": "audit",
+}
+
+DATABASE = "orderflow"
+SFTP_USER = "orderflow-sftp"
+DEMO_ORG = "demo"
+ALL_ROLES = ("viewer", "operator", "approver", "admin")
+SYSTEM_BASE = Path("/var/lib/orderflow")
+
+
+def find_repo_root(start: Path | None = None) -> Path:
+    """The workspace root: the nearest parent holding uv.lock and a deploy/ dir."""
+    here = (start or Path(__file__)).resolve()
+    for candidate in [here, *here.parents]:
+        if (candidate / "uv.lock").is_file() and (candidate / "deploy").is_dir():
+            return candidate
+    cwd = Path.cwd().resolve()
+    for candidate in [cwd, *cwd.parents]:
+        if (candidate / "uv.lock").is_file():
+            return candidate
+    raise RuntimeError("cannot find the OrderFlow repository root (uv.lock)")
+
+
+def chroot_safe(path: Path) -> bool:
+    """True when every existing component of `path` is root-owned, not group/other
+    writable and traversable by others: what sshd's ChrootDirectory and the `postgres`
+    OS user need."""
+    current = Path("/")
+    for part in path.resolve().parts[1:]:
+        current = current / part
+        if not current.exists():
+            break
+        info = current.stat()
+        if info.st_uid != 0 or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            return False
+        if not info.st_mode & stat.S_IXOTH:
+            return False
+    return True
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    repo_root: Path
+    state_dir: Path
+    port_offset: int = 0
+    environment: str = "development"
+    ports: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(
+        cls,
+        *,
+        state_dir: Path | None = None,
+        port_offset: int | None = None,
+        environment: str | None = None,
+    ) -> StackConfig:
+        root = find_repo_root()
+        if state_dir is None:
+            env_dir = os.environ.get("ORDERFLOW_STATE_DIR")
+            state_dir = Path(env_dir) if env_dir else root / ".run"
+        if port_offset is None:
+            port_offset = int(os.environ.get("ORDERFLOW_PORT_OFFSET", "0"))
+        ports = {name: port + port_offset for name, port in DEFAULT_PORTS.items()}
+        return cls(
+            repo_root=root,
+            state_dir=state_dir.resolve(),
+            port_offset=port_offset,
+            environment=environment or "development",
+            ports=ports,
+        )
+
+    # --- paths -------------------------------------------------------------------
+    @property
+    def logs_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def pids_dir(self) -> Path:
+        return self.state_dir / "pids"
+
+    def log_file(self, name: str) -> Path:
+        return self.logs_dir / f"{name}.log"
+
+    def pid_file(self, name: str) -> Path:
+        return self.pids_dir / f"{name}.pid"
+
+    @property
+    def system_dir(self) -> Path:
+        """Where the parts that need root-owned parents live (Postgres data, the sftp
+        chroot): the state dir itself when it is safe, else a directory under
+        /var/lib/orderflow named after the state dir, linked from the state dir."""
+        if chroot_safe(self.state_dir.parent):
+            return self.state_dir
+        digest = hashlib.sha256(str(self.state_dir).encode()).hexdigest()[:16]
+        return SYSTEM_BASE / digest
+
+    @property
+    def dropzone_dir(self) -> Path:
+        return self.state_dir / "dropzone"
+
+    @property
+    def inbox_dir(self) -> Path:
+        return self.dropzone_dir / "inbox"
+
+    @property
+    def storage_dir(self) -> Path:
+        return self.state_dir / "storage"
+
+    @property
+    def secrets_file(self) -> Path:
+        return self.state_dir / "secrets.json"
+
+    @property
+    def stack_file(self) -> Path:
+        return self.state_dir / "stack.json"
+
+    @property
+    def python(self) -> str:
+        venv_python = self.repo_root / ".venv" / "bin" / "python"
+        return str(venv_python) if venv_python.exists() else "python3"
+
+    # --- secrets -----------------------------------------------------------------
+    def secrets(self) -> dict[str, str]:
+        """Passwords and keys, generated once per state dir."""
+        if self.secrets_file.exists():
+            loaded: dict[str, str] = json.loads(self.secrets_file.read_text())
+            return loaded
+        from orderflow_shared.settings import DEV_JWT_SECRET
+
+        values = {
+            "postgres_password": secrets.token_urlsafe(18),
+            "draft_api_password": secrets.token_urlsafe(18),
+            "export_service_password": secrets.token_urlsafe(18),
+            "audit_owner_password": secrets.token_urlsafe(18),
+            "audit_service_password": secrets.token_urlsafe(18),
+            "export_encryption_key": base64.urlsafe_b64encode(os.urandom(32)).decode(),
+            "jwt_secret": DEV_JWT_SECRET,
+        }
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.secrets_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(values, indent=2))
+        tmp.chmod(0o600)
+        tmp.replace(self.secrets_file)
+        return values
+
+    # --- derived URLs ------------------------------------------------------------
+    def role_password(self, role: str) -> str:
+        return self.secrets()[f"{role}_password"]
+
+    def superuser_dsn(self) -> str:
+        pw = self.role_password("postgres")
+        return f"postgresql://postgres:{pw}@127.0.0.1:{self.ports['postgres']}/{DATABASE}"
+
+    def sqlalchemy_url(self, role: str) -> str:
+        pw = self.role_password(role)
+        return f"postgresql+psycopg://{role}:{pw}@127.0.0.1:{self.ports['postgres']}/{DATABASE}"
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.ports['redis']}/0"
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return f"127.0.0.1:{self.ports['kafka']}"
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.ports[name]}"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://localhost:{self.ports['gateway']}"
+
+    def service_env(self, service: str) -> dict[str, str]:
+        """The environment a service process runs with (docs/DEVELOPING.md)."""
+        runtime_role, owner_role = SERVICE_ROLES[service]
+        values = self.secrets()
+        env = {
+            "ORDERFLOW_ENV": self.environment,
+            "SERVICE_NAME": service,
+            "HTTP_HOST": "127.0.0.1",
+            "HTTP_PORT": str(self.ports[service]),
+            "DATABASE_URL": self.sqlalchemy_url(runtime_role),
+            "MIGRATION_DATABASE_URL": self.sqlalchemy_url(owner_role),
+            "REDIS_URL": self.redis_url,
+            "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap,
+            "KAFKA_TOPIC_PARTITIONS": "6",
+            "KAFKA_REPLICATION_FACTOR": "1",
+            "JWT_ALGORITHM": "HS256",
+            "JWT_SECRET": values["jwt_secret"],
+            "JWT_ISSUER": "orderflow",
+            "JWT_AUDIENCE": "orderflow",
+            "LOG_LEVEL": "INFO",
+        }
+        if service == "export-service":
+            env["EXPORT_ENCRYPTION_KEY"] = values["export_encryption_key"]
+            env["EXPORT_STORAGE_DIR"] = str(self.storage_dir)
+        return env
+
+    def describe(self, sftp: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The content of stack.json."""
+        return {
+            "state_dir": str(self.state_dir),
+            "port_offset": self.port_offset,
+            "environment": self.environment,
+            "ports": self.ports,
+            "urls": {
+                "gateway": self.gateway_url,
+                **{name: self.url(name) for name in SERVICES},
+            },
+            "database": {
+                "superuser_dsn": self.superuser_dsn(),
+                "services": {
+                    name: {
+                        "database_url": self.sqlalchemy_url(SERVICE_ROLES[name][0]),
+                        "migration_database_url": self.sqlalchemy_url(SERVICE_ROLES[name][1]),
+                    }
+                    for name in SERVICES
+                },
+            },
+            "redis_url": self.redis_url,
+            "kafka_bootstrap_servers": self.kafka_bootstrap,
+            "dropzone_dir": str(self.dropzone_dir),
+            "inbox_dir": str(self.inbox_dir),
+            "storage_dir": str(self.storage_dir),
+            "sftp": sftp or {},
+            "secrets_file": str(self.secrets_file),
+            "logs_dir": str(self.logs_dir),
+        }
+
+    def write_stack_file(self, sftp: dict[str, Any] | None = None) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.stack_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.describe(sftp), indent=2) + "\n")
+        tmp.chmod(0o600)
+        tmp.replace(self.stack_file)

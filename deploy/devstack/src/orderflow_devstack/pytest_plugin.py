@@ -1,0 +1,205 @@
+"""Session fixtures `infra` and `stack`: the same code path as `make up`.
+
+Registered from tests/conftest.py with `pytest_plugins = ["orderflow_devstack.pytest_plugin"]`.
+Both start with `ORDERFLOW_PORT_OFFSET` (default 10000) and a fresh state dir
+`<repo>/.run-test-<offset>` (override: `ORDERFLOW_TEST_STATE_DIR`), so a running dev
+stack is left alone; teardown stops what the session started.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orderflow_devstack import install
+from orderflow_devstack.config import (
+    ALL_ROLES,
+    DEMO_ORG,
+    SERVICE_ROLES,
+    SERVICES,
+    StackConfig,
+    find_repo_root,
+)
+from orderflow_devstack.stack import Stack
+
+
+@dataclass
+class StackHandle:
+    """What a test needs to reach the running stack."""
+
+    _stack: Stack = field(repr=False)
+    state_dir: Path
+    port_offset: int
+    ports: dict[str, int]
+    superuser_dsn: str
+    database_urls: dict[str, str]
+    migration_database_urls: dict[str, str]
+    redis_url: str
+    kafka_bootstrap_servers: str
+    dropzone_dir: Path
+    inbox_dir: Path
+    storage_dir: Path
+    sftp_host: str
+    sftp_port: int
+    sftp_username: str
+    sftp_private_key: str
+    sftp_private_key_path: Path
+    sftp_host_key_fingerprint: str
+    sftp_known_hosts_line: str
+    gateway_url: str
+    service_urls: dict[str, str]
+    jwt_secret: str
+
+    @classmethod
+    def from_stack(cls, stack: Stack) -> StackHandle:
+        cfg = stack.cfg
+        sftp = stack.sftp_info()
+        return cls(
+            _stack=stack,
+            state_dir=cfg.state_dir,
+            port_offset=cfg.port_offset,
+            ports=dict(cfg.ports),
+            superuser_dsn=cfg.superuser_dsn(),
+            database_urls={name: cfg.sqlalchemy_url(SERVICE_ROLES[name][0]) for name in SERVICES},
+            migration_database_urls={
+                name: cfg.sqlalchemy_url(SERVICE_ROLES[name][1]) for name in SERVICES
+            },
+            redis_url=cfg.redis_url,
+            kafka_bootstrap_servers=cfg.kafka_bootstrap,
+            dropzone_dir=cfg.dropzone_dir,
+            inbox_dir=cfg.inbox_dir,
+            storage_dir=cfg.storage_dir,
+            sftp_host="127.0.0.1",
+            sftp_port=cfg.ports["sftp"],
+            sftp_username=str(sftp["username"]),
+            sftp_private_key=Path(sftp["private_key_path"]).read_text(),
+            sftp_private_key_path=Path(sftp["private_key_path"]),
+            sftp_host_key_fingerprint=str(sftp["host_key_fingerprint"]),
+            sftp_known_hosts_line=str(sftp["known_hosts_line"]),
+            gateway_url=f"http://127.0.0.1:{cfg.ports['gateway']}",
+            service_urls={name: cfg.url(name) for name in SERVICES},
+            jwt_secret=cfg.secrets()["jwt_secret"],
+        )
+
+    # --- convenience -------------------------------------------------------------------
+    @property
+    def draft_api_url(self) -> str:
+        return self.service_urls["draft-api"]
+
+    @property
+    def export_service_url(self) -> str:
+        return self.service_urls["export-service"]
+
+    @property
+    def audit_service_url(self) -> str:
+        return self.service_urls["audit-service"]
+
+    def service_env(self, service: str) -> dict[str, str]:
+        """The env a service runs with here (DATABASE_URL, KAFKA_..., JWT_SECRET, ...),
+        for tests that build a service's settings or app in-process."""
+        return self._stack.cfg.service_env(service)
+
+    def token(
+        self, roles: Iterable[str] = ALL_ROLES, org: str = DEMO_ORG, sub: str = "user-1"
+    ) -> str:
+        return self._stack.token(roles=roles, org=org, sub=sub)
+
+    def auth_headers(
+        self, roles: Iterable[str] = ALL_ROLES, org: str = DEMO_ORG, sub: str = "user-1"
+    ) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(roles=roles, org=org, sub=sub)}"}
+
+    def kill(self, name: str) -> None:
+        """SIGKILL the component's process group."""
+        self._stack.kill(name)
+
+    def stop(self, name: str) -> None:
+        self._stack.component(name).stop()
+
+    def start(self, name: str) -> None:
+        """Start (if not running) and wait until ready."""
+        self._stack.component(name).start(wait=True)
+
+    def restart(self, name: str) -> None:
+        self._stack.restart(name)
+
+    def is_running(self, name: str) -> bool:
+        return self._stack.component(name).is_running()
+
+    def is_ready(self, name: str) -> bool:
+        return self._stack.component(name).is_ready()
+
+    def log_file(self, name: str) -> Path:
+        return self._stack.cfg.log_file(name)
+
+    def psql(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+        """Run SQL as the superuser on the orderflow database; rows (or [])."""
+        return self._stack.psql_rows(sql, params)
+
+
+def _say(message: str) -> None:
+    print(f"[devstack] {message}", flush=True)
+
+
+class _Session:
+    """Starts the test stack once per session, infra first, the rest on demand."""
+
+    def __init__(self) -> None:
+        offset = int(os.environ.get("ORDERFLOW_PORT_OFFSET", "10000"))
+        root = find_repo_root()
+        state = Path(os.environ.get("ORDERFLOW_TEST_STATE_DIR") or root / f".run-test-{offset}")
+        self.cfg = StackConfig.from_env(state_dir=state, port_offset=offset, environment="test")
+        self.stack = Stack(self.cfg, say=_say)
+        self.infra_up = False
+        self.full_up = False
+
+    def fresh(self) -> None:
+        # leftovers of an earlier session (same offset) are stopped and wiped
+        if self.cfg.state_dir.exists():
+            self.stack.clean()
+
+    def infra(self) -> StackHandle:
+        if not self.infra_up:
+            self.fresh()
+            if not install.kafka_libs_present():
+                install.install_all(python=False)
+            self.stack.up_infra()
+            self.infra_up = True
+        return StackHandle.from_stack(self.stack)
+
+    def full(self) -> StackHandle:
+        if not self.full_up:
+            self.infra()
+            self.stack.up(seed=True)
+            self.full_up = True
+        return StackHandle.from_stack(self.stack)
+
+    def teardown(self) -> None:
+        if self.infra_up:
+            self.stack.down()
+
+
+@pytest.fixture(scope="session")
+def _devstack_session() -> Iterator[_Session]:
+    session = _Session()
+    try:
+        yield session
+    finally:
+        session.teardown()
+
+
+@pytest.fixture(scope="session")
+def infra(_devstack_session: _Session) -> StackHandle:
+    """Postgres, Redis, Kafka and sshd running; database, roles, schemas, topics made."""
+    return _devstack_session.infra()
+
+
+@pytest.fixture(scope="session")
+def stack(_devstack_session: _Session) -> StackHandle:
+    """infra + migrations + the three services + gateway + demo seed."""
+    return _devstack_session.full()

@@ -1,0 +1,279 @@
+"""The whole local stack: start order, database bootstrap, topics, seed, banner."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from orderflow_devstack import components as c
+from orderflow_devstack.config import (
+    ALL_ROLES,
+    DATABASE,
+    DEMO_ORG,
+    SERVICE_ROLES,
+    SERVICE_SCHEMAS,
+    SERVICES,
+    StackConfig,
+)
+from orderflow_devstack.procs import StackError, port_open, run, wait_until
+from orderflow_devstack.tokens import mint
+
+INFRA = ("postgres", "redis", "kafka", "sftp")
+APPS = ("draft-api", "export-service", "audit-service")
+ALL_COMPONENTS = (*INFRA, *APPS, "gateway")
+
+Say = Callable[[str], None]
+
+
+def _quiet(message: str) -> None:
+    """Default reporter: say nothing."""
+
+
+class Stack:
+    def __init__(self, cfg: StackConfig, say: Say = _quiet) -> None:
+        self.cfg = cfg
+        self.say = say
+        self.components: dict[str, c.Component] = {
+            "postgres": c.Postgres(cfg),
+            "redis": c.Redis(cfg),
+            "kafka": c.Kafka(cfg),
+            "sftp": c.Sftp(cfg),
+            "draft-api": c.DraftApi(cfg),
+            "export-service": c.ExportService(cfg),
+            "audit-service": c.AuditService(cfg),
+            "gateway": c.Gateway(cfg),
+        }
+
+    def component(self, name: str) -> c.Component:
+        try:
+            return self.components[name]
+        except KeyError:
+            known = ", ".join(self.components)
+            raise StackError(f"unknown component {name!r} (known: {known})") from None
+
+    @property
+    def sftp(self) -> c.Sftp:
+        sftp = self.components["sftp"]
+        assert isinstance(sftp, c.Sftp)
+        return sftp
+
+    # --- lifecycle -----------------------------------------------------------------
+    def _start_all(self, names: Iterable[str]) -> None:
+        """Spawn all first, then wait for each: the slow ones start in parallel."""
+        names = list(names)
+        for name in names:
+            self.component(name).start(wait=False)
+        for name in names:
+            started = time.monotonic()
+            self.component(name).wait_ready()
+            self.say(f"{name}: ready ({time.monotonic() - started:.1f}s)")
+
+    def up_infra(self) -> None:
+        self.cfg.state_dir.mkdir(parents=True, exist_ok=True)
+        self.cfg.logs_dir.mkdir(parents=True, exist_ok=True)
+        self.cfg.secrets()
+        self._start_all(INFRA)
+        self.bootstrap_database()
+        self.say("postgres: database, schemas and roles in place")
+        self.create_topics()
+        self.say("kafka: topics in place")
+        self.write_stack_file()
+
+    def up(self, *, seed: bool = True) -> None:
+        self.up_infra()
+        for name in APPS:
+            service = self.component(name)
+            assert isinstance(service, c.Service)
+            if not service.is_running():
+                service.migrate()
+                self.say(f"{name}: migrated")
+        self._start_all([*APPS, "gateway"])
+        if seed:
+            self.seed()
+
+    def down(self) -> None:
+        for name in reversed(ALL_COMPONENTS):
+            component = self.components[name]
+            if component.is_running():
+                component.stop()
+                self.say(f"{name}: stopped")
+        self.wait_ports_closed()
+
+    def wait_ports_closed(self, timeout: float = 20) -> None:
+        ports = [p for key, p in self.cfg.ports.items() if key != "kafka-controller"]
+        ports.append(self.cfg.ports["kafka-controller"])
+
+        def closed() -> bool:
+            return not any(port_open(port) for port in ports)
+
+        wait_until(closed, timeout=timeout, what="ports still listening after down")
+
+    def clean(self) -> None:
+        self.down()
+        system_dir = self.cfg.system_dir
+        if self.cfg.state_dir.exists() or self.cfg.state_dir.is_symlink():
+            shutil.rmtree(self.cfg.state_dir)
+        if system_dir != self.cfg.state_dir and system_dir.exists():
+            shutil.rmtree(system_dir)
+
+    def status(self) -> dict[str, str]:
+        return {name: comp.status() for name, comp in self.components.items()}
+
+    def restart(self, name: str) -> None:
+        self.component(name).restart()
+
+    def kill(self, name: str) -> None:
+        self.component(name).kill()
+
+    # --- database ------------------------------------------------------------------
+    def bootstrap_database(self) -> None:
+        """Database `orderflow`, one schema and one role per service (idempotent)."""
+        import psycopg
+        from psycopg import sql
+
+        admin_dsn = self.cfg.superuser_dsn().rsplit("/", 1)[0] + "/postgres"
+        roles = sorted({role for pair in SERVICE_ROLES.values() for role in pair})
+        with psycopg.connect(admin_dsn, autocommit=True) as conn:
+            exists = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)
+            ).fetchone()
+            if not exists:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
+            for role in roles:
+                found = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
+                verb = "ALTER" if found.fetchone() else "CREATE"
+                conn.execute(
+                    sql.SQL(
+                        verb + " ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {}"
+                    ).format(sql.Identifier(role), sql.Literal(self.cfg.role_password(role)))
+                )
+        with psycopg.connect(self.cfg.superuser_dsn(), autocommit=True) as conn:
+            db = sql.Identifier(DATABASE)
+            conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(db))
+            conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+            conn.execute(
+                sql.SQL("ALTER DATABASE {} SET search_path = draft, export, audit, public").format(
+                    db
+                )
+            )
+            for service, schema in SERVICE_SCHEMAS.items():
+                runtime, owner = SERVICE_ROLES[service]
+                conn.execute(
+                    sql.SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(
+                        sql.Identifier(schema), sql.Identifier(owner)
+                    )
+                )
+                conn.execute(
+                    sql.SQL("ALTER SCHEMA {} OWNER TO {}").format(
+                        sql.Identifier(schema), sql.Identifier(owner)
+                    )
+                )
+                for role in {runtime, owner}:
+                    conn.execute(
+                        sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}").format(
+                            db, sql.Identifier(role)
+                        )
+                    )
+                    conn.execute(
+                        sql.SQL("ALTER ROLE {} IN DATABASE {} SET search_path = {}").format(
+                            sql.Identifier(role), db, sql.Identifier(schema)
+                        )
+                    )
+                if runtime != owner:
+                    conn.execute(
+                        sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(
+                            sql.Identifier(schema), sql.Identifier(runtime)
+                        )
+                    )
+
+    def psql_rows(self, query: str, params: Any = None) -> list[tuple[Any, ...]]:
+        import psycopg
+
+        with psycopg.connect(self.cfg.superuser_dsn(), autocommit=True) as conn:
+            cursor = conn.execute(query, params)
+            return list(cursor.fetchall()) if cursor.description else []
+
+    # --- kafka ---------------------------------------------------------------------
+    def create_topics(self) -> None:
+        env = {
+            "KAFKA_BOOTSTRAP_SERVERS": self.cfg.kafka_bootstrap,
+            "KAFKA_TOPIC_PARTITIONS": "6",
+            "KAFKA_REPLICATION_FACTOR": "1",
+            "ORDERFLOW_ENV": self.cfg.environment,
+        }
+        run(
+            [self.cfg.python, "-m", "orderflow_shared", "topics", "create"],
+            env=env,
+            cwd=self.cfg.repo_root,
+            log_file=self.cfg.log_file("topics"),
+            what="topics: python -m orderflow_shared topics create",
+            timeout=120,
+        )
+        missing = c.run_coroutine(missing_topics(self.cfg.kafka_bootstrap))
+        if missing:
+            raise StackError(
+                "topics: `python -m orderflow_shared topics create` exited 0 but these "
+                f"topics do not exist: {', '.join(sorted(missing))}"
+            )
+
+    # --- stack.json, tokens, seed --------------------------------------------------
+    def sftp_info(self) -> dict[str, Any]:
+        return self.sftp.describe()
+
+    def write_stack_file(self) -> None:
+        self.cfg.write_stack_file(self.sftp_info())
+
+    def token(
+        self, roles: Iterable[str] = ALL_ROLES, org: str = DEMO_ORG, sub: str = "user-1"
+    ) -> str:
+        return mint(self.cfg.secrets()["jwt_secret"], roles=roles, org=org, sub=sub)
+
+    def seed(self) -> None:
+        from orderflow_devstack.seed import seed_demo
+
+        seed_demo(self)
+
+    def banner(self) -> str:
+        token = self.token()
+        gw = self.cfg.gateway_url
+        lines = [
+            "",
+            "OrderFlow local stack is ready.",
+            "",
+            f"  gateway          {gw}   (API docs: {gw}/docs)",
+        ]
+        for name in SERVICES:
+            lines.append(
+                f"  {name:<16} {self.cfg.url(name)}/docs   (via gateway: {gw}/_svc/{name}/docs)"
+            )
+        sftp = self.sftp_info()
+        lines += [
+            f"  postgres         {self.cfg.superuser_dsn().split('@')[1]}   (make psql)",
+            f"  redis            {self.cfg.redis_url}   (make redis-cli)",
+            f"  kafka            {self.cfg.kafka_bootstrap}",
+            f"  sftp dropzone    sftp://{sftp.get('username')}@127.0.0.1:{self.cfg.ports['sftp']}"
+            f"/inbox   host key {sftp.get('host_key_fingerprint')}",
+            f"  dropzone files   {self.cfg.inbox_dir}",
+            f"  logs             {self.cfg.logs_dir}",
+            f"  stack.json       {self.cfg.stack_file}",
+            "",
+            f"Dev JWT for org {DEMO_ORG!r} with roles {', '.join(ALL_ROLES)} (12 h):",
+            "",
+            f"export JWT_TOKEN={token}",
+        ]
+        return "\n".join(lines)
+
+
+async def missing_topics(bootstrap: str) -> set[str]:
+    from aiokafka.admin import AIOKafkaAdminClient
+    from orderflow_shared.contracts.topics import ALL_TOPICS
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+    finally:
+        await admin.close()
+    return {str(topic) for topic in ALL_TOPICS} - existing
