@@ -1,0 +1,233 @@
+"""JWT verification: every way a token can be wrong is refused with a clear reason."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from fastapi import Depends, FastAPI
+from fastapi.testclient import TestClient
+from jwt.algorithms import RSAAlgorithm
+from orderflow_shared.auth import (
+    AuthError,
+    CurrentPrincipal,
+    JwtVerifier,
+    Principal,
+    install_auth,
+    mint_token,
+    require_roles,
+)
+from orderflow_shared.settings import ServiceSettings
+from orderflow_shared.web import install_error_handlers
+from pydantic import SecretStr
+
+SECRET = "unit-test-secret-0123456789abcdef0123456789"
+
+
+def hs_settings(**overrides: Any) -> ServiceSettings:
+    return ServiceSettings(orderflow_env="test", jwt_secret=SecretStr(SECRET), **overrides)
+
+
+def claims(**overrides: Any) -> dict[str, Any]:
+    now = int(time.time())
+    base: dict[str, Any] = {
+        "sub": "user-1",
+        "org_id": "org-a",
+        "roles": ["viewer", "operator"],
+        "iss": "orderflow",
+        "aud": "orderflow",
+        "iat": now,
+        "exp": now + 600,
+    }
+    base.update(overrides)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+def test_a_minted_token_verifies_to_its_principal() -> None:
+    token = mint_token(SECRET, sub="user-1", org_id="demo", roles=["viewer", "admin"])
+    principal = JwtVerifier(hs_settings()).verify(token)
+    assert principal == Principal("user-1", "demo", frozenset({"viewer", "admin"}))
+    assert principal.has_any("admin", "approver")
+    assert not principal.has_any("approver")
+
+
+@pytest.mark.parametrize(
+    ("token_claims", "detail"),
+    [
+        (claims(exp=int(time.time()) - 3600), "Token expired"),
+        (claims(aud="someone-else"), "Token audience not accepted"),
+        (claims(iss="evil"), "Token issuer not accepted"),
+        (claims(sub=None), "Token lacks the sub claim"),
+        (claims(org_id=None), "Token lacks the org_id claim"),
+        (claims(roles=None), "Token lacks the roles claim"),
+        (claims(roles=[1, 2]), "Token lacks the roles claim"),
+        (claims(org_id=""), "Token lacks the org_id claim"),
+        (claims(exp=None), "Token lacks the exp claim"),
+        (claims(aud=None), "Token lacks the aud claim"),
+    ],
+)
+def test_a_token_with_bad_claims_is_refused(token_claims: dict[str, Any], detail: str) -> None:
+    token = jwt.encode(token_claims, SECRET, algorithm="HS256")
+    with pytest.raises(AuthError) as caught:
+        JwtVerifier(hs_settings()).verify(token)
+    assert caught.value.detail == detail
+
+
+def test_a_token_signed_with_another_secret_is_refused() -> None:
+    token = jwt.encode(claims(), "another-secret-0123456789abcdef0123456789", algorithm="HS256")
+    with pytest.raises(AuthError, match="signature"):
+        JwtVerifier(hs_settings()).verify(token)
+
+
+def test_an_unsigned_alg_none_token_is_refused() -> None:
+    token = jwt.encode(claims(), "", algorithm="none")
+    with pytest.raises(AuthError, match="algorithm"):
+        JwtVerifier(hs_settings()).verify(token)
+
+
+def test_garbage_is_a_malformed_token() -> None:
+    with pytest.raises(AuthError, match="Malformed"):
+        JwtVerifier(hs_settings()).verify("not-a-jwt")
+
+
+# --- RS256 with a JWKS served over HTTP -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def rsa_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.fixture(scope="module")
+def jwks_url(rsa_key: rsa.RSAPrivateKey) -> Iterator[str]:
+    jwk = json.loads(RSAAlgorithm.to_jwk(rsa_key.public_key()))
+    jwk.update({"kid": "key-1", "use": "sig", "alg": "RS256"})
+    body = json.dumps({"keys": [jwk]}).encode()
+    hits = {"count": 0}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            hits["count"] += 1
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/jwks.json"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def rs_settings(jwks_url: str) -> ServiceSettings:
+    return ServiceSettings(orderflow_env="test", jwt_algorithm="RS256", jwt_jwks_url=jwks_url)
+
+
+def test_an_rs256_token_verifies_against_the_jwks(
+    rsa_key: rsa.RSAPrivateKey, jwks_url: str
+) -> None:
+    verifier = JwtVerifier(rs_settings(jwks_url))
+    token = jwt.encode(claims(), rsa_key, algorithm="RS256", headers={"kid": "key-1"})
+    assert verifier.verify(token).org_id == "org-a"
+    assert verifier.verify(token).user_id == "user-1"
+
+
+def test_an_rs256_token_with_an_unknown_kid_is_refused(
+    rsa_key: rsa.RSAPrivateKey, jwks_url: str
+) -> None:
+    token = jwt.encode(claims(), rsa_key, algorithm="RS256", headers={"kid": "rotated-away"})
+    with pytest.raises(AuthError, match="Unknown signing key"):
+        JwtVerifier(rs_settings(jwks_url)).verify(token)
+
+
+def test_an_rs256_token_signed_by_another_key_is_refused(jwks_url: str) -> None:
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    token = jwt.encode(claims(), other, algorithm="RS256", headers={"kid": "key-1"})
+    with pytest.raises(AuthError, match="signature"):
+        JwtVerifier(rs_settings(jwks_url)).verify(token)
+
+
+def test_an_hs256_token_is_refused_by_an_rs256_verifier(jwks_url: str) -> None:
+    token = jwt.encode(claims(), SECRET, algorithm="HS256", headers={"kid": "key-1"})
+    with pytest.raises(AuthError, match="algorithm"):
+        JwtVerifier(rs_settings(jwks_url)).verify(token)
+
+
+def test_an_rs256_verifier_needs_a_jwks_url() -> None:
+    with pytest.raises(ValueError, match="JWKS"):
+        JwtVerifier(ServiceSettings(orderflow_env="test", jwt_algorithm="RS256"))
+
+
+def test_the_dev_secret_is_refused_in_production() -> None:
+    with pytest.raises(ValueError, match="JWT_SECRET"):
+        ServiceSettings(orderflow_env="production")
+
+
+# --- FastAPI dependencies ------------------------------------------------------------
+
+
+@pytest.fixture
+def client() -> TestClient:
+    app = FastAPI()
+    install_error_handlers(app)
+    install_auth(app, JwtVerifier(hs_settings()))
+
+    @app.get("/me")
+    async def me(principal: CurrentPrincipal) -> dict[str, Any]:
+        return {"sub": principal.user_id, "org": principal.org_id}
+
+    @app.post("/approve", dependencies=[Depends(require_roles("approver"))])
+    async def approve() -> dict[str, str]:
+        return {"status": "APPROVED"}
+
+    return TestClient(app)
+
+
+def bearer(roles: list[str]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {mint_token(SECRET, sub='u', org_id='o', roles=roles)}"}
+
+
+def test_a_request_without_a_token_gets_401_with_a_bearer_challenge(client: TestClient) -> None:
+    response = client.get("/me")
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+    assert response.json() == {"detail": "Not authenticated"}
+
+
+def test_a_request_with_a_bad_token_gets_401_with_the_reason(client: TestClient) -> None:
+    response = client.get("/me", headers={"Authorization": "Bearer nope"})
+    assert response.status_code == 401
+    assert response.json() == {"detail": "Malformed token"}
+
+
+def test_a_valid_token_reaches_the_route(client: TestClient) -> None:
+    response = client.get("/me", headers=bearer(["viewer"]))
+    assert response.status_code == 200
+    assert response.json() == {"sub": "u", "org": "o"}
+
+
+def test_a_missing_role_gets_403(client: TestClient) -> None:
+    response = client.post("/approve", headers=bearer(["viewer", "operator"]))
+    assert response.status_code == 403
+    assert response.json() == {"detail": "Requires one of the roles: approver"}
+    assert client.post("/approve", headers=bearer(["approver"])).status_code == 200
+
+
+def test_require_roles_refuses_an_unknown_role() -> None:
+    with pytest.raises(ValueError, match="unknown role"):
+        require_roles("superuser")
