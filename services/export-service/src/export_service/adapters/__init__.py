@@ -1,0 +1,1 @@
+"""Adapters: Postgres (SQLAlchemy), SFTP (asyncssh), local directories, files, Fernet."""

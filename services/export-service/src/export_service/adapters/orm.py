@@ -1,0 +1,108 @@
+"""Tables of the `export` schema (SQLAlchemy Core), built on demand, never at import."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from orderflow_shared.messaging.inbox import inbox_table
+from orderflow_shared.messaging.outbox import outbox_table
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+
+SCHEMA = "export"
+EXPORT_STATUSES = ("PENDING", "DELIVERING", "SENT", "FAILED")
+
+
+@dataclass(frozen=True)
+class Tables:
+    metadata: MetaData
+    erp_connection: Table
+    erp_export: Table
+    outbox: Table
+    inbox: Table
+
+
+def make_tables() -> Tables:
+    metadata = MetaData(schema=SCHEMA)
+    erp_connection = Table(
+        "erp_connection",
+        metadata,
+        Column("id", UUID(as_uuid=True), primary_key=True),
+        Column("org_id", Text, nullable=False),
+        Column("name", Text, nullable=False),
+        Column("connector_type", Text, nullable=False),
+        Column("is_active", Boolean, nullable=False, server_default=text("false")),
+        Column("config", JSONB, nullable=False),
+        Column("secrets_ciphertext", Text, nullable=True),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("updated_at", DateTime(timezone=True), nullable=False),
+        CheckConstraint(
+            "connector_type IN ('sftp_dropzone', 'local_dropzone')",
+            name="ck_erp_connection_type",
+        ),
+        Index("ix_erp_connection_org", "org_id"),
+        Index(
+            "uq_erp_connection_one_active_per_org",
+            "org_id",
+            unique=True,
+            postgresql_where=text("is_active"),
+        ),
+    )
+    erp_export = Table(
+        "erp_export",
+        metadata,
+        Column("id", UUID(as_uuid=True), primary_key=True),
+        Column("draft_order_id", UUID(as_uuid=True), nullable=False),
+        Column("org_id", Text, nullable=False),
+        Column("connection_id", UUID(as_uuid=True), nullable=True),
+        Column("attempt_no", Integer, nullable=False, server_default=text("1")),
+        Column("status", Text, nullable=False),
+        Column("attempts", Integer, nullable=False, server_default=text("0")),
+        Column("next_attempt_at", DateTime(timezone=True), nullable=True),
+        Column("file_format", Text, nullable=True),
+        Column("file_name", Text, nullable=True),
+        Column("export_storage_key", Text, nullable=True),
+        Column("remote_path", Text, nullable=True),
+        Column("checksum", Text, nullable=True),
+        Column("size_bytes", BigInteger, nullable=True),
+        Column("error_json", JSONB, nullable=True),
+        Column("snapshot", JSONB, nullable=False),
+        Column("lease_owner", Text, nullable=True),
+        Column("lease_expires_at", DateTime(timezone=True), nullable=True),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("sent_at", DateTime(timezone=True), nullable=True),
+        CheckConstraint(
+            "status IN ('PENDING', 'DELIVERING', 'SENT', 'FAILED')", name="ck_erp_export_status"
+        ),
+        Index("ix_erp_export_draft", "draft_order_id"),
+        Index("ix_erp_export_org_created", "org_id", "created_at"),
+        Index(
+            "ix_erp_export_pending_due",
+            "next_attempt_at",
+            postgresql_where=text("status = 'PENDING'"),
+        ),
+        Index(
+            "ix_erp_export_lease",
+            "lease_expires_at",
+            postgresql_where=text("status = 'DELIVERING'"),
+        ),
+    )
+    return Tables(
+        metadata=metadata,
+        erp_connection=erp_connection,
+        erp_export=erp_export,
+        outbox=outbox_table(metadata, SCHEMA),
+        inbox=inbox_table(metadata, SCHEMA),
+    )

@@ -1,0 +1,36 @@
+"""Rendered artifacts on the local filesystem (written atomically, keys stay inside root)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+
+class FsArtifactStore:
+    def __init__(self, root: str | Path) -> None:
+        self._root = Path(root).resolve()
+
+    def path_of(self, key: str) -> Path:
+        path = (self._root / key).resolve()
+        if not path.is_relative_to(self._root) or path == self._root:
+            raise ValueError(f"storage key {key!r} leaves the storage directory")
+        return path
+
+    async def put(self, key: str, content: bytes) -> None:
+        await asyncio.to_thread(self._write, self.path_of(key), content)
+
+    async def get(self, key: str) -> bytes | None:
+        path = self.path_of(key)
+        try:
+            return await asyncio.to_thread(path.read_bytes)
+        except FileNotFoundError:
+            return None
+
+    @staticmethod
+    def _write(path: Path, content: bytes) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with open(temp, "wb") as handle:
+            handle.write(content)
+        os.replace(temp, path)

@@ -1,0 +1,89 @@
+"""Postgres unit of work: one session and transaction; events go to the outbox at commit."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from types import TracebackType
+
+from orderflow_shared.messaging import inbox, outbox
+from orderflow_shared.messaging.envelope import Envelope
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from export_service.adapters.orm import Tables
+from export_service.adapters.repositories import SqlConnectionRepository, SqlExportRepository
+from export_service.adapters.secret_box import FernetSecretBox
+from export_service.domain.events import Message
+from export_service.service_layer.unit_of_work import AbstractUnitOfWork
+
+SOURCE = "export-service"
+
+
+class SqlUnitOfWork(AbstractUnitOfWork):
+    def __init__(
+        self,
+        session_factory: async_sessionmaker[AsyncSession],
+        tables: Tables,
+        box: FernetSecretBox,
+        source: str = SOURCE,
+    ) -> None:
+        super().__init__()
+        self._factory = session_factory
+        self._tables = tables
+        self._box = box
+        self._source = source
+        self._session: AsyncSession | None = None
+
+    async def __aenter__(self) -> SqlUnitOfWork:
+        await super().__aenter__()
+        self._session = self._factory()
+        self.connections = SqlConnectionRepository(self._session, self._tables, self._box)
+        self.exports = SqlExportRepository(self._session, self._tables)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            await super().__aexit__(exc_type, exc, tb)
+        finally:
+            if self._session is not None:
+                await self._session.close()
+                self._session = None
+
+    @property
+    def session(self) -> AsyncSession:
+        if self._session is None:
+            raise RuntimeError("unit of work used outside `async with`")
+        return self._session
+
+    async def claim_event(self, consumer: str, event_id: uuid.UUID) -> bool:
+        return bool(await inbox.claim(self.session, self._tables.inbox, consumer, event_id))
+
+    async def _write_events(self, messages: list[Message]) -> None:
+        for message in messages:
+            envelope = Envelope.wrap(
+                message.data,
+                source=self._source,
+                subject=message.subject,
+                org_id=message.org_id,
+                actor_id=message.actor_id,
+                key=message.key,
+            )
+            await outbox.add_event(self.session, self._tables.outbox, envelope)
+
+    async def _commit(self) -> None:
+        await self.session.commit()
+
+    async def _rollback(self) -> None:
+        if self._session is not None:
+            await self._session.rollback()
+
+
+def sql_uow_factory(
+    session_factory: async_sessionmaker[AsyncSession], tables: Tables, box: FernetSecretBox
+) -> Callable[[], SqlUnitOfWork]:
+    return lambda: SqlUnitOfWork(session_factory, tables, box)
