@@ -50,7 +50,7 @@ class FakeDrafts:
         self.uow.pending_events.extend(draft.pull_events())
         self.uow.pending_drafts[draft.id] = copy.deepcopy(draft)
 
-    async def list(
+    async def page(
         self, org_id: str, *, status: DraftStatus | None, limit: int, offset: int
     ) -> tuple[list[DraftOrder], int]:
         found = [

@@ -69,7 +69,7 @@ async def list_drafts(
     uow: UnitOfWork, actor: Actor, *, status: DraftStatus | None, limit: int, offset: int
 ) -> tuple[list[DraftOrder], int]:
     async with uow:
-        return await uow.drafts.list(actor.org_id, status=status, limit=limit, offset=offset)
+        return await uow.drafts.page(actor.org_id, status=status, limit=limit, offset=offset)
 
 
 async def _locked(uow: UnitOfWork, actor: Actor, draft_id: uuid.UUID) -> DraftOrder:

@@ -28,7 +28,7 @@ class DraftRepository(Protocol):
         Raises ConcurrentModification when the draft changed since it was read.
         """
 
-    async def list(
+    async def page(
         self, org_id: str, *, status: DraftStatus | None, limit: int, offset: int
     ) -> tuple[list[DraftOrder], int]:
         """A page of the org's drafts (newest first) and the total count."""

@@ -1,0 +1,67 @@
+"""`python -m draft_api serve` (HTTP + outbox relay + consumer) or `python -m draft_api migrate`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from draft_api.settings import DraftApiSettings
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def migrate(settings: DraftApiSettings, revision: str = "head") -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config(str(MIGRATIONS / "alembic.ini"))
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["url"] = settings.migrations_url
+    command.upgrade(config, revision)
+
+
+def downgrade(settings: DraftApiSettings, revision: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config(str(MIGRATIONS / "alembic.ini"))
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["url"] = settings.migrations_url
+    command.downgrade(config, revision)
+
+
+def serve(settings: DraftApiSettings) -> None:
+    import uvicorn
+
+    from draft_api.bootstrap import configure, make_app
+
+    configure(settings)
+    uvicorn.run(
+        make_app(settings),
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        proxy_headers=True,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m draft_api")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run the HTTP API, the outbox relay and the consumer")
+    up = sub.add_parser("migrate", help="upgrade the draft schema (default: to head)")
+    up.add_argument("revision", nargs="?", default="head")
+    down = sub.add_parser("downgrade", help="downgrade the draft schema")
+    down.add_argument("revision")
+    args = parser.parse_args(argv)
+    settings = DraftApiSettings()
+    if args.command == "serve":
+        serve(settings)
+    elif args.command == "migrate":
+        migrate(settings, args.revision)
+    else:
+        downgrade(settings, args.revision)
+
+
+if __name__ == "__main__":
+    main()

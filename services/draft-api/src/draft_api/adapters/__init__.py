@@ -1,0 +1,1 @@
+"""Infrastructure behind the ports: Postgres (SQLAlchemy), the outbox, Redis."""

@@ -1,0 +1,94 @@
+"""Domain events → versioned event contracts in CloudEvents envelopes."""
+
+from __future__ import annotations
+
+from orderflow_shared.contracts import (
+    DraftApprovedV1,
+    DraftCreatedV1,
+    DraftPushRequestedV1,
+    DraftValidatedV1,
+    EventData,
+    OrderLineSnapshot,
+    OrderSnapshot,
+    ValidationIssue,
+)
+from orderflow_shared.messaging.envelope import Envelope
+
+from draft_api.domain import events
+
+SOURCE = "/orderflow/draft-api"
+
+
+def to_envelope(event: events.DomainEvent) -> Envelope:
+    subject = str(event.draft_id)
+    return Envelope.wrap(
+        to_contract(event),
+        source=SOURCE,
+        subject=subject,
+        key=subject,
+        org_id=event.org_id,
+        actor_id=event.actor_id,
+    )
+
+
+def to_contract(event: events.DomainEvent) -> EventData:
+    if isinstance(event, events.DraftCreated):
+        return DraftCreatedV1(
+            draft_id=event.draft_id,
+            customer_id=event.customer_id,
+            external_ref=event.external_ref,
+            line_count=event.line_count,
+            created_at=event.created_at,
+        )
+    if isinstance(event, events.DraftValidated):
+        return DraftValidatedV1(
+            draft_id=event.draft_id,
+            status=event.status,
+            issues=[
+                ValidationIssue(field=i.field, code=i.code, message=i.message) for i in event.issues
+            ],
+            validated_at=event.validated_at,
+        )
+    if isinstance(event, events.DraftApproved):
+        return DraftApprovedV1(
+            draft_id=event.draft_id,
+            approved_by_user_id=event.approved_by_user_id,
+            approved_at=event.approved_at,
+        )
+    if isinstance(event, events.PushRequested):
+        return DraftPushRequestedV1(
+            draft_id=event.draft_id,
+            erp_export_id=event.erp_export_id,
+            attempt=event.attempt,
+            is_retry=event.is_retry,
+            requested_at=event.requested_at,
+            order=_snapshot(event.order),
+        )
+    raise TypeError(f"no contract for {type(event).__name__}")
+
+
+def _snapshot(order: events.OrderSnapshot) -> OrderSnapshot:
+    return OrderSnapshot(
+        draft_id=order.draft_id,
+        org_id=order.org_id,
+        customer_id=order.customer_id,
+        external_ref=order.external_ref,
+        currency=order.currency,
+        total=order.total,
+        approved_by_user_id=order.approved_by_user_id,
+        approved_at=order.approved_at,
+        created_at=order.created_at,
+        lines=[
+            OrderLineSnapshot(
+                line_no=line.line_no,
+                sku=line.sku,
+                description=line.description,
+                quantity=line.quantity,
+                unit=line.unit,
+                unit_price=line.unit_price,
+                currency=line.currency,
+                line_total=line.line_total,
+            )
+            for line in order.lines
+        ],
+    )

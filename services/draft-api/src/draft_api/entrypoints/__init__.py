@@ -1,0 +1,1 @@
+"""Ways into draft-api: HTTP routes, the Kafka consumer, the CLI."""

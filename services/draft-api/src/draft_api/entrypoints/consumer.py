@@ -1,0 +1,79 @@
+"""Kafka consumer of export results and ERP connection changes (group `draft-api`)."""
+
+from __future__ import annotations
+
+import logging
+
+from orderflow_shared.contracts import ErpConnectionChangedV1, ExportFailedV1, ExportSentV1, Topic
+from orderflow_shared.messaging.consumer import BatchHandler
+from orderflow_shared.messaging.envelope import Envelope
+
+from draft_api.domain.connector import ErpConnector
+from draft_api.service_layer import results
+from draft_api.service_layer.ports import UnitOfWorkFactory
+
+_log = logging.getLogger(__name__)
+
+GROUP_ID = "draft-api"
+TOPICS = (Topic.EXPORT_SENT, Topic.EXPORT_FAILED, Topic.ERP_CONNECTION_CHANGED)
+
+
+def make_handler(uow_factory: UnitOfWorkFactory) -> BatchHandler:
+    """One transaction per event (inbox claim + effect); the runner commits offsets after."""
+
+    async def handle(events: list[Envelope]) -> None:
+        for envelope in events:
+            await apply(uow_factory, envelope)
+
+    return handle
+
+
+async def apply(uow_factory: UnitOfWorkFactory, envelope: Envelope) -> None:
+    data = envelope.parse()
+    if isinstance(data, ExportSentV1):
+        changed = await results.record_export_result(
+            uow_factory(),
+            results.ExportResult(
+                event_id=envelope.id,
+                org_id=envelope.org_id,
+                draft_id=data.draft_id,
+                erp_export_id=data.erp_export_id,
+                sent=True,
+                at=data.sent_at,
+            ),
+        )
+    elif isinstance(data, ExportFailedV1):
+        changed = await results.record_export_result(
+            uow_factory(),
+            results.ExportResult(
+                event_id=envelope.id,
+                org_id=envelope.org_id,
+                draft_id=data.draft_id,
+                erp_export_id=data.erp_export_id,
+                sent=False,
+                at=data.failed_at,
+                error={
+                    "error_code": data.error_code,
+                    "error_message": data.error_message,
+                    "attempts": data.attempts,
+                    "permanent": data.permanent,
+                },
+            ),
+        )
+    elif isinstance(data, ErpConnectionChangedV1):
+        changed = await results.record_connector_change(
+            uow_factory(),
+            envelope.id,
+            ErpConnector(
+                connection_id=data.connection_id,
+                org_id=data.org_id,
+                name=data.name,
+                connector_type=data.connector_type,
+                is_active=data.is_active,
+                changed_at=data.changed_at,
+            ),
+        )
+    else:
+        _log.info("ignoring %s event %s", envelope.type, envelope.id)
+        return
+    _log.info("applied %s event %s (changed=%s)", envelope.type, envelope.id, changed)

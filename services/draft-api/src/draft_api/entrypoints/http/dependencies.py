@@ -1,0 +1,55 @@
+"""FastAPI dependencies: wiring from app.state, the caller as an Actor, JSON bodies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from orderflow_shared.auth import Principal, require_roles
+
+from draft_api.domain.model import Actor
+from draft_api.service_layer.ports import IdempotencyCache, UnitOfWorkFactory
+
+
+@dataclass(frozen=True)
+class Services:
+    """What the routes need; built by the lifespan in bootstrap.py."""
+
+    uow_factory: UnitOfWorkFactory
+    cache: IdempotencyCache
+    idempotency_ttl: timedelta
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def _actor(principal: Principal) -> Actor:
+    return Actor(user_id=principal.user_id, org_id=principal.org_id)
+
+
+def _as_actor(*roles: str):  # type: ignore[no-untyped-def]
+    async def dependency(
+        principal: Annotated[Principal, Depends(require_roles(*roles))],
+    ) -> Actor:
+        return _actor(principal)
+
+    return dependency
+
+
+def require_json(request: Request) -> None:
+    content_type = request.headers.get("content-type", "")
+    media = content_type.split(";")[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        raise HTTPException(status_code=415, detail="Content-Type must be application/json")
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+Reader = Annotated[Actor, Depends(_as_actor("viewer", "operator", "approver", "admin"))]
+Operator = Annotated[Actor, Depends(_as_actor("operator"))]
+Approver = Annotated[Actor, Depends(_as_actor("approver"))]
+Pusher = Annotated[Actor, Depends(_as_actor("operator", "approver"))]
+JsonBody = Depends(require_json)

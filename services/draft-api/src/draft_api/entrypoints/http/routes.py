@@ -1,0 +1,207 @@
+"""Routes of /draft-orders: each maps HTTP to one use case."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Response, status
+
+from draft_api.domain.idempotency import Operation
+from draft_api.domain.model import DraftStatus
+from draft_api.entrypoints.http.dependencies import (
+    Approver,
+    JsonBody,
+    Operator,
+    Pusher,
+    Reader,
+    ServicesDep,
+)
+from draft_api.entrypoints.http.errors import responses
+from draft_api.entrypoints.http.schemas import (
+    ApprovalOut,
+    DraftIn,
+    DraftOut,
+    DraftPage,
+    DraftPatch,
+    IssueOut,
+    PushOut,
+    ValidationOut,
+)
+from draft_api.service_layer import drafts, push, workflow
+
+router = APIRouter(prefix="/draft-orders", tags=["draft orders"])
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="Optional. Repeating a request with the same key returns the first "
+        "result (same erp_export_id) instead of pushing again. 1-255 characters of "
+        "letters, digits and -_.:~+/= (a quoted sf-string is accepted).",
+    ),
+]
+PUSH_HEADERS = {
+    "Idempotent-Replayed": {
+        "description": "`true` when the response replays an earlier request with the same key",
+        "schema": {"type": "string"},
+    }
+}
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=DraftOut,
+    dependencies=[JsonBody],
+    responses={
+        201: {"headers": {"Location": {"description": "URL of the new draft", "schema": {}}}},
+        **responses(413, 415, 422),
+    },
+    summary="Create a draft order (status NEW)",
+)
+async def create_draft(
+    body: DraftIn, actor: Operator, services: ServicesDep, response: Response
+) -> DraftOut:
+    draft = await drafts.create_draft(
+        services.uow_factory(),
+        actor,
+        drafts.CreateDraft(
+            customer_id=body.customer_id,
+            external_ref=body.external_ref or None,
+            lines=[line.to_domain() for line in body.lines],
+        ),
+    )
+    response.headers["Location"] = f"/draft-orders/{draft.id}"
+    return DraftOut.of(draft)
+
+
+@router.get("", response_model=DraftPage, responses=responses(422), summary="List draft orders")
+async def list_drafts(
+    actor: Reader,
+    services: ServicesDep,
+    status_: Annotated[DraftStatus | None, Query(alias="status")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> DraftPage:
+    page, total = await drafts.list_drafts(
+        services.uow_factory(), actor, status=status_, limit=limit, offset=offset
+    )
+    return DraftPage(items=[DraftOut.of(d) for d in page], total=total, limit=limit, offset=offset)
+
+
+@router.get(
+    "/{draft_id}",
+    response_model=DraftOut,
+    responses=responses(404, 422),
+    summary="A draft order with its lines and push history",
+)
+async def get_draft(draft_id: uuid.UUID, actor: Reader, services: ServicesDep) -> DraftOut:
+    return DraftOut.of(await drafts.get_draft(services.uow_factory(), actor, draft_id))
+
+
+@router.patch(
+    "/{draft_id}",
+    response_model=DraftOut,
+    dependencies=[JsonBody],
+    responses=responses(404, 409, 413, 415, 422),
+    summary="Edit a NEW, NEEDS_REVIEW or READY draft (it goes back to NEW)",
+)
+async def edit_draft(
+    draft_id: uuid.UUID, body: DraftPatch, actor: Operator, services: ServicesDep
+) -> DraftOut:
+    sent = body.model_fields_set
+    draft = await drafts.edit_draft(
+        services.uow_factory(),
+        actor,
+        drafts.EditDraft(
+            draft_id=draft_id,
+            customer_id=body.customer_id,
+            external_ref=body.external_ref or None,
+            clear_external_ref="external_ref" in sent and not body.external_ref,
+            lines=None if body.lines is None else [line.to_domain() for line in body.lines],
+        ),
+    )
+    return DraftOut.of(draft)
+
+
+@router.post(
+    "/{draft_id}/validate",
+    response_model=ValidationOut,
+    responses=responses(404, 409, 422),
+    summary="Run the validation rules: READY, or NEEDS_REVIEW with the issues",
+)
+async def validate_draft(
+    draft_id: uuid.UUID, actor: Operator, services: ServicesDep
+) -> ValidationOut:
+    draft = await workflow.validate_draft(services.uow_factory(), actor, draft_id)
+    return ValidationOut(
+        id=draft.id,
+        status=draft.status,
+        issues=[IssueOut(**vars(i)) for i in draft.validation_issues],
+    )
+
+
+@router.post(
+    "/{draft_id}/approve",
+    response_model=ApprovalOut,
+    responses=responses(404, 409, 422),
+    summary="Approve a READY draft (role approver)",
+)
+async def approve_draft(draft_id: uuid.UUID, actor: Approver, services: ServicesDep) -> ApprovalOut:
+    draft = await workflow.approve_draft(services.uow_factory(), actor, draft_id)
+    assert draft.approved_at is not None
+    return ApprovalOut(id=draft.id, status=draft.status, approved_at=draft.approved_at)
+
+
+@router.post(
+    "/{draft_id}/push",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=PushOut,
+    responses={202: {"headers": PUSH_HEADERS}, **responses(400, 404, 409, 422)},
+    summary="Push an APPROVED draft to the ERP (asynchronous)",
+)
+async def push_draft(
+    draft_id: uuid.UUID,
+    actor: Pusher,
+    services: ServicesDep,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> PushOut:
+    return await _push(services, actor, draft_id, Operation.PUSH, idempotency_key, response)
+
+
+@router.post(
+    "/{draft_id}/retry-push",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=PushOut,
+    responses={202: {"headers": PUSH_HEADERS}, **responses(400, 404, 409, 422)},
+    summary="Push a draft in ERROR again (new export id, next attempt number)",
+)
+async def retry_push(
+    draft_id: uuid.UUID,
+    actor: Pusher,
+    services: ServicesDep,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> PushOut:
+    return await _push(services, actor, draft_id, Operation.RETRY_PUSH, idempotency_key, response)
+
+
+async def _push(
+    services: ServicesDep,
+    actor: Pusher,
+    draft_id: uuid.UUID,
+    operation: Operation,
+    key: str | None,
+    response: Response,
+) -> PushOut:
+    result = await push.push_draft(
+        services.uow_factory,
+        services.cache,
+        actor,
+        push.PushDraft(draft_id=draft_id, operation=operation, idempotency_key=key),
+        key_ttl=services.idempotency_ttl,
+    )
+    response.headers["Idempotent-Replayed"] = "true" if result.replayed else "false"
+    return PushOut(erp_export_id=result.erp_export_id, status=result.status)

@@ -1,0 +1,196 @@
+"""Request and response bodies of the REST API (decimals travel as strings on the way out)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from draft_api.domain.model import DraftOrder, DraftStatus, NewLine
+
+Amount = Annotated[
+    Decimal,
+    Field(
+        ge=0,
+        max_digits=18,
+        decimal_places=6,
+        description="A decimal as a JSON number or string; returned as a string.",
+        examples=["9.50"],
+    ),
+]
+ShortText = Annotated[str, Field(max_length=100)]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class LineIn(_In):
+    sku: str = Field(min_length=1, max_length=100, examples=["SKU-1"])
+    description: str = Field(default="", max_length=1000, examples=["Widget"])
+    quantity: Amount
+    unit: str = Field(
+        min_length=1,
+        max_length=3,
+        description="UN/ECE Recommendation 20 code, e.g. EA, KGM, MTR.",
+        examples=["EA"],
+    )
+    unit_price: Amount
+    currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217", examples=["EUR"])
+
+    def to_domain(self) -> NewLine:
+        return NewLine(
+            sku=self.sku,
+            description=self.description,
+            quantity=self.quantity,
+            unit=self.unit,
+            unit_price=self.unit_price,
+            currency=self.currency,
+        )
+
+
+class DraftIn(_In):
+    customer_id: ShortText = Field(examples=["C-1001"])
+    external_ref: ShortText | None = Field(default=None, examples=["PO-4711"])
+    lines: list[LineIn] = Field(default_factory=list, max_length=1000)
+
+
+class DraftPatch(_In):
+    """Only the fields sent change; `external_ref: null` clears it. The draft goes back to NEW."""
+
+    customer_id: ShortText | None = None
+    external_ref: ShortText | None = None
+    lines: list[LineIn] | None = Field(default=None, max_length=1000)
+
+
+class IssueOut(BaseModel):
+    field: str
+    code: str
+    message: str
+
+
+class LineOut(BaseModel):
+    line_no: int
+    sku: str
+    description: str
+    quantity: Decimal
+    unit: str
+    unit_price: Decimal
+    currency: str
+    line_total: Decimal
+
+
+class ExportOut(BaseModel):
+    """One push attempt (an export of the draft to the ERP)."""
+
+    erp_export_id: uuid.UUID
+    attempt: int
+    status: str = Field(description="in_progress, SENT or FAILED")
+    requested_by_user_id: str
+    requested_at: datetime
+    finished_at: datetime | None
+    error: dict[str, Any] | None
+
+
+class DraftOut(BaseModel):
+    id: uuid.UUID
+    org_id: str
+    customer_id: str
+    external_ref: str | None
+    status: DraftStatus
+    currency: str | None
+    total: Decimal
+    lines: list[LineOut]
+    validation_issues: list[IssueOut]
+    created_by_user_id: str
+    approved_by_user_id: str | None
+    approved_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    current_export_id: uuid.UUID | None
+    version: int
+    exports: list[ExportOut] = Field(description="Push history, oldest first.")
+
+    @classmethod
+    def of(cls, draft: DraftOrder) -> DraftOut:
+        return cls(
+            id=draft.id,
+            org_id=draft.org_id,
+            customer_id=draft.customer_id,
+            external_ref=draft.external_ref,
+            status=draft.status,
+            currency=draft.currency,
+            total=draft.total,
+            lines=[
+                LineOut(
+                    line_no=line.line_no,
+                    sku=line.sku,
+                    description=line.description,
+                    quantity=line.quantity,
+                    unit=line.unit,
+                    unit_price=line.unit_price,
+                    currency=line.currency,
+                    line_total=line.total,
+                )
+                for line in draft.lines
+            ],
+            validation_issues=[IssueOut(**vars(i)) for i in draft.validation_issues],
+            created_by_user_id=draft.created_by_user_id,
+            approved_by_user_id=draft.approved_by_user_id,
+            approved_at=draft.approved_at,
+            created_at=draft.created_at,
+            updated_at=draft.updated_at,
+            current_export_id=draft.current_export_id,
+            version=draft.version,
+            exports=[
+                ExportOut(
+                    erp_export_id=a.erp_export_id,
+                    attempt=a.attempt,
+                    status=a.status.value,
+                    requested_by_user_id=a.requested_by_user_id,
+                    requested_at=a.requested_at,
+                    finished_at=a.finished_at,
+                    error=a.error,
+                )
+                for a in draft.attempts
+            ],
+        )
+
+
+class DraftPage(BaseModel):
+    items: list[DraftOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class ValidationOut(BaseModel):
+    id: uuid.UUID
+    status: DraftStatus = Field(description="READY or NEEDS_REVIEW")
+    issues: list[IssueOut]
+
+
+class ApprovalOut(BaseModel):
+    id: uuid.UUID
+    status: DraftStatus
+    approved_at: datetime
+
+
+class PushOut(BaseModel):
+    erp_export_id: uuid.UUID
+    status: str = Field(
+        description="PUSHING for a new push; for a replay the export's status now "
+        "(in_progress, SENT or FAILED)",
+        examples=["PUSHING"],
+    )
+
+
+class ErrorOut(BaseModel):
+    detail: str = Field(examples=["Draft must be READY"])
+
+
+class RequestErrorOut(BaseModel):
+    detail: list[dict[str, Any]] | str

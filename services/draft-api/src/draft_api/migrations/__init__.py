@@ -1,0 +1,1 @@
+"""Alembic environment of draft-api (version table inside schema `draft`)."""
