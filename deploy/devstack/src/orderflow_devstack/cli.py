@@ -9,7 +9,7 @@ import sys
 import time
 
 from orderflow_devstack import install
-from orderflow_devstack.config import ALL_ROLES, DATABASE, DEMO_ORG, StackConfig
+from orderflow_devstack.config import ALL_ROLES, DATABASE, DEMO_ORG, SERVICES, StackConfig
 from orderflow_devstack.procs import StackError
 from orderflow_devstack.stack import Stack
 
@@ -38,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("name")
     sub.add_parser("psql", help="psql on the orderflow database as superuser")
     sub.add_parser("redis-cli", help="redis-cli on the stack's Redis")
+    exe = sub.add_parser("exec", help="run a command with a service's environment")
+    exe.add_argument("service")
+    exe.add_argument("argv", nargs=argparse.REMAINDER)
     return parser
 
 
@@ -92,6 +95,12 @@ def _dispatch(args: argparse.Namespace, cfg: StackConfig, stack: Stack) -> int:
         say(f"{args.name}: {component.status()}")
     elif command == "psql":
         _exec_psql(cfg)
+    elif command == "exec":
+        argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+        if not argv or args.service not in SERVICES:
+            raise StackError(f"usage: exec <{'|'.join(SERVICES)}> -- command ...")
+        os.environ.update(cfg.service_env(args.service))
+        os.execvp(argv[0], argv)  # noqa: S606
     elif command == "redis-cli":
         binary = shutil.which("redis-cli") or "redis-cli"
         os.execv(binary, [binary, "-h", "127.0.0.1", "-p", str(cfg.ports["redis"])])  # noqa: S606
