@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from export_service.domain.connection import ErpConnection
@@ -14,18 +15,35 @@ from export_service.service_layer.ports import Check, ConnectionReport, Upload
 
 
 class LocalDropzoneTransport:
+    """Writes into a directory of this host; with `roots`, only below one of them."""
+
+    def __init__(self, roots: Sequence[Path] = ()) -> None:
+        self._roots = [Path(os.path.realpath(r)) for r in roots]
+
+    def _allowed(self, directory: Path) -> bool:
+        real = Path(os.path.realpath(directory))
+        return not self._roots or any(real.is_relative_to(root) for root in self._roots)
+
     async def deliver(self, connection: ErpConnection, upload: Upload) -> str:
         if connection.local is None:
             raise DeliveryError(ErrorCode.INVALID_CONFIGURATION, "no local directory configured")
         if not is_safe_file_name(upload.file_name):
             raise DeliveryError(ErrorCode.INVALID_CONFIGURATION, "unsafe file name refused")
         directory = Path(connection.local.directory)
+        if not self._allowed(directory):
+            raise DeliveryError(
+                ErrorCode.INVALID_CONFIGURATION, "the directory is outside the allowed roots"
+            )
         return await asyncio.to_thread(_deliver, directory, upload)
 
     async def check(self, connection: ErpConnection) -> ConnectionReport:
         if connection.local is None:
             return ConnectionReport(False, [], "invalid_configuration", "no directory configured")
         directory = Path(connection.local.directory)
+        if not self._allowed(directory):
+            return ConnectionReport(
+                False, [], "invalid_configuration", "the directory is outside the allowed roots"
+            )
         exists, writable = await asyncio.to_thread(_probe, directory)
         checks = [
             Check("directory_exists", exists, "exists" if exists else "is missing"),

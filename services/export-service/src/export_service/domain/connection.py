@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from orderflow_shared.contracts import ErpConnectionChangedV1
 
@@ -72,6 +73,17 @@ class Secrets:
     @property
     def is_empty(self) -> bool:
         return not self.private_key and not self.password
+
+
+def _changed_sftp(current: SftpSettings | None, changes: Mapping[str, Any]) -> SftpSettings:
+    try:
+        if current is None:
+            return SftpSettings(**changes)
+        return replace(current, **changes)
+    except TypeError:
+        raise InvalidConnection(
+            "sftp needs host, port, username, remote_directory and host_key_fingerprint"
+        ) from None
 
 
 @dataclass
@@ -150,7 +162,7 @@ class ErpConnection:
         name: str | None = None,
         file_format: FileFormat | None = None,
         file_name_template: str | None = None,
-        sftp: SftpSettings | None = None,
+        sftp_changes: Mapping[str, Any] | None = None,
         local: LocalSettings | None = None,
         secrets: Secrets | None = None,
     ) -> None:
@@ -161,8 +173,8 @@ class ErpConnection:
             self.file_format = file_format
         if file_name_template is not None:
             self.file_name_template = file_name_template
-        if sftp is not None:
-            self.sftp = sftp
+        if sftp_changes:
+            self.sftp = _changed_sftp(self.sftp, sftp_changes)
         if local is not None:
             self.local = local
         if secrets is not None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from export_service.domain.connection import (
     ConnectorType,
@@ -40,7 +42,7 @@ class UpdateConnection:
     name: str | None = None
     file_format: FileFormat | None = None
     file_name_template: str | None = None
-    sftp: SftpSettings | None = None
+    sftp_changes: Mapping[str, Any] | None = None
     local: LocalSettings | None = None
     secrets: Secrets | None = None
     is_active: bool | None = None
@@ -86,7 +88,7 @@ async def update_connection(
             name=command.name,
             file_format=command.file_format,
             file_name_template=command.file_name_template,
-            sftp=command.sftp,
+            sftp_changes=command.sftp_changes,
             local=command.local,
             secrets=command.secrets,
         )

@@ -1,0 +1,184 @@
+"""Wiring: builds adapters from settings and runs HTTP, relay, consumer and workers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from importlib.metadata import PackageNotFoundError, version
+
+from fastapi import FastAPI
+from orderflow_shared.auth import JwtVerifier
+from orderflow_shared.db import db_reachable, make_engine, make_session_factory
+from orderflow_shared.logging import configure_logging
+from orderflow_shared.messaging.kafka import kafka_reachable
+from orderflow_shared.messaging.outbox import OutboxRelay
+from orderflow_shared.web import make_service_app
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from export_service.adapters.local_dropzone import LocalDropzoneTransport
+from export_service.adapters.orm import Tables, make_tables
+from export_service.adapters.secret_box import FernetSecretBox
+from export_service.adapters.sftp import SftpDropzoneTransport, SftpPool
+from export_service.adapters.storage import FsArtifactStore
+from export_service.adapters.unit_of_work import sql_uow_factory
+from export_service.domain.connection import ConnectorType
+from export_service.domain.retry import RetryPolicy
+from export_service.entrypoints.consumer import make_consumer, make_push_handler
+from export_service.entrypoints.http import connections_router, install_domain_errors
+from export_service.entrypoints.worker import DeliveryWorker
+from export_service.service_layer.ports import Clock, Transports, UnitOfWorkFactory
+from export_service.settings import ExportSettings
+
+log = logging.getLogger(__name__)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Container:
+    settings: ExportSettings
+    engine: AsyncEngine
+    tables: Tables
+    uow_factory: UnitOfWorkFactory
+    clock: Clock
+    transports: Transports
+    sftp_pool: SftpPool
+    store: FsArtifactStore
+    worker: DeliveryWorker
+
+
+def build(settings: ExportSettings, clock: Clock = utc_now) -> Container:
+    engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
+    tables = make_tables()
+    box = FernetSecretBox(settings.export_encryption_key.get_secret_value())
+    uow_factory = sql_uow_factory(make_session_factory(engine), tables, box)
+    pool = SftpPool(
+        connect_timeout=settings.sftp_connect_timeout_seconds,
+        sessions_per_target=settings.sftp_sessions_per_target,
+        uploads_per_session=settings.sftp_uploads_per_session,
+    )
+    transports: Transports = {
+        ConnectorType.SFTP: SftpDropzoneTransport(
+            pool, connect_timeout=settings.sftp_connect_timeout_seconds
+        ),
+        ConnectorType.LOCAL: LocalDropzoneTransport(settings.local_dropzone_roots),
+    }
+    store = FsArtifactStore(settings.export_storage_dir)
+    worker = DeliveryWorker(
+        uow_factory=uow_factory,
+        transports=transports,
+        store=store,
+        policy=RetryPolicy(
+            max_attempts=settings.export_max_attempts,
+            base_seconds=settings.export_backoff_base_seconds,
+            max_seconds=settings.export_backoff_max_seconds,
+        ),
+        clock=clock,
+        lease=timedelta(seconds=settings.export_lease_seconds),
+        concurrency=settings.export_worker_concurrency,
+        poll_interval=settings.export_poll_interval_seconds,
+    )
+    return Container(
+        settings=settings,
+        engine=engine,
+        tables=tables,
+        uow_factory=uow_factory,
+        clock=clock,
+        transports=transports,
+        sftp_pool=pool,
+        store=store,
+        worker=worker,
+    )
+
+
+def _app_version() -> str:
+    try:
+        return version("orderflow-export-service")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+def make_app(settings: ExportSettings | None = None, *, background: bool = True) -> FastAPI:
+    """The export-service app; `background=False` serves HTTP only (tests)."""
+    settings = settings or ExportSettings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        container = build(settings)
+        app.state.container = container
+        stop = asyncio.Event()
+        checks: dict[str, Callable[[], object]] = {
+            "database": lambda: db_reachable(container.engine),
+            "kafka": lambda: kafka_reachable(settings.kafka_bootstrap_servers),
+        }
+        tasks: list[asyncio.Task[None]] = []
+        if background:
+            relay = OutboxRelay(
+                container.engine,
+                container.tables.outbox,
+                bootstrap_servers=settings.kafka_bootstrap_servers,
+                batch_size=settings.outbox_batch_size,
+                poll_interval=settings.outbox_poll_interval_seconds,
+                client_id=f"{settings.service_name}-relay",
+            )
+            consumer = make_consumer(
+                settings.kafka_bootstrap_servers,
+                make_push_handler(container.uow_factory, container.clock, container.worker.wake),
+            )
+            checks["consumer"] = consumer.ready
+            checks["workers"] = container.worker.ready
+            for name, runner in (
+                ("outbox-relay", relay.run),
+                ("consumer", consumer.run),
+                ("delivery-worker", container.worker.run),
+            ):
+                tasks.append(asyncio.create_task(_supervised(name, runner, stop), name=name))
+        app.state.health_checks = checks
+        try:
+            yield
+        finally:
+            stop.set()
+            if tasks:
+                await asyncio.wait(tasks, timeout=15)
+            for task in tasks:
+                task.cancel()
+            await container.sftp_pool.close()
+            await container.engine.dispose()
+
+    app = make_service_app(
+        "OrderFlow export-service",
+        _app_version(),
+        lifespan,
+        service=settings.service_name,
+        verifier=JwtVerifier(settings),
+    )
+    app.include_router(connections_router())
+    install_domain_errors(app)
+    return app
+
+
+async def _supervised(
+    name: str, run: Callable[[asyncio.Event], object], stop: asyncio.Event
+) -> None:
+    """Keep a background loop alive: a crash is logged and the loop restarted."""
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            await run(stop)  # type: ignore[misc]
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s crashed; restarting in %.1fs", name, delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+            delay = min(delay * 2, 30.0)
+
+
+def configure(settings: ExportSettings) -> None:
+    configure_logging(settings.service_name, settings.log_level)

@@ -1,0 +1,1 @@
+"""Entrypoints: HTTP routes, the Kafka consumer, the delivery worker, the CLI."""

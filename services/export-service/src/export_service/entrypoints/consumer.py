@@ -1,0 +1,44 @@
+"""Kafka consumer of `draft.push_requested` (group `export-service`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from orderflow_shared.contracts import DraftPushRequestedV1, Topic
+from orderflow_shared.messaging.consumer import BatchHandler, ConsumerRunner
+from orderflow_shared.messaging.envelope import Envelope
+
+from export_service.entrypoints.metrics import export_metrics
+from export_service.service_layer.exports import CONSUMER, PushRequest, record_push_requests
+from export_service.service_layer.ports import Clock, UnitOfWorkFactory
+
+
+def make_push_handler(
+    uow_factory: UnitOfWorkFactory, clock: Clock, on_due: Callable[[], None]
+) -> BatchHandler:
+    """Record a batch of push requests in one transaction, then wake the workers."""
+
+    async def handle(events: list[Envelope]) -> None:
+        requests = []
+        for envelope in events:
+            data = envelope.parse()
+            if isinstance(data, DraftPushRequestedV1):
+                requests.append(PushRequest(envelope.id, envelope.org_id, data))
+        if not requests:
+            return
+        due = await record_push_requests(uow_factory(), requests, clock)
+        export_metrics().recorded.inc(len(requests))
+        if due:
+            on_due()
+
+    return handle
+
+
+def make_consumer(bootstrap_servers: str, handler: BatchHandler) -> ConsumerRunner:
+    return ConsumerRunner(
+        bootstrap_servers=bootstrap_servers,
+        group_id=CONSUMER,
+        topics=[Topic.DRAFT_PUSH_REQUESTED],
+        handler=handler,
+        client_id=CONSUMER,
+    )

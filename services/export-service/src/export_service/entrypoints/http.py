@@ -1,0 +1,311 @@
+"""`/erp-connections` REST routes (role `admin`); secrets go in, never come out."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, Request, status
+from fastapi.responses import JSONResponse
+from orderflow_shared.auth import Principal, require_roles
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from sqlalchemy.exc import IntegrityError
+
+from export_service.domain.connection import (
+    ConnectorType,
+    ErpConnection,
+    LocalSettings,
+    Secrets,
+    SftpSettings,
+)
+from export_service.domain.errors import ConnectionNotFound, DomainError, InvalidConnection
+from export_service.domain.filenames import DEFAULT_TEMPLATE
+from export_service.domain.renderers import FileFormat
+from export_service.service_layer import connections as uc
+from export_service.service_layer.ports import Clock, Transports, UnitOfWorkFactory
+
+Admin = Annotated[Principal, Depends(require_roles("admin"))]
+FormatName = Literal["csv", "json", "xml"]
+
+
+class SftpIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = Field(min_length=1, max_length=255)
+    port: int = Field(default=22, ge=1, le=65535)
+    username: str = Field(min_length=1, max_length=128)
+    remote_directory: str = Field(min_length=1, max_length=1024)
+    host_key_fingerprint: str = Field(
+        description="SHA256 fingerprint of the server's host key, e.g. `SHA256:abc...`",
+        max_length=128,
+    )
+    private_key: SecretStr | None = Field(default=None, description="OpenSSH private key")
+    password: SecretStr | None = None
+
+
+class SftpPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    host: str | None = Field(default=None, min_length=1, max_length=255)
+    port: int | None = Field(default=None, ge=1, le=65535)
+    username: str | None = Field(default=None, min_length=1, max_length=128)
+    remote_directory: str | None = Field(default=None, min_length=1, max_length=1024)
+    host_key_fingerprint: str | None = Field(default=None, max_length=128)
+    private_key: SecretStr | None = None
+    password: SecretStr | None = None
+
+
+class LocalIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    directory: str = Field(min_length=1, max_length=1024)
+
+
+class ConnectionIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "example": {
+                "name": "Demo ERP dropzone",
+                "connector_type": "sftp_dropzone",
+                "is_active": True,
+                "file_format": "csv",
+                "file_name_template": "{external_ref}_{export_id}",
+                "sftp": {
+                    "host": "127.0.0.1",
+                    "port": 2222,
+                    "username": "orderflow-sftp",
+                    "remote_directory": "/inbox",
+                    "host_key_fingerprint": "SHA256:...",
+                    "private_key": "-----BEGIN OPENSSH PRIVATE KEY-----\n...",
+                    "password": None,
+                },
+            }
+        },
+    )
+
+    name: str = Field(min_length=1, max_length=200)
+    connector_type: Literal["sftp_dropzone", "local_dropzone"]
+    is_active: bool = False
+    file_format: FormatName = "csv"
+    file_name_template: str = Field(default=DEFAULT_TEMPLATE, max_length=200)
+    sftp: SftpIn | None = None
+    local: LocalIn | None = None
+
+
+class ConnectionPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    is_active: bool | None = None
+    file_format: FormatName | None = None
+    file_name_template: str | None = Field(default=None, max_length=200)
+    sftp: SftpPatch | None = None
+    local: LocalIn | None = None
+
+
+class SftpOut(BaseModel):
+    host: str
+    port: int
+    username: str
+    remote_directory: str
+    host_key_fingerprint: str
+    has_private_key: bool
+    has_password: bool
+
+
+class ConnectionOut(BaseModel):
+    id: uuid.UUID
+    org_id: str
+    name: str
+    connector_type: str
+    is_active: bool
+    file_format: str
+    file_name_template: str
+    sftp: SftpOut | None
+    local: LocalIn | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, c: ErpConnection) -> ConnectionOut:
+        sftp = None
+        if c.sftp is not None:
+            sftp = SftpOut(
+                **asdict(c.sftp),
+                has_private_key=bool(c.secrets.private_key),
+                has_password=bool(c.secrets.password),
+            )
+        return cls(
+            id=c.id,
+            org_id=c.org_id,
+            name=c.name,
+            connector_type=c.connector_type.value,
+            is_active=c.is_active,
+            file_format=c.file_format.value,
+            file_name_template=c.file_name_template,
+            sftp=sftp,
+            local=LocalIn(directory=c.local.directory) if c.local else None,
+            created_at=c.created_at,
+            updated_at=c.updated_at,
+        )
+
+
+class CheckOut(BaseModel):
+    name: str
+    ok: bool
+    message: str
+
+
+class TestOut(BaseModel):
+    ok: bool
+    checks: list[CheckOut]
+    error_code: str | None
+    message: str
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
+def _create_command(body: ConnectionIn) -> uc.CreateConnection:
+    kind = ConnectorType(body.connector_type)
+    sftp = local = None
+    secrets = Secrets()
+    if kind is ConnectorType.SFTP:
+        if body.sftp is None:
+            raise InvalidConnection("an sftp_dropzone connection needs the `sftp` settings")
+        sftp = SftpSettings(
+            host=body.sftp.host,
+            port=body.sftp.port,
+            username=body.sftp.username,
+            remote_directory=body.sftp.remote_directory,
+            host_key_fingerprint=body.sftp.host_key_fingerprint,
+        )
+        secrets = Secrets(_secret(body.sftp.private_key), _secret(body.sftp.password))
+    elif body.local is not None:
+        local = LocalSettings(directory=body.local.directory)
+    return uc.CreateConnection(
+        name=body.name,
+        connector_type=kind,
+        is_active=body.is_active,
+        file_format=FileFormat(body.file_format),
+        file_name_template=body.file_name_template,
+        sftp=sftp,
+        local=local,
+        secrets=secrets,
+    )
+
+
+def _update_command(body: ConnectionPatch) -> uc.UpdateConnection:
+    sftp_changes: dict[str, Any] | None = None
+    secrets = None
+    if body.sftp is not None:
+        sftp_changes = body.sftp.model_dump(exclude_unset=True, exclude={"private_key", "password"})
+        secrets = Secrets(_secret(body.sftp.private_key), _secret(body.sftp.password))
+    return uc.UpdateConnection(
+        name=body.name,
+        file_format=FileFormat(body.file_format) if body.file_format else None,
+        file_name_template=body.file_name_template,
+        sftp_changes=sftp_changes,
+        local=LocalSettings(body.local.directory) if body.local else None,
+        secrets=secrets,
+        is_active=body.is_active,
+    )
+
+
+def _actor(principal: Principal) -> uc.Actor:
+    return uc.Actor(org_id=principal.org_id, user_id=principal.user_id)
+
+
+def _deps(request: Request) -> tuple[UnitOfWorkFactory, Clock]:
+    container = request.app.state.container
+    return container.uow_factory, container.clock
+
+
+def connections_router() -> APIRouter:
+    router = APIRouter(prefix="/erp-connections", tags=["erp-connections"])
+
+    @router.post("", status_code=status.HTTP_201_CREATED, response_model=ConnectionOut)
+    async def create(body: ConnectionIn, principal: Admin, request: Request) -> ConnectionOut:
+        uow_factory, clock = _deps(request)
+        connection = await uc.create_connection(
+            uow_factory(), _actor(principal), _create_command(body), clock
+        )
+        return ConnectionOut.of(connection)
+
+    @router.get("", response_model=list[ConnectionOut])
+    async def list_all(principal: Admin, request: Request) -> list[ConnectionOut]:
+        uow_factory, _ = _deps(request)
+        found = await uc.list_connections(uow_factory(), _actor(principal))
+        return [ConnectionOut.of(c) for c in found]
+
+    @router.get("/{connection_id}", response_model=ConnectionOut)
+    async def get_one(
+        connection_id: uuid.UUID, principal: Admin, request: Request
+    ) -> ConnectionOut:
+        uow_factory, _ = _deps(request)
+        found = await uc.get_connection(uow_factory(), _actor(principal), connection_id)
+        return ConnectionOut.of(found)
+
+    @router.patch("/{connection_id}", response_model=ConnectionOut)
+    async def update(
+        connection_id: uuid.UUID, body: ConnectionPatch, principal: Admin, request: Request
+    ) -> ConnectionOut:
+        uow_factory, clock = _deps(request)
+        updated = await uc.update_connection(
+            uow_factory(), _actor(principal), connection_id, _update_command(body), clock
+        )
+        return ConnectionOut.of(updated)
+
+    @router.post("/{connection_id}/activate", response_model=ConnectionOut)
+    async def activate(
+        connection_id: uuid.UUID, principal: Admin, request: Request
+    ) -> ConnectionOut:
+        uow_factory, clock = _deps(request)
+        done = await uc.set_active(uow_factory(), _actor(principal), connection_id, True, clock)
+        return ConnectionOut.of(done)
+
+    @router.post("/{connection_id}/deactivate", response_model=ConnectionOut)
+    async def deactivate(
+        connection_id: uuid.UUID, principal: Admin, request: Request
+    ) -> ConnectionOut:
+        uow_factory, clock = _deps(request)
+        done = await uc.set_active(uow_factory(), _actor(principal), connection_id, False, clock)
+        return ConnectionOut.of(done)
+
+    @router.post("/{connection_id}/test", response_model=TestOut)
+    async def test(connection_id: uuid.UUID, principal: Admin, request: Request) -> TestOut:
+        uow_factory, _ = _deps(request)
+        transports: Transports = request.app.state.container.transports
+        report = await uc.test_connection(
+            uow_factory(), _actor(principal), connection_id, transports
+        )
+        return TestOut(
+            ok=report.ok,
+            checks=[CheckOut(name=c.name, ok=c.ok, message=c.message) for c in report.checks],
+            error_code=report.error_code,
+            message=report.message,
+        )
+
+    return router
+
+
+def install_domain_errors(app: FastAPI) -> None:
+    """Map the domain's errors to HTTP status codes, in one place."""
+
+    async def domain_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, DomainError)
+        code = 404 if isinstance(exc, ConnectionNotFound) else 422
+        return JSONResponse({"detail": exc.detail}, status_code=code)
+
+    async def conflict(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(
+            {"detail": "Conflicting change: another active connection or a concurrent update"},
+            status_code=409,
+        )
+
+    app.add_exception_handler(DomainError, domain_error)
+    app.add_exception_handler(IntegrityError, conflict)

@@ -1,0 +1,45 @@
+"""Settings of export-service (environment variables, see docs/DEVELOPING.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from orderflow_shared.settings import ServiceSettings
+from pydantic import Field, SecretStr, model_validator
+
+#: Development-only Fernet key; refused in production like the dev JWT secret.
+DEV_ENCRYPTION_KEY = "b3JkZXJmbG93LWRldi1leHBvcnQta2V5LTAxMjM0NTY="
+
+
+class ExportSettings(ServiceSettings):
+    service_name: str = "export-service"
+    http_port: int = 8102
+
+    export_encryption_key: SecretStr = SecretStr(DEV_ENCRYPTION_KEY)
+    export_storage_dir: Path = Path(".run/storage")
+    export_max_attempts: int = Field(default=5, ge=1)
+    export_backoff_base_seconds: float = Field(default=1.0, gt=0)
+    export_backoff_max_seconds: float = Field(default=60.0, gt=0)
+    export_worker_concurrency: int = Field(default=32, ge=1)
+    export_lease_seconds: float = Field(default=30.0, gt=0)
+    export_poll_interval_seconds: float = Field(default=0.25, gt=0)
+    #: local_dropzone directories must lie below one of these (comma-separated; empty: any)
+    export_local_dropzone_roots: str = ""
+    sftp_connect_timeout_seconds: float = Field(default=10.0, gt=0)
+    sftp_sessions_per_target: int = Field(default=2, ge=1)
+    sftp_uploads_per_session: int = Field(default=16, ge=1)
+
+    @model_validator(mode="after")
+    def _refuse_dev_key_in_production(self) -> ExportSettings:
+        if self.export_backoff_max_seconds < self.export_backoff_base_seconds:
+            raise ValueError("EXPORT_BACKOFF_MAX_SECONDS must be >= EXPORT_BACKOFF_BASE_SECONDS")
+        if (
+            self.orderflow_env == "production"
+            and self.export_encryption_key.get_secret_value() == DEV_ENCRYPTION_KEY
+        ):
+            raise ValueError("EXPORT_ENCRYPTION_KEY must be set to a real key in production")
+        return self
+
+    @property
+    def local_dropzone_roots(self) -> list[Path]:
+        return [Path(p.strip()) for p in self.export_local_dropzone_roots.split(",") if p.strip()]
