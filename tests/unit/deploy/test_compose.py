@@ -1,0 +1,139 @@
+"""docker-compose.yml, the Dockerfiles and the nginx routes agree with the code."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from orderflow_devstack.config import DEFAULT_PORTS, SERVICES, find_repo_root
+from orderflow_shared.settings import ServiceSettings
+
+ROOT = find_repo_root()
+COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+NGINX_TEMPLATE = (ROOT / "deploy" / "nginx" / "orderflow.conf.template").read_text()
+APP_CONTAINERS = {
+    "draft-api": "draft-api",
+    "export-service": "export-service",
+    "audit-service": "audit-service",
+    "draft-api-migrate": "draft-api",
+    "export-service-migrate": "export-service",
+    "audit-service-migrate": "audit-service",
+    "topics": None,
+}
+
+
+def settings_class(service: str | None) -> type[ServiceSettings]:
+    """The service's settings class (a ServiceSettings subclass in <pkg>.settings)."""
+    if service is None:
+        return ServiceSettings
+    try:
+        module = importlib.import_module(f"{SERVICES[service]}.settings")
+    except ModuleNotFoundError:
+        return ServiceSettings
+    found = [
+        obj
+        for obj in vars(module).values()
+        if inspect.isclass(obj)
+        and issubclass(obj, ServiceSettings)
+        and obj is not ServiceSettings
+        and obj.__module__ == module.__name__
+    ]
+    return found[0] if found else ServiceSettings
+
+
+def dockerfiles() -> list[Path]:
+    paths = []
+    for spec in COMPOSE["services"].values():
+        build = spec.get("build")
+        if build:
+            paths.append(ROOT / build.get("context", ".") / build["dockerfile"])
+    return sorted(set(paths))
+
+
+def test_every_dockerfile_compose_names_exists() -> None:
+    assert dockerfiles()
+    for path in dockerfiles():
+        assert path.is_file(), path
+
+
+@pytest.mark.parametrize("dockerfile", dockerfiles(), ids=lambda p: p.name)
+def test_every_file_a_dockerfile_copies_exists(dockerfile: Path) -> None:
+    for line in dockerfile.read_text().splitlines():
+        if line.startswith("COPY "):
+            *sources, _target = line.split()[1:]
+            for source in sources:
+                assert (ROOT / source).exists(), f"{dockerfile.name}: {source}"
+
+
+def test_every_bind_mount_source_exists() -> None:
+    for name, spec in COMPOSE["services"].items():
+        for volume in spec.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("."):
+                assert (ROOT / source).exists(), f"{name}: {source}"
+
+
+@pytest.mark.parametrize(("container", "service"), APP_CONTAINERS.items())
+def test_every_env_var_of_an_app_container_is_a_setting(
+    container: str, service: str | None
+) -> None:
+    fields = set(settings_class(service).model_fields)
+    env = COMPOSE["services"][container]["environment"]
+    unknown = sorted(key for key in env if key.lower() not in fields)
+    assert unknown == [], f"{container}: not settings of {service}: {unknown}"
+
+
+@pytest.mark.parametrize("service", list(SERVICES))
+def test_ports_agree_between_compose_dockerfile_gateway_and_dev_defaults(service: str) -> None:
+    port = DEFAULT_PORTS[service]
+    spec = COMPOSE["services"][service]
+    assert spec["environment"]["HTTP_PORT"] == str(port)
+    assert f"{port}:{port}" in " ".join(spec["ports"])
+    assert f"127.0.0.1:{port}/readyz" in " ".join(spec["healthcheck"]["test"])
+    dockerfile = (ROOT / spec["build"]["dockerfile"]).read_text()
+    assert f"HTTP_PORT={port}" in dockerfile
+    assert f'-m", "{SERVICES[service]}", "serve"' in dockerfile
+    gateway_env = COMPOSE["services"]["gateway"]["environment"]
+    placeholder = service.upper().replace("-", "_") + "_ADDR"
+    assert gateway_env[placeholder] == f"{service}:{port}"
+    assert "${" + placeholder + "}" in NGINX_TEMPLATE
+
+
+def test_gateway_uses_the_local_stack_routes_file_and_port() -> None:
+    gateway = COMPOSE["services"]["gateway"]
+    mounts = [v.split(":")[0] for v in gateway["volumes"]]
+    assert "./deploy/nginx/orderflow.conf.template" in mounts
+    assert gateway["environment"]["GATEWAY_LISTEN"] == str(DEFAULT_PORTS["gateway"])
+    assert f"{DEFAULT_PORTS['gateway']}:{DEFAULT_PORTS['gateway']}" in gateway["ports"]
+    placeholders = set(re.findall(r"\$\{([A-Z_]+)\}", NGINX_TEMPLATE))
+    assert placeholders == set(gateway["environment"])
+
+
+def test_services_wait_for_healthy_dependencies_and_their_migrations() -> None:
+    for service in SERVICES:
+        depends = COMPOSE["services"][service]["depends_on"]
+        assert depends["postgres"] == {"condition": "service_healthy"}
+        assert depends["kafka"] == {"condition": "service_healthy"}
+        assert depends[f"{service}-migrate"] == {"condition": "service_completed_successfully"}
+    long_running = [n for n, s in COMPOSE["services"].items() if s.get("restart") != "no"]
+    assert len(long_running) == 9
+    for name in long_running:
+        assert "healthcheck" in COMPOSE["services"][name], name
+
+
+def test_migrations_run_as_the_schema_owner_of_each_service() -> None:
+    init_sql = (ROOT / "deploy" / "postgres" / "init-orderflow.sh").read_text()
+    for schema, owner in (
+        ("draft", "draft_api"),
+        ("export", "export_service"),
+        ("audit", "audit_owner"),
+    ):
+        assert f"CREATE SCHEMA {schema} AUTHORIZATION {owner};" in init_sql
+    audit = COMPOSE["services"]["audit-service"]["environment"]
+    assert "//audit_owner:" in audit["MIGRATION_DATABASE_URL"]
+    assert "//audit_service:" in audit["DATABASE_URL"]
