@@ -121,7 +121,7 @@ def test_services_wait_for_healthy_dependencies_and_their_migrations() -> None:
         assert depends["kafka"] == {"condition": "service_healthy"}
         assert depends[f"{service}-migrate"] == {"condition": "service_completed_successfully"}
     long_running = [n for n, s in COMPOSE["services"].items() if s.get("restart") != "no"]
-    assert len(long_running) == 9
+    assert len(long_running) == 8
     for name in long_running:
         assert "healthcheck" in COMPOSE["services"][name], name
 
