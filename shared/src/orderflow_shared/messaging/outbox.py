@@ -140,13 +140,18 @@ def default_lock_key(schema: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
-async def add_event(session: AsyncSession, table: Table, envelope: Envelope) -> None:
-    """Insert the event in the caller's transaction; the relay is woken at commit."""
+async def add_event(
+    session: AsyncSession, table: Table, envelope: Envelope, *, topic: str | None = None
+) -> None:
+    """Insert the event in the caller's transaction; the relay is woken at commit.
+
+    `topic` overrides the contract topic of the event type (tests, replays).
+    """
     headers = [[name, value.decode()] for name, value in envelope.kafka_headers()]
     await session.execute(
         table.insert().values(
             event_id=envelope.id,
-            topic=envelope.topic,
+            topic=topic or envelope.topic,
             key=envelope.key,
             headers=headers,
             payload=envelope.data,
@@ -291,20 +296,26 @@ class OutboxRelay:
         rows = await cur.fetchall()
         if not rows:
             return 0
-        futures = []
+        futures: list[asyncio.Future[Any]] = []
+        send_error: BaseException | None = None
         for _id, topic, key, headers, payload, _created in rows:
-            futures.append(
-                await producer.send(
-                    topic,
-                    value=bytes(payload),
-                    key=key.encode(),
-                    headers=[(name, value.encode()) for name, value in headers],
+            try:
+                futures.append(
+                    await producer.send(
+                        topic,
+                        value=bytes(payload),
+                        key=key.encode(),
+                        headers=[(name, value.encode()) for name, value in headers],
+                    )
                 )
-            )
+            except Exception as exc:
+                # Later rows stay unsent so that no key overtakes an earlier event of its own.
+                send_error = exc
+                break
         results = await asyncio.gather(*futures, return_exceptions=True)
         acked = [
             row
-            for row, result in zip(rows, results, strict=True)
+            for row, result in zip(rows, results, strict=False)
             if not isinstance(result, BaseException)
         ]
         if acked:
@@ -320,15 +331,31 @@ class OutboxRelay:
                 EVENTS_PUBLISHED.labels(self._schema, row[1]).inc()
                 lag.observe(max(0.0, (now - row[5]).total_seconds()))
         failures = [r for r in results if isinstance(r, BaseException)]
+        if send_error is not None:
+            failures.append(send_error)
         if failures:
             raise RuntimeError(
-                f"{len(failures)} of {len(rows)} outbox events not acknowledged: {failures[0]!r}"
+                f"{len(rows) - len(acked)} of {len(rows)} outbox events not acknowledged: "
+                f"{failures[0]!r}"
             )
         return len(acked)
 
     async def _wait_for_wake(self, conn: psycopg.AsyncConnection[Any], stop: asyncio.Event) -> None:
+        """Return on a NOTIFY, after `poll_interval`, or as soon as `stop` is set."""
         if stop.is_set():
             return
+        notified = asyncio.ensure_future(self._next_notify(conn))
+        stopped = asyncio.ensure_future(stop.wait())
+        done, pending = await asyncio.wait({notified, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        # a cancelled notifies() may leave the connection mid-read: it is only cancelled
+        # when stopping, and the connection is closed right after
+        await asyncio.gather(*pending, return_exceptions=True)
+        if notified in done:
+            notified.result()
+
+    async def _next_notify(self, conn: psycopg.AsyncConnection[Any]) -> None:
         # psycopg keeps the NOTIFYs that arrived while other queries ran and yields
         # them first, so a wake-up between two batches is never lost; the loop
         # drains them all and returns at once, or waits up to the poll interval.
