@@ -73,7 +73,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     }
     stop = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
-    if settings.run_background_tasks:
+    if settings.run_outbox_relay:
         relay = OutboxRelay(
             engine,
             tables.outbox,
@@ -82,17 +82,16 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             poll_interval=settings.outbox_poll_interval_seconds,
             client_id=f"{settings.service_name}-outbox",
         )
+        tasks.append(asyncio.create_task(relay.run(stop), name="outbox-relay"))
+    if settings.run_consumer:
         runner = ConsumerRunner(
             bootstrap_servers=settings.kafka_bootstrap_servers,
-            group_id=consumer.GROUP_ID,
+            group_id=settings.consumer_group_id,
             handler=consumer.make_handler(uow_factory),
             topics=consumer.TOPICS,
             client_id=settings.service_name,
         )
-        tasks = [
-            asyncio.create_task(relay.run(stop), name="outbox-relay"),
-            asyncio.create_task(runner.run(stop), name="consumer"),
-        ]
+        tasks.append(asyncio.create_task(runner.run(stop), name="consumer"))
     try:
         yield
     finally:

@@ -13,8 +13,10 @@ class DraftApiSettings(ServiceSettings):
     http_port: int = 8101
     redis_url: str = "redis://127.0.0.1:6379/0"
     idempotency_ttl_hours: int = Field(default=24, ge=1)
-    #: Consumers and the outbox relay run in the serve process unless turned off (tests).
-    run_background_tasks: bool = True
+    #: The outbox relay and the consumer run inside `serve`; tests may turn them off.
+    run_outbox_relay: bool = True
+    run_consumer: bool = True
+    consumer_group_id: str = "draft-api"
 
     @property
     def idempotency_ttl(self) -> timedelta:

@@ -14,7 +14,6 @@ from draft_api.service_layer.ports import UnitOfWorkFactory
 
 _log = logging.getLogger(__name__)
 
-GROUP_ID = "draft-api"
 TOPICS = (Topic.EXPORT_SENT, Topic.EXPORT_FAILED, Topic.ERP_CONNECTION_CHANGED)
 
 

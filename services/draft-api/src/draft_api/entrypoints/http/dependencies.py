@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated
@@ -31,10 +32,9 @@ def _actor(principal: Principal) -> Actor:
     return Actor(user_id=principal.user_id, org_id=principal.org_id)
 
 
-def _as_actor(*roles: str):  # type: ignore[no-untyped-def]
-    async def dependency(
-        principal: Annotated[Principal, Depends(require_roles(*roles))],
-    ) -> Actor:
+def _as_actor(*roles: str) -> Callable[..., Awaitable[Actor]]:
+    # A default, not Annotated: the closure's `roles` must not sit in a string annotation.
+    async def dependency(principal: Principal = Depends(require_roles(*roles))) -> Actor:
         return _actor(principal)
 
     return dependency
