@@ -11,6 +11,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 from aiokafka import ConsumerRecord
 from orderflow_shared.contracts.events import DraftApprovedV1
@@ -42,13 +43,13 @@ async def store(
 
 
 def relay_for(scratch: Scratch, backbone: Backbone, **options: object) -> OutboxRelay:
-    params: dict[str, object] = {"batch_size": 7, "poll_interval": 0.2}
+    params: dict[str, Any] = {"batch_size": 7, "poll_interval": 0.2}
     params.update(options)
     return OutboxRelay(
         scratch.engine,
         scratch.outbox,
         bootstrap_servers=backbone.bootstrap_servers,
-        **params,  # type: ignore[arg-type]
+        **params,
     )
 
 
@@ -65,9 +66,8 @@ async def running(relay: OutboxRelay) -> AsyncIterator[asyncio.Event]:
 
 def unpublished(scratch: Scratch) -> Callable[[], Awaitable[bool]]:
     async def none_left() -> bool:
-        return (
-            await scratch.count("SELECT count(*) FROM {s}.outbox WHERE published_at IS NULL") == 0
-        )
+        left = await scratch.count("SELECT count(*) FROM {s}.outbox WHERE published_at IS NULL")
+        return bool(left == 0)
 
     return none_left
 
@@ -245,7 +245,7 @@ async def test_a_relay_killed_mid_batch_and_restarted_loses_nothing(
         published_sql = "SELECT count(*) FROM {s}.outbox WHERE published_at IS NOT NULL"
 
         async def some_published() -> bool:
-            return await scratch.count(published_sql) >= 50
+            return bool(await scratch.count(published_sql) >= 50)
 
         await wait_for(some_published, "the subprocess relay published a few batches")
         os.killpg(process.pid, signal.SIGKILL)
