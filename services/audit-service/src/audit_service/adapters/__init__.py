@@ -1,0 +1,1 @@
+"""Infrastructure: Postgres (SQLAlchemy) and Kafka."""

@@ -1,0 +1,181 @@
+"""Postgres implementation of the audit log port and its unit of work."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import AsyncIterator, Collection, Sequence
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy import Row, func, insert, select, text, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from audit_service.adapters.tables import audit_log
+from audit_service.domain.entry import AuditEntry, ChainedEntry
+from audit_service.domain.query import AuditQuery
+from audit_service.domain.verification import StoredEntry
+
+#: First key of the two-int advisory locks this service takes ("AUDT").
+_LOCK_CLASS = 0x41554454 & 0x7FFFFFFF
+
+
+def org_lock_key(org_id: str) -> int:
+    """A stable signed 32-bit key per org (collisions only serialize two orgs)."""
+    digest = hashlib.sha256(org_id.encode()).digest()
+    return int.from_bytes(digest[:4], "big", signed=True)
+
+
+class SqlAuditLog:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def lock_orgs(self, org_ids: Sequence[str]) -> None:
+        # Sorted by key, so two transactions always take shared keys in the same order.
+        for key in sorted({org_lock_key(org) for org in org_ids}):
+            await self._session.execute(
+                text("SELECT pg_advisory_xact_lock(:cls, :key)"), {"cls": _LOCK_CLASS, "key": key}
+            )
+
+    async def existing_event_ids(self, event_ids: Collection[uuid.UUID]) -> set[uuid.UUID]:
+        if not event_ids:
+            return set()
+        result = await self._session.execute(
+            select(audit_log.c.event_id).where(audit_log.c.event_id.in_(list(event_ids)))
+        )
+        return set(result.scalars())
+
+    async def chain_heads(self, org_ids: Collection[str]) -> dict[str, str]:
+        if not org_ids:
+            return {}
+        heads: dict[str, str] = {}
+        for org in org_ids:
+            result = await self._session.execute(
+                select(audit_log.c.hash)
+                .where(audit_log.c.org_id == org)
+                .order_by(audit_log.c.id.desc())
+                .limit(1)
+            )
+            head = result.scalar_one_or_none()
+            if head is not None:
+                heads[org] = head
+        return heads
+
+    async def append(self, entries: Sequence[ChainedEntry]) -> None:
+        if not entries:
+            return
+        # One multi-row INSERT keeps the rows' ids in chain order.
+        await self._session.execute(insert(audit_log).values([_row(e) for e in entries]))
+
+    async def find(self, query: AuditQuery) -> list[StoredEntry]:
+        c = audit_log.c
+        stmt = select(audit_log).where(c.org_id == query.org_id)
+        if query.entity_id is not None:
+            stmt = stmt.where(c.entity_id == query.entity_id)
+        if query.action is not None:
+            stmt = stmt.where(c.action == query.action)
+        if query.actor_user_id is not None:
+            stmt = stmt.where(c.actor_user_id == query.actor_user_id)
+        if query.occurred_from is not None:
+            stmt = stmt.where(c.occurred_at >= query.occurred_from)
+        if query.occurred_to is not None:
+            stmt = stmt.where(c.occurred_at <= query.occurred_to)
+        if query.after is not None:
+            stmt = stmt.where(
+                tuple_(c.occurred_at, c.id) > tuple_(query.after.occurred_at, query.after.id)
+            )
+        stmt = stmt.order_by(c.occurred_at, c.id).limit(query.limit + 1)
+        result = await self._session.execute(stmt)
+        return [stored_entry(row) for row in result]
+
+    async def chain(self, org_id: str, chunk: int = 1000) -> AsyncIterator[list[StoredEntry]]:
+        last_id = 0
+        while True:
+            result = await self._session.execute(
+                select(audit_log)
+                .where(audit_log.c.org_id == org_id, audit_log.c.id > last_id)
+                .order_by(audit_log.c.id)
+                .limit(chunk)
+            )
+            rows = [stored_entry(row) for row in result]
+            if not rows:
+                return
+            yield rows
+            last_id = rows[-1].id
+
+    async def org_ids(self) -> list[str]:
+        result = await self._session.execute(
+            select(func.distinct(audit_log.c.org_id)).order_by(audit_log.c.org_id)
+        )
+        return list(result.scalars())
+
+
+def _row(chained: ChainedEntry) -> dict[str, Any]:
+    e = chained.entry
+    return {
+        "event_id": e.event_id,
+        "org_id": e.org_id,
+        "action": e.action,
+        "entity_type": e.entity_type,
+        "entity_id": e.entity_id,
+        "actor_user_id": e.actor_user_id,
+        "occurred_at": e.occurred_at,
+        "created_at": e.occurred_at,
+        "source_topic": e.source_topic,
+        "data": dict(e.data),
+        "prev_hash": chained.prev_hash,
+        "hash": chained.hash,
+    }
+
+
+def stored_entry(row: Row[Any]) -> StoredEntry:
+    m = row._mapping
+    return StoredEntry(
+        id=m["id"],
+        entry=AuditEntry(
+            event_id=m["event_id"],
+            org_id=m["org_id"],
+            action=m["action"],
+            entity_type=m["entity_type"],
+            entity_id=m["entity_id"],
+            actor_user_id=m["actor_user_id"],
+            occurred_at=m["occurred_at"],
+            source_topic=m["source_topic"],
+            data=m["data"],
+        ),
+        prev_hash=m["prev_hash"],
+        hash=m["hash"],
+        recorded_at=m["recorded_at"],
+    )
+
+
+class SqlUnitOfWork:
+    """One transaction; rolled back unless committed."""
+
+    audit_log: SqlAuditLog
+
+    def __init__(self, session_factory: async_sessionmaker[AsyncSession]) -> None:
+        self._session_factory = session_factory
+        self._session: AsyncSession | None = None
+
+    async def __aenter__(self) -> SqlUnitOfWork:
+        self._session = self._session_factory()
+        self.audit_log = SqlAuditLog(self._session)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._session is not None
+        try:
+            await self._session.rollback()
+        finally:
+            await self._session.close()
+            self._session = None
+
+    async def commit(self) -> None:
+        assert self._session is not None
+        await self._session.commit()

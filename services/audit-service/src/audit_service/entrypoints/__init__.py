@@ -1,0 +1,1 @@
+"""Ways in: the Kafka ingest, the HTTP API and the CLI."""

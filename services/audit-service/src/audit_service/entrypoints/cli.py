@@ -1,0 +1,90 @@
+"""`python -m audit_service serve | migrate | verify [--org ORG]`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from orderflow_shared.logging import configure_logging
+
+from audit_service.settings import AuditSettings
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def serve(settings: AuditSettings) -> int:
+    import uvicorn
+
+    from audit_service.entrypoints.http import make_app
+
+    uvicorn.run(
+        make_app(settings),
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        access_log=False,
+    )
+    return 0
+
+
+def migrate(settings: AuditSettings) -> int:
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config(str(MIGRATIONS_DIR / "alembic.ini"))
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["url"] = settings.migrations_url
+    config.attributes["runtime_role"] = settings.runtime_role
+    command.upgrade(config, "head")
+    return 0
+
+
+def verify(settings: AuditSettings, org: str | None) -> int:
+    """Exit 0 when every chain holds, 1 with the first broken link otherwise."""
+    from audit_service.bootstrap import build_container
+    from audit_service.service_layer.verify import verify_all
+
+    async def run() -> int:
+        container = build_container(settings)
+        try:
+            reports = await verify_all(container.uow_factory, [org] if org else None)
+        finally:
+            await container.dispose()
+        broken = 0
+        for org_id, report in reports.items():
+            line = {"org_id": org_id, "ok": report.ok, "entries_checked": report.entries_checked}
+            if report.first_broken is not None:
+                broken += 1
+                line["first_broken"] = report.first_broken.__dict__
+            print(json.dumps(line, default=str), flush=True)
+        print(
+            json.dumps({"orgs_checked": len(reports), "orgs_broken": broken, "ok": not broken}),
+            flush=True,
+        )
+        return 1 if broken else 0
+
+    return asyncio.run(run())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m audit_service")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="HTTP API and the Kafka ingest in one process")
+    commands.add_parser("migrate", help="Alembic upgrade head (MIGRATION_DATABASE_URL)")
+    check = commands.add_parser("verify", help="walk every org's hash chain")
+    check.add_argument("--org", help="only this org")
+    args = parser.parse_args(argv)
+    settings = AuditSettings()
+    configure_logging(settings.service_name, settings.log_level)
+    if args.command == "serve":
+        return serve(settings)
+    if args.command == "migrate":
+        return migrate(settings)
+    return verify(settings, args.org)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,206 @@
+"""The HTTP API: `GET /audit-log`, `GET /audit-log/verify`, health, metrics, docs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Coroutine
+from datetime import UTC, datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
+from orderflow_shared.auth import JwtVerifier, Principal, require_roles
+from orderflow_shared.db import db_reachable
+from orderflow_shared.messaging.kafka import kafka_reachable
+from orderflow_shared.web import make_service_app
+from pydantic import BaseModel, Field
+
+from audit_service.bootstrap import Container, build_container, build_ingest
+from audit_service.domain.query import DEFAULT_LIMIT, MAX_LIMIT, AuditQuery, InvalidQuery, Position
+from audit_service.domain.verification import ChainReport, StoredEntry
+from audit_service.service_layer.queries import list_entries
+from audit_service.service_layer.verify import verify_org
+from audit_service.settings import AuditSettings
+
+_log = logging.getLogger(__name__)
+
+AnyRole = Annotated[Principal, Depends(require_roles("viewer", "operator", "approver", "admin"))]
+Admin = Annotated[Principal, Depends(require_roles("admin"))]
+
+
+class AuditEntryOut(BaseModel):
+    id: int
+    event_id: UUID
+    action: str = Field(examples=["DRAFT_APPROVED"])
+    entity_type: str = Field(examples=["draft_order"])
+    entity_id: str
+    actor_user_id: str | None
+    created_at: datetime = Field(description="When it happened (the event's time).")
+    occurred_at: datetime
+    recorded_at: datetime | None = Field(description="When the audit service stored it.")
+    source_topic: str
+    data: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+    @classmethod
+    def of(cls, row: StoredEntry) -> AuditEntryOut:
+        e = row.entry
+        return cls(
+            id=row.id,
+            event_id=e.event_id,
+            action=e.action,
+            entity_type=e.entity_type,
+            entity_id=e.entity_id,
+            actor_user_id=e.actor_user_id,
+            created_at=e.occurred_at,
+            occurred_at=e.occurred_at,
+            recorded_at=row.recorded_at,
+            source_topic=e.source_topic,
+            data=dict(e.data),
+            prev_hash=row.prev_hash,
+            hash=row.hash,
+        )
+
+
+class BrokenLinkOut(BaseModel):
+    id: int
+    event_id: str
+    reason: str
+    expected: str
+    found: str
+
+
+class VerifyOut(BaseModel):
+    ok: bool
+    entries_checked: int
+    first_broken: BrokenLinkOut | None
+
+    @classmethod
+    def of(cls, report: ChainReport) -> VerifyOut:
+        broken = report.first_broken
+        return cls(
+            ok=report.ok,
+            entries_checked=report.entries_checked,
+            first_broken=None
+            if broken is None
+            else BrokenLinkOut(
+                id=broken.id,
+                event_id=broken.event_id,
+                reason=broken.reason,
+                expected=broken.expected,
+                found=broken.found,
+            ),
+        )
+
+
+def _container(request: Request) -> Container:
+    container: Container = request.app.state.container
+    return container
+
+
+ContainerDep = Annotated[Container, Depends(_container)]
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment
+
+
+router = APIRouter(tags=["audit"])
+
+
+@router.get("/audit-log", response_model=list[AuditEntryOut])
+async def get_audit_log(
+    request: Request,
+    response: Response,
+    principal: AnyRole,
+    container: ContainerDep,
+    entity_id: str | None = None,
+    action: str | None = None,
+    actor_user_id: str | None = None,
+    occurred_from: Annotated[datetime | None, Query(alias="from")] = None,
+    occurred_to: Annotated[datetime | None, Query(alias="to")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> list[AuditEntryOut]:
+    """The caller's org's entries, oldest first; the next page is in the `Link` header."""
+    try:
+        query = AuditQuery(
+            org_id=principal.org_id,
+            entity_id=entity_id,
+            action=action,
+            actor_user_id=actor_user_id,
+            occurred_from=_utc(occurred_from),
+            occurred_to=_utc(occurred_to),
+            limit=limit,
+            after=Position.decode(cursor) if cursor else None,
+        )
+    except InvalidQuery as exc:
+        raise HTTPException(status_code=422, detail=str(exc)) from exc
+    page = await list_entries(container.uow_factory, query)
+    if page.next_cursor is not None:
+        params = {k: v for k, v in request.query_params.items() if k != "cursor"}
+        params["cursor"] = page.next_cursor
+        url = request.url.replace_query_params(**params)
+        next_link = f"{url.path}?{url.query}"
+        response.headers["Link"] = f'<{next_link}>; rel="next"'
+        response.headers["X-Next-Cursor"] = page.next_cursor
+    return [AuditEntryOut.of(row) for row in page.entries]
+
+
+@router.get("/audit-log/verify", response_model=VerifyOut)
+async def verify_audit_log(principal: Admin, container: ContainerDep) -> VerifyOut:
+    """Walks the caller's org's hash chain and reports the first broken link."""
+    return VerifyOut.of(await verify_org(container.uow_factory, principal.org_id))
+
+
+def make_app(settings: AuditSettings | None = None, *, run_ingest: bool = True) -> FastAPI:
+    """The service's app; `run_ingest=False` serves the API without the consumers."""
+    settings = settings or AuditSettings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        container = build_container(settings)
+        app.state.container = container
+
+        async def database() -> bool:
+            return await db_reachable(container.engine)
+
+        async def kafka() -> bool:
+            return await kafka_reachable(settings.kafka_bootstrap_servers)
+
+        app.state.health_checks = {"database": database, "kafka": kafka}
+        stop = asyncio.Event()
+        tasks: list[asyncio.Task[None]] = []
+        if run_ingest:
+            ingest = build_ingest(container)
+            jobs: list[Coroutine[Any, Any, None]] = [
+                ingest.events.run(stop),
+                ingest.dead_letters.run(stop),
+                ingest.lag.run(stop, settings.audit_lag_interval_seconds),
+            ]
+            tasks = [asyncio.create_task(job) for job in jobs]
+        try:
+            yield
+        finally:
+            stop.set()
+            if tasks:
+                _, pending = await asyncio.wait(tasks, timeout=15)
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+            await container.dispose()
+
+    app = make_service_app(
+        "OrderFlow audit-service",
+        "0.1.0",
+        lifespan=lifespan,
+        service=settings.service_name,
+        verifier=JwtVerifier(settings),
+    )
+    app.include_router(router)
+    return app

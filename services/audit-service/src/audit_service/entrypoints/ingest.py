@@ -1,0 +1,41 @@
+"""Kafka handlers: map what was read to entries and hand them to the ingest use case."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+from orderflow_shared.messaging.envelope import Envelope
+from prometheus_client import Counter
+
+from audit_service.domain.entry import AuditEntry
+from audit_service.domain.mapping import RawRecord, entry_from_dead_letter, entry_from_envelope
+from audit_service.service_layer.ingest import ingest
+from audit_service.service_layer.ports import UnitOfWork
+
+_log = logging.getLogger(__name__)
+
+ENTRIES_APPENDED = Counter(
+    "audit_entries_appended_total", "Audit entries appended to the log.", ["action"]
+)
+DUPLICATES_SKIPPED = Counter(
+    "audit_duplicate_events_total", "Events already in the log when delivered again."
+)
+
+
+class IngestHandlers:
+    def __init__(self, uow_factory: Callable[[], UnitOfWork]) -> None:
+        self._uow_factory = uow_factory
+
+    async def on_events(self, envelopes: list[Envelope]) -> None:
+        await self._append([entry_from_envelope(e) for e in envelopes])
+
+    async def on_dead_letters(self, records: list[RawRecord]) -> None:
+        await self._append([entry_from_dead_letter(r) for r in records])
+
+    async def _append(self, entries: Sequence[AuditEntry]) -> None:
+        added = await ingest(self._uow_factory, entries)
+        DUPLICATES_SKIPPED.inc(len(entries) - len(added))
+        for entry in added:
+            ENTRIES_APPENDED.labels(entry.action).inc()
+        _log.debug("audit batch: %d read, %d new", len(entries), len(added))

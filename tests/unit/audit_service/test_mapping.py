@@ -1,0 +1,106 @@
+"""Each event maps to exactly one entry with the contract's action; poison to UNREADABLE."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from audit_service.domain.mapping import (
+    UNKNOWN_ORG,
+    RawRecord,
+    entry_from_dead_letter,
+    entry_from_envelope,
+    unreadable_event_id,
+)
+from orderflow_shared.contracts.events import UNREADABLE_AUDIT_ACTION
+
+
+def test_every_event_type_maps_to_its_audit_action(samples):
+    envelopes = samples.flow("org-a")
+    actions = [entry_from_envelope(e).action for e in envelopes]
+    assert actions == samples.EXPECTED_ACTIONS
+
+
+def test_an_entry_carries_the_events_id_org_actor_subject_time_and_data(samples):
+    envelope = samples.flow("org-a", actor="approver-7")[2]
+    entry = entry_from_envelope(envelope)
+    assert entry.event_id == envelope.id
+    assert entry.org_id == "org-a"
+    assert entry.actor_user_id == "approver-7"
+    assert entry.entity_type == "draft_order"
+    assert entry.entity_id == envelope.subject
+    assert entry.occurred_at == envelope.time
+    assert entry.source_topic == "draft.approved"
+    assert entry.data["approved_by_user_id"] == "approver-1"
+
+
+def test_a_connection_change_is_about_the_connection(samples):
+    envelope = samples.flow("org-a")[-1]
+    entry = entry_from_envelope(envelope)
+    assert entry.entity_type == "erp_connection"
+    assert entry.entity_id == envelope.subject
+
+
+def test_a_naive_event_time_is_read_as_utc(samples):
+    envelope = samples.flow("org-a")[0]
+    naive = type(envelope)(**{**envelope.__dict__, "time": datetime(2025, 1, 1, 12, 0)})
+    assert entry_from_envelope(naive).occurred_at == datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def _dead_letter(offset: int = 7, consumer: str = "export-service", **extra: bytes) -> RawRecord:
+    headers: list[tuple[str, bytes | None]] = [
+        ("ce_type", b"orderflow.draft.exploded.v9"),
+        ("orgid", b"org-a"),
+        ("actorid", b"user-9"),
+        ("dlt_reason", b"unknown event type"),
+        ("dlt_topic", b"draft.created"),
+        ("dlt_partition", b"3"),
+        ("dlt_offset", str(offset).encode()),
+        ("dlt_consumer", consumer.encode()),
+    ]
+    headers += list(extra.items())
+    return RawRecord(
+        topic="dead_letter", partition=0, offset=99, timestamp_ms=1_766_831_400_000, headers=headers
+    )
+
+
+def test_a_dead_letter_becomes_an_unreadable_event_with_the_dlt_headers_as_data():
+    entry = entry_from_dead_letter(_dead_letter())
+    assert entry.action == UNREADABLE_AUDIT_ACTION
+    assert entry.org_id == "org-a"
+    assert entry.actor_user_id == "user-9"
+    assert entry.entity_id == "draft.created/3/7"
+    assert entry.source_topic == "dead_letter"
+    assert entry.data["dlt_reason"] == "unknown event type"
+    assert entry.data["dlt_consumer"] == "export-service"
+    assert entry.data["original_headers"]["ce_type"] == "orderflow.draft.exploded.v9"
+    assert entry.event_id == unreadable_event_id("draft.created", 3, 7)
+
+
+def test_copies_of_one_poison_record_from_several_consumers_share_one_event_id():
+    first = entry_from_dead_letter(_dead_letter(consumer="export-service"))
+    second = entry_from_dead_letter(_dead_letter(consumer="draft-api"))
+    other = entry_from_dead_letter(_dead_letter(offset=8))
+    assert first.event_id == second.event_id
+    assert first.event_id != other.event_id
+
+
+def test_a_dead_letter_without_dlt_headers_or_org_is_still_audited():
+    record = RawRecord(
+        topic="dead_letter", partition=1, offset=5, timestamp_ms=0, headers=[("x", b"\xff")]
+    )
+    entry = entry_from_dead_letter(record)
+    assert entry.org_id == UNKNOWN_ORG
+    assert entry.entity_id == "dead_letter/1/5"
+    assert isinstance(entry.event_id, uuid.UUID)
+
+
+def test_nul_characters_and_nan_are_made_storable(samples):
+    envelope = samples.flow("org-a")[0]
+    poisoned = type(envelope)(
+        **{**envelope.__dict__, "data": envelope.data[:-1] + b',"note":"a\\u0000b","x":NaN}'}
+    )
+    entry = entry_from_envelope(poisoned)
+    assert entry.data["note"] == "a\ufffdb"
+    assert entry.data["x"] == "nan"
+    entry.canonical()  # serializable without NaN
