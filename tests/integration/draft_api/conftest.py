@@ -75,8 +75,11 @@ def db(infra: Any, request: pytest.FixtureRequest) -> Iterator[Database]:
 class Api:
     """An httpx client on the in-process app plus helpers to reach a draft's states."""
 
-    def __init__(self, client: httpx.AsyncClient, infra: Any, db: Database) -> None:
+    def __init__(
+        self, client: httpx.AsyncClient, infra: Any, db: Database, services: Any = None
+    ) -> None:
         self.client = client
+        self.services = services
         self.infra = infra
         self.db = db
         self.org = f"org-{uuid.uuid4().hex[:12]}"
@@ -163,7 +166,7 @@ async def api(infra: Any, db: Database) -> AsyncIterator[Api]:
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://draft-api") as client:
-            yield Api(client, infra, db)
+            yield Api(client, infra, db, app.state.services)
 
 
 async def _eventually(
