@@ -447,6 +447,9 @@ transaction.state.log.num.partitions=6
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
+# a restarted node must not wait long for its previous registration to expire
+broker.heartbeat.interval.ms=500
+broker.session.timeout.ms=3000
 log.retention.hours=168
 log.segment.bytes=67108864
 num.network.threads=2
