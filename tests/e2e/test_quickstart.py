@@ -81,9 +81,7 @@ def test_docs_list_the_approve_push_and_retry_routes(stack: Any) -> None:
         assert any(p.replace("{id}", "{draft_id}") == path for p in spec["paths"]), path
 
 
-def test_approve_push_replay_and_audit_as_in_the_quickstart(
-    stack: Any, api: httpx.Client
-) -> None:
+def test_approve_push_replay_and_audit_as_in_the_quickstart(stack: Any, api: httpx.Client) -> None:
     draft_id = create_ready_draft(api)
 
     approved = api.post(f"/draft-orders/{draft_id}/approve")
@@ -92,8 +90,7 @@ def test_approve_push_replay_and_audit_as_in_the_quickstart(
     assert approved.json()["status"] == "APPROVED"
     assert approved.json()["approved_at"]
     [(status, approver, approved_at)] = stack.psql(
-        "SELECT status, approved_by_user_id, approved_at FROM draft_order "
-        f"WHERE id = '{draft_id}'"
+        f"SELECT status, approved_by_user_id, approved_at FROM draft_order WHERE id = '{draft_id}'"
     )
     assert (status, approver) == ("APPROVED", "user-1")
     assert approved_at is not None
