@@ -8,11 +8,13 @@ stack is left alone; teardown stops what the session started.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
@@ -157,6 +159,31 @@ class _Session:
         self.stack = Stack(self.cfg, say=_say)
         self.infra_up = False
         self.full_up = False
+        self._lock: IO[str] | None = None
+        self.infra_failure: Exception | None = None
+        self.full_failure: Exception | None = None
+
+    def lock(self, timeout: float = 1800) -> None:
+        """Ports are machine-wide: one test session per offset at a time."""
+        path = Path(f"/tmp/orderflow-stack-{self.cfg.port_offset}.lock")  # noqa: S108
+        handle = path.open("a+")
+        deadline = time.monotonic() + timeout
+        told = False
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not told:
+                    _say(
+                        f"another test session uses port offset {self.cfg.port_offset}; "
+                        "waiting for it (set ORDERFLOW_PORT_OFFSET to run side by side)"
+                    )
+                    told = True
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{path} stayed locked for {timeout:.0f}s") from None
+                time.sleep(0.5)
+        self._lock = handle
 
     def fresh(self) -> None:
         # leftovers of an earlier session (same offset) are stopped and wiped
@@ -164,24 +191,42 @@ class _Session:
             self.stack.clean()
 
     def infra(self) -> StackHandle:
+        if self.infra_failure is not None:
+            raise self.infra_failure
         if not self.infra_up:
-            self.fresh()
-            if not install.kafka_libs_present():
-                install.install_all(python=False)
-            self.stack.up_infra()
+            try:
+                if self._lock is None:
+                    self.lock()
+                self.fresh()
+                if not install.kafka_libs_present():
+                    install.install_all(python=False)
+                self.stack.up_infra()
+            except Exception as exc:
+                self.infra_failure = exc
+                raise
             self.infra_up = True
         return StackHandle.from_stack(self.stack)
 
     def full(self) -> StackHandle:
+        self.infra()
+        if self.full_failure is not None:
+            raise self.full_failure
         if not self.full_up:
-            self.infra()
-            self.stack.up(seed=True)
+            try:
+                self.stack.up(seed=True)
+            except Exception as exc:
+                self.full_failure = exc
+                raise
             self.full_up = True
         return StackHandle.from_stack(self.stack)
 
     def teardown(self) -> None:
-        if self.infra_up:
-            self.stack.down()
+        try:
+            if self._lock is not None:
+                self.stack.down()
+        finally:
+            if self._lock is not None:
+                self._lock.close()
 
 
 @pytest.fixture(scope="session")
