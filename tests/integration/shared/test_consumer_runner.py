@@ -283,3 +283,29 @@ async def test_rebalances_and_restarts_lose_nothing(
         await asyncio.wait_for(task_first, timeout=60)
     assert await scratch.count("SELECT count(*) FROM {s}.effect") == 300
     assert await scratch.count("SELECT count(DISTINCT event_id) FROM {s}.effect") == 300
+
+
+async def test_a_retried_batch_dead_letters_its_poison_only_once(
+    backbone: Backbone, scratch: Scratch, new_topic: Callable[..., Awaitable[str]]
+) -> None:
+    topic, dead_letters = await new_topic(1), await new_topic(1)
+    good = event(note="good")
+    await produce(backbone, topic, [("draft-1", b"{{{", good.kafka_headers()), as_record(good)])
+    group = group_name()
+    apply = applying_handler(scratch)
+    calls = 0
+
+    async def flaky(batch: list[Envelope]) -> None:
+        nonlocal calls
+        calls += 1
+        if calls <= 2:
+            raise RuntimeError("not yet")
+        await apply(batch)
+
+    runner = runner_for(backbone, topic, group, flaky, dead_letter_topic=dead_letters)
+    async with running(runner):
+        await wait_for(committed_reaches(backbone, group, 2), "both records committed")
+    assert calls == 3
+    letters = await read_topic(backbone.bootstrap_servers, dead_letters, expected=1)
+    assert len(letters) == 1
+    assert await scratch.count("SELECT count(*) FROM {s}.effect") == 1

@@ -114,6 +114,8 @@ class ConsumerRunner:
         self._batch_lock = asyncio.Lock()
         self._joined = False
         self._failures = 0
+        # (topic, partition, offset) of poison already dead-lettered in a batch being retried
+        self._dead_lettered: set[tuple[str, int, int]] = set()
 
     async def ready(self) -> bool:
         """True once the consumer has joined its group (for /readyz)."""
@@ -232,6 +234,7 @@ class ConsumerRunner:
             self._rewind(consumer, batches)
             return False
         self._failures = 0
+        self._dead_lettered.clear()
         offsets = {tp: records[-1].offset + 1 for tp, records in batches.items()}
         try:
             await consumer.commit(offsets)
@@ -249,7 +252,11 @@ class ConsumerRunner:
         poison: list[tuple[ConsumerRecord[bytes, bytes], str]],
     ) -> None:
         futures = []
+        positions = []
         for record, reason in poison:
+            where = (record.topic, record.partition, record.offset)
+            if where in self._dead_lettered:
+                continue  # sent before this batch's handler failed
             if record.topic == self._dead_letter_topic:
                 _log.error(
                     "%s: unreadable dead letter at offset %d skipped: %s",
@@ -280,9 +287,11 @@ class ConsumerRunner:
                     self._dead_letter_topic, value=record.value, key=record.key, headers=headers
                 )
             )
-            DEAD_LETTERS.labels(self.name, record.topic).inc()
-        if futures:
-            await asyncio.gather(*futures)
+            positions.append(where)
+        await asyncio.gather(*futures)
+        self._dead_lettered.update(positions)
+        for topic, _partition, _offset in positions:
+            DEAD_LETTERS.labels(self.name, topic).inc()
 
     def _rewind(
         self,

@@ -1,0 +1,130 @@
+"""db.py, kafka.py and the Alembic table helpers against the real servers."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from alembic.migration import MigrationContext
+from alembic.operations import Operations
+from orderflow_shared.contracts.topics import ALL_TOPICS, Topic
+from orderflow_shared.db import db_reachable, make_engine
+from orderflow_shared.messaging.inbox import claim, create_inbox_table, drop_inbox_table
+from orderflow_shared.messaging.kafka import ensure_topics, kafka_reachable
+from orderflow_shared.messaging.outbox import (
+    create_outbox_table,
+    drop_outbox_table,
+    outbox_table,
+)
+from sqlalchemy import MetaData, inspect, text
+from sqlalchemy.engine import Connection
+
+from .conftest import Backbone, Scratch
+
+
+async def test_reachability_probes_tell_up_from_down(backbone: Backbone) -> None:
+    assert await kafka_reachable(backbone.bootstrap_servers)
+    assert not await kafka_reachable("127.0.0.1:9", timeout=1.0)
+    engine = make_engine(backbone.dsn, pool_size=1)
+    dead = make_engine("postgresql://nobody@127.0.0.1:9/none", pool_size=1)
+    try:
+        assert await db_reachable(engine)
+        assert not await db_reachable(dead, timeout=2.0)
+    finally:
+        await engine.dispose()
+        await dead.dispose()
+
+
+async def test_ensure_topics_is_idempotent_and_compacts_the_connection_topic(
+    backbone: Backbone,
+) -> None:
+    await ensure_topics(backbone.bootstrap_servers, 3, 1)
+    assert await ensure_topics(backbone.bootstrap_servers, 3, 1) == []
+    admin = AIOKafkaAdminClient(bootstrap_servers=backbone.bootstrap_servers)
+    await admin.start()
+    try:
+        listed = set(await admin.list_topics())
+        [response] = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, Topic.ERP_CONNECTION_CHANGED)]
+        )
+    finally:
+        await admin.close()
+    assert {str(t) for t in ALL_TOPICS} <= listed
+    configs = {entry[0]: entry[1] for entry in response.resources[0][4]}
+    assert configs["cleanup.policy"] == "compact"
+
+
+async def test_ensure_topics_creates_the_missing_ones_with_the_partitions_asked(
+    backbone: Backbone,
+) -> None:
+    name = f"it.shared.new.{uuid.uuid4().hex[:10]}"
+    assert await ensure_topics(backbone.bootstrap_servers, 4, 1, [name]) == [name]
+    admin = AIOKafkaAdminClient(bootstrap_servers=backbone.bootstrap_servers)
+    await admin.start()
+    try:
+        [described] = await admin.describe_topics([name])
+    finally:
+        await admin.close()
+    assert len(described["partitions"]) == 4
+
+
+async def test_the_alembic_helpers_create_and_drop_the_tables(backbone: Backbone) -> None:
+    schema = f"it_alembic_{uuid.uuid4().hex[:10]}"
+    engine = make_engine(backbone.dsn, pool_size=1)
+
+    def upgrade(conn: Connection) -> dict[str, object]:
+        ops = Operations(MigrationContext.configure(conn))
+        create_outbox_table(ops, schema)
+        create_inbox_table(ops, schema)
+        inspector = inspect(conn)
+        found = {
+            "tables": sorted(inspector.get_table_names(schema=schema)),
+            "outbox_columns": [c["name"] for c in inspector.get_columns("outbox", schema=schema)],
+            "indexes": [i["name"] for i in inspector.get_indexes("outbox", schema=schema)],
+        }
+        drop_outbox_table(ops, schema)
+        drop_inbox_table(ops, schema)
+        found["after_drop"] = sorted(inspect(conn).get_table_names(schema=schema))
+        return found
+
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+            found = await conn.run_sync(upgrade)
+            await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    finally:
+        await engine.dispose()
+    assert found["tables"] == ["inbox", "outbox"]
+    assert found["outbox_columns"] == [
+        "id",
+        "event_id",
+        "topic",
+        "key",
+        "headers",
+        "payload",
+        "created_at",
+        "published_at",
+    ]
+    assert f"ix_{schema}_outbox_unpublished" in found["indexes"]
+    assert found["after_drop"] == []
+    # the declared table matches what the migration helper made
+    assert [c.name for c in outbox_table(MetaData(), schema).columns] == found["outbox_columns"]
+
+
+async def test_concurrent_claims_of_one_event_let_exactly_one_apply(scratch: Scratch) -> None:
+    event_id = uuid.uuid4()
+    results = await asyncio.gather(
+        *(scratch.apply_once("racer", event_id, f"try-{n}") for n in range(8))
+    )
+    assert sorted(results) == [False] * 7 + [True]
+    assert await scratch.count("SELECT count(*) FROM {s}.effect") == 1
+
+
+async def test_claims_are_per_consumer(scratch: Scratch) -> None:
+    event_id = uuid.uuid4()
+    async with scratch.sessions.begin() as session:
+        assert await claim(session, scratch.inbox, "consumer-a", event_id)
+        assert await claim(session, scratch.inbox, "consumer-b", event_id)
+        assert not await claim(session, scratch.inbox, "consumer-a", event_id)
