@@ -1,42 +1,71 @@
-"""Fixtures of export-service's integration tier: a real OpenSSH SFTP dropzone.
+"""Fixtures of export-service's integration tier, on the devstack's `infra` fixture.
 
-The dropzone is the devstack's own `Sftp` component (chrooted, key auth only),
-started on ORDERFLOW_PORT_OFFSET (default 40000 here) with a state dir of its own.
+Real OpenSSH dropzone (chrooted, key auth), Postgres (roles and schema `export`) and
+Kafka. Each test gets a directory of its own inside the dropzone's inbox and an org
+of its own, so counts of files and events are exact. While these tests run, the
+stack's own export-service (if a `stack` test started it) is stopped, so no other
+worker with other settings claims the exports they make.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
+import pwd
+import shutil
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from export_service.__main__ import migrate
 from export_service.domain.connection import ConnectorType, ErpConnection, Secrets, SftpSettings
 from export_service.domain.renderers import FileFormat
-from orderflow_devstack.components import Sftp
-from orderflow_devstack.config import StackConfig
+from export_service.settings import ExportSettings
+from orderflow_shared.contracts import DraftPushRequestedV1, OrderLineSnapshot, OrderSnapshot
+from orderflow_shared.messaging.envelope import Envelope
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+DEADLINE = 60.0
+SFTP_USER = "orderflow-sftp"
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], what: str, deadline: float = DEADLINE):
+    """Poll `check` until it returns something truthy; fail with `what` at the deadline."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline
+    while True:
+        result = await check()
+        if result:
+            return result
+        if loop.time() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
 
 
 @dataclass
 class Dropzone:
-    component: Sftp
+    infra: Any
     host: str
     port: int
     username: str
-    remote_directory: str
     fingerprint: str
     private_key: str
     inbox: Path
 
-    def connection(self, **changes: object) -> ErpConnection:
-        settings = {
+    def connection(self, remote_directory: str = "/inbox", **changes: object) -> ErpConnection:
+        settings: dict[str, Any] = {
             "host": self.host,
             "port": self.port,
             "username": self.username,
-            "remote_directory": self.remote_directory,
+            "remote_directory": remote_directory,
             "host_key_fingerprint": self.fingerprint,
         }
         secrets = Secrets(private_key=str(changes.pop("private_key", self.private_key)))
@@ -50,48 +79,184 @@ class Dropzone:
             is_active=True,
             file_format=FileFormat.CSV,
             file_name_template="{external_ref}_{export_id}",
-            sftp=SftpSettings(**settings),  # type: ignore[arg-type]
+            sftp=SftpSettings(**settings),
             local=None,
             secrets=secrets,
             created_at=now,
             updated_at=now,
         )
 
-    def files(self) -> list[str]:
-        return sorted(p.name for p in self.inbox.iterdir())
+    def stop_sshd(self) -> None:
+        self.infra.stop("sftp")
 
-    def clear(self) -> None:
-        for path in self.inbox.iterdir():
-            path.unlink()
+    def start_sshd(self) -> None:
+        self.infra.start("sftp")
+
+
+@dataclass
+class Box:
+    """A directory of the dropzone for one test: `/inbox/<name>` remotely."""
+
+    path: Path
+    remote: str
+
+    def files(self) -> list[str]:
+        return sorted(p.name for p in self.path.iterdir())
 
 
 @pytest.fixture(scope="session")
-def dropzone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dropzone]:
-    offset = int(os.environ.get("ORDERFLOW_PORT_OFFSET", "40000"))
-    cfg = StackConfig.from_env(
-        state_dir=tmp_path_factory.mktemp("export-sftp"),
-        port_offset=offset,
-        environment="test",
+def dropzone(infra: Any) -> Dropzone:
+    return Dropzone(
+        infra=infra,
+        host=infra.sftp_host,
+        port=infra.sftp_port,
+        username=infra.sftp_username,
+        fingerprint=infra.sftp_host_key_fingerprint,
+        private_key=infra.sftp_private_key,
+        inbox=Path(infra.inbox_dir),
     )
-    sftp = Sftp(cfg)
-    sftp.start(wait=True)
-    try:
-        info = sftp.describe()
-        yield Dropzone(
-            component=sftp,
-            host="127.0.0.1",
-            port=int(info["port"]),
-            username=str(info["username"]),
-            remote_directory=str(info["remote_directory"]),
-            fingerprint=str(info["host_key_fingerprint"]),
-            private_key=Path(str(info["private_key_path"])).read_text(),
-            inbox=Path(str(info["chroot_dir"])) / "inbox",
-        )
-    finally:
-        sftp.stop()
 
 
 @pytest.fixture
-def clean_dropzone(dropzone: Dropzone) -> Dropzone:
-    dropzone.clear()
-    return dropzone
+def box(dropzone: Dropzone) -> Iterator[Box]:
+    name = f"it-{uuid.uuid4().hex[:10]}"
+    path = dropzone.inbox / name
+    path.mkdir()
+    account = pwd.getpwnam(SFTP_USER)
+    os.chown(path, account.pw_uid, account.pw_gid)
+    yield Box(path=path, remote=f"/inbox/{name}")
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def export_env(infra: Any) -> dict[str, str]:
+    env = dict(infra.service_env("export-service"))
+    migrate(ExportSettings(**{k.lower(): v for k, v in env.items()}))
+    return env
+
+
+def make_settings(env: dict[str, str], **overrides: Any) -> ExportSettings:
+    values: dict[str, Any] = {k.lower(): v for k, v in env.items()}
+    values.update(overrides)
+    return ExportSettings(**values)
+
+
+@pytest.fixture
+def exclusive(infra: Any) -> Iterator[None]:
+    """No other export-service process claims exports while the test runs."""
+    was_running = infra.is_running("export-service")
+    if was_running:
+        infra.stop("export-service")
+    yield
+    if was_running:
+        infra.start("export-service")
+
+
+@pytest.fixture
+async def db(infra: Any) -> AsyncIterator[AsyncEngine]:
+    engine = create_async_engine(
+        infra.superuser_dsn.replace("postgresql://", "postgresql+psycopg://", 1)
+    )
+    yield engine
+    await engine.dispose()
+
+
+async def rows(engine: AsyncEngine, sql: str, **params: Any) -> list[Any]:
+    async with engine.connect() as conn:
+        return list((await conn.execute(text(sql), params)).mappings())
+
+
+def snapshot(org_id: str, external_ref: str | None = "PO-4711") -> OrderSnapshot:
+    return OrderSnapshot(
+        draft_id=uuid.uuid4(),
+        org_id=org_id,
+        customer_id="C-1001",
+        external_ref=external_ref,
+        currency="EUR",
+        total=Decimal("28.50"),
+        approved_by_user_id="approver-1",
+        approved_at=datetime(2026, 3, 1, 11, 0, tzinfo=UTC),
+        created_at=datetime(2026, 3, 1, 10, 0, tzinfo=UTC),
+        lines=[
+            OrderLineSnapshot(
+                line_no=1,
+                sku="SKU-1",
+                description="Widget",
+                quantity=Decimal("3"),
+                unit="EA",
+                unit_price=Decimal("9.50"),
+                currency="EUR",
+                line_total=Decimal("28.50"),
+            )
+        ],
+    )
+
+
+@dataclass
+class Kafka:
+    bootstrap: str
+    producer: AIOKafkaProducer
+    sent: list[Envelope] = field(default_factory=list)
+
+    async def push(self, org_id: str, external_ref: str | None = "PO-4711") -> Envelope:
+        """Publish a draft.push_requested as draft-api would; the envelope."""
+        order = snapshot(org_id, external_ref)
+        data = DraftPushRequestedV1(
+            draft_id=order.draft_id,
+            erp_export_id=uuid.uuid4(),
+            attempt=1,
+            requested_at=datetime.now(UTC),
+            order=order,
+        )
+        envelope = Envelope.wrap(
+            data,
+            source="draft-api",
+            subject=str(order.draft_id),
+            org_id=org_id,
+            actor_id="user-1",
+        )
+        await self.producer.send_and_wait(
+            envelope.topic,
+            envelope.data,
+            key=envelope.key.encode(),
+            headers=envelope.kafka_headers(),
+        )
+        self.sent.append(envelope)
+        return envelope
+
+    async def events(self, topic: str, subjects: set[str], count: int) -> list[Envelope]:
+        """Read `topic` from the start until `count` events of the subjects are seen."""
+        consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=self.bootstrap,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            group_id=None,
+        )
+        await consumer.start()
+        found: list[Envelope] = []
+        try:
+            loop = asyncio.get_running_loop()
+            end = loop.time() + DEADLINE
+            while len(found) < count and loop.time() < end:
+                batch = await consumer.getmany(timeout_ms=200)
+                for records in batch.values():
+                    for record in records:
+                        envelope = Envelope.from_kafka(record.key, record.value, record.headers)
+                        if envelope.subject in subjects:
+                            found.append(envelope)
+        finally:
+            await consumer.stop()
+        return found
+
+
+@pytest.fixture
+async def kafka(infra: Any) -> AsyncIterator[Kafka]:
+    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap_servers)
+    await producer.start()
+    yield Kafka(infra.kafka_bootstrap_servers, producer)
+    await producer.stop()
+
+
+def event_data(envelope: Envelope) -> dict[str, Any]:
+    return dict(json.loads(envelope.data))

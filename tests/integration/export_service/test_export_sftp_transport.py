@@ -28,34 +28,34 @@ async def transport():
     await pool.close()
 
 
-async def test_a_file_appears_once_with_its_content_and_no_temp_file(clean_dropzone, transport):
-    connection = clean_dropzone.connection()
+async def test_a_file_appears_once_with_its_content_and_no_temp_file(dropzone, box, transport):
+    connection = dropzone.connection(box.remote)
     remote = await transport.deliver(connection, upload("order-1.csv", b"a,b\r\n1,2\r\n"))
-    assert remote == "/inbox/order-1.csv"
-    assert clean_dropzone.files() == ["order-1.csv"]
-    assert (clean_dropzone.inbox / "order-1.csv").read_bytes() == b"a,b\r\n1,2\r\n"
+    assert remote == f"{box.remote}/order-1.csv"
+    assert box.files() == ["order-1.csv"]
+    assert (box.path / "order-1.csv").read_bytes() == b"a,b\r\n1,2\r\n"
 
 
 async def test_a_repeated_attempt_finds_the_delivered_file_and_does_not_rewrite_it(
-    clean_dropzone, transport
+    dropzone, box, transport
 ):
-    connection = clean_dropzone.connection()
+    connection = dropzone.connection(box.remote)
     await transport.deliver(connection, upload("order-2.csv", b"x" * 100))
-    first = (clean_dropzone.inbox / "order-2.csv").stat().st_ino
+    first = (box.path / "order-2.csv").stat().st_ino
     # a leftover temp file of a killed attempt is replaced, not left behind
-    leftover = clean_dropzone.inbox / ".order-3.csv.part"
+    leftover = box.path / ".order-3.csv.part"
     leftover.write_bytes(b"half")
-    owner = clean_dropzone.inbox.stat()
+    owner = box.path.stat()
     os.chown(leftover, owner.st_uid, owner.st_gid)
     await transport.deliver(connection, upload("order-2.csv", b"x" * 100, check_existing=True))
     await transport.deliver(connection, upload("order-3.csv", b"y" * 10, check_existing=True))
-    assert (clean_dropzone.inbox / "order-2.csv").stat().st_ino == first
-    assert clean_dropzone.files() == ["order-2.csv", "order-3.csv"]
-    assert (clean_dropzone.inbox / "order-3.csv").read_bytes() == b"y" * 10
+    assert (box.path / "order-2.csv").stat().st_ino == first
+    assert box.files() == ["order-2.csv", "order-3.csv"]
+    assert (box.path / "order-3.csv").read_bytes() == b"y" * 10
 
 
-async def test_many_uploads_share_few_connections_and_are_pipelined(clean_dropzone, transport):
-    connection = clean_dropzone.connection()
+async def test_many_uploads_share_few_connections_and_are_pipelined(dropzone, box, transport):
+    connection = dropzone.connection(box.remote)
     count = 400
     content = b"z" * 4096
     opened = 0
@@ -78,36 +78,36 @@ async def test_many_uploads_share_few_connections_and_are_pipelined(clean_dropzo
         elapsed = time.perf_counter() - begin
     finally:
         asyncssh.create_connection = original
-    assert len(clean_dropzone.files()) == count
+    assert len(box.files()) == count
     assert opened <= 2
     print(f"\nSFTP: {count} files of 4 KB in {elapsed:.2f}s = {count / elapsed:.0f} files/s")
 
 
-async def test_a_wrong_pinned_host_key_is_refused(clean_dropzone, transport):
-    connection = clean_dropzone.connection(host_key_fingerprint="SHA256:" + "A" * 43)
+async def test_a_wrong_pinned_host_key_is_refused(dropzone, box, transport):
+    connection = dropzone.connection(box.remote, host_key_fingerprint="SHA256:" + "A" * 43)
     with pytest.raises(DeliveryError) as raised:
         await transport.deliver(connection, upload("never.csv", b"x"))
     assert raised.value.code is ErrorCode.HOST_KEY_MISMATCH and not raised.value.is_transient
-    assert clean_dropzone.files() == []
+    assert box.files() == []
 
 
-async def test_wrong_credentials_fail_permanently(clean_dropzone, transport):
+async def test_wrong_credentials_fail_permanently(dropzone, box, transport):
     other_key = asyncssh.generate_private_key("ssh-ed25519").export_private_key().decode()
-    connection = clean_dropzone.connection(private_key=other_key)
+    connection = dropzone.connection(box.remote, private_key=other_key)
     with pytest.raises(DeliveryError) as raised:
         await transport.deliver(connection, upload("never.csv", b"x"))
     assert raised.value.code is ErrorCode.AUTH_FAILED and not raised.value.is_transient
 
 
-async def test_a_missing_remote_directory_fails_permanently(clean_dropzone, transport):
-    connection = clean_dropzone.connection(remote_directory="/no-such-dir")
+async def test_a_missing_remote_directory_fails_permanently(dropzone, box, transport):
+    connection = dropzone.connection("/inbox/no-such-dir")
     with pytest.raises(DeliveryError) as raised:
         await transport.deliver(connection, upload("never.csv", b"x"))
     assert raised.value.code is ErrorCode.REMOTE_DIR_MISSING
 
 
 @pytest.mark.parametrize("hostile", ["../../etc/passwd", "a\x00b/../..", "." * 300, "/" * 50])
-async def test_hostile_names_never_leave_the_remote_directory(clean_dropzone, transport, hostile):
+async def test_hostile_names_never_leave_the_remote_directory(dropzone, box, transport, hostile):
     export_id = uuid.uuid4()
     name = render_file_name(
         "{external_ref}_{export_id}",
@@ -117,45 +117,45 @@ async def test_hostile_names_never_leave_the_remote_directory(clean_dropzone, tr
         on_date=date(2026, 3, 1),
         extension="csv",
     )
-    remote = await transport.deliver(clean_dropzone.connection(), upload(name, b"h"))
-    assert remote.startswith("/inbox/") and remote.count("/") == 2
-    (only,) = clean_dropzone.files()
+    remote = await transport.deliver(dropzone.connection(box.remote), upload(name, b"h"))
+    assert remote.startswith(box.remote + "/") and remote.count("/") == 3
+    (only,) = box.files()
     assert str(export_id) in only
 
 
-async def test_unsafe_names_are_refused_before_connecting(clean_dropzone, transport):
+async def test_unsafe_names_are_refused_before_connecting(dropzone, box, transport):
     with pytest.raises(DeliveryError) as raised:
-        await transport.deliver(clean_dropzone.connection(), upload("../escape.csv", b"x"))
+        await transport.deliver(dropzone.connection(box.remote), upload("../escape.csv", b"x"))
     assert raised.value.code is ErrorCode.INVALID_CONFIGURATION
 
 
-async def test_sshd_down_is_transient_and_the_pool_reconnects_after(clean_dropzone, transport):
-    connection = clean_dropzone.connection()
+async def test_sshd_down_is_transient_and_the_pool_reconnects_after(dropzone, box, transport):
+    connection = dropzone.connection(box.remote)
     await transport.deliver(connection, upload("before.csv", b"1"))
-    clean_dropzone.component.stop()
+    dropzone.stop_sshd()
     try:
         await transport._pool.close()  # the established sessions die with the server
         with pytest.raises(DeliveryError) as raised:
             await transport.deliver(connection, upload("during.csv", b"2"))
         assert raised.value.code is ErrorCode.CONNECTION_REFUSED and raised.value.is_transient
     finally:
-        clean_dropzone.component.start(wait=True)
+        dropzone.start_sshd()
     await transport.deliver(connection, upload("after.csv", b"3"))
-    assert clean_dropzone.files() == ["after.csv", "before.csv"]
+    assert box.files() == ["after.csv", "before.csv"]
 
 
-async def test_a_dropped_session_is_replaced_by_a_new_one(clean_dropzone, transport):
-    connection = clean_dropzone.connection()
+async def test_a_dropped_session_is_replaced_by_a_new_one(dropzone, box, transport):
+    connection = dropzone.connection(box.remote)
     await transport.deliver(connection, upload("one.csv", b"1"))
     for pool in transport._pool._pools.values():
         for session in pool.sessions:
             session.connection.abort()
     await transport.deliver(connection, upload("two.csv", b"2"))
-    assert clean_dropzone.files() == ["one.csv", "two.csv"]
+    assert box.files() == ["one.csv", "two.csv"]
 
 
-async def test_the_connection_test_reports_each_check(clean_dropzone, transport):
-    report = await transport.check(clean_dropzone.connection())
+async def test_the_connection_test_reports_each_check(dropzone, box, transport):
+    report = await transport.check(dropzone.connection(box.remote))
     assert report.ok, report
     assert [c.name for c in report.checks] == [
         "tcp_connect",
@@ -165,10 +165,10 @@ async def test_the_connection_test_reports_each_check(clean_dropzone, transport)
         "remote_directory",
         "remote_directory_writable",
     ]
-    assert clean_dropzone.files() == []
-    wrong_pin = clean_dropzone.connection(host_key_fingerprint="SHA256:" + "B" * 43)
+    assert box.files() == []
+    wrong_pin = dropzone.connection(box.remote, host_key_fingerprint="SHA256:" + "B" * 43)
     bad = await transport.check(wrong_pin)
     assert not bad.ok and bad.error_code == "host_key_mismatch"
     assert [(c.name, c.ok) for c in bad.checks] == [("tcp_connect", True), ("host_key", False)]
-    missing = await transport.check(clean_dropzone.connection(remote_directory="/nope"))
+    missing = await transport.check(dropzone.connection("/inbox/nope"))
     assert missing.error_code == "remote_dir_missing"
