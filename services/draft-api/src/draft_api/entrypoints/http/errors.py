@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from draft_api.domain import errors
 from draft_api.entrypoints.http.schemas import ErrorOut, RequestErrorOut
+
+_log = logging.getLogger(__name__)
 
 STATUS_OF: list[tuple[type[errors.DomainError], int]] = [
     (errors.DraftNotFound, 404),
@@ -30,8 +34,20 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": exc.detail}, status_code=status_of(exc))
 
 
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    _log.warning("database unavailable: %s", type(exc).__name__)
+    return JSONResponse(
+        {"detail": "Database unavailable, try again shortly"},
+        status_code=503,
+        headers={"Retry-After": "2"},
+    )
+
+
 def install_domain_errors(app: FastAPI) -> None:
     app.add_exception_handler(errors.DomainError, _domain_error)
+    # A lost connection is the outside's fault, not a bug: 503, not 500.
+    app.add_exception_handler(OperationalError, _database_unavailable)
+    app.add_exception_handler(InterfaceError, _database_unavailable)
 
 
 def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -45,9 +61,10 @@ def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         413: "Body too large",
         415: "Body is not application/json",
         422: "Invalid input (or Idempotency-Key reused for a different request)",
+        503: "Database unavailable (retry later)",
     }
     out: dict[int | str, dict[str, Any]] = {}
-    for code in (401, 403, *codes):
+    for code in (401, 403, *codes, 503):
         model = RequestErrorOut if code == 422 else ErrorOut
         out[code] = {"model": model, "description": described[code]}
     return out
