@@ -1,0 +1,138 @@
+"""4. Audit ingest: events/s from topic to committed audit_log rows, vs Postgres COPY.
+
+Events of one fresh organisation (the worst case for the per-org hash chain) are
+produced straight to `draft.created`; the clock runs from the first send to the
+moment the last row is visible. The anchor COPYs the same number of rows of the same
+shape into a copy of the table (same indexes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from orderflow_shared.contracts.events import DraftCreatedV1
+from orderflow_shared.messaging.envelope import Envelope
+from orderflow_shared.messaging.kafka import make_idempotent_producer
+from psycopg.types.json import Jsonb
+
+from tests.bench.common import Bench, RssSampler, wait_until
+
+SCRATCH = "bench_audit"
+
+
+def _envelopes(org: str, count: int) -> list[Envelope]:
+    out = []
+    for _ in range(count):
+        draft_id = uuid.uuid4()
+        data = DraftCreatedV1(
+            draft_id=draft_id,
+            customer_id="C-BENCH",
+            external_ref="B",
+            line_count=1,
+            created_at=datetime.now(UTC),
+        )
+        out.append(
+            Envelope.wrap(
+                data, source="/orderflow/bench", subject=str(draft_id), org_id=org, actor_id="bench"
+            )
+        )
+    return out
+
+
+async def _produce(bench: Bench, envelopes: list[Envelope]) -> None:
+    producer = make_idempotent_producer(bench.cfg.kafka_bootstrap, client_id="bench-audit")
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(
+                env.topic, value=env.data, key=env.key.encode(), headers=env.kafka_headers()
+            )
+            for env in envelopes
+        ]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+def _count(bench: Bench, org: str) -> int:
+    return int(bench.sql("SELECT count(*) FROM audit.audit_log WHERE org_id = %s", (org,))[0][0])
+
+
+def _copy_anchor(bench: Bench, envelopes: list[Envelope]) -> dict[str, Any]:
+    bench.sql(f"DROP SCHEMA IF EXISTS {SCRATCH} CASCADE")
+    bench.sql(f"CREATE SCHEMA {SCRATCH}")
+    bench.sql(f"CREATE TABLE {SCRATCH}.audit_log (LIKE audit.audit_log INCLUDING ALL)")
+    try:
+        prev = "0" * 64
+        rows = []
+        for env in envelopes:
+            data = json.loads(env.data)
+            digest = hashlib.sha256((prev + json.dumps(data, sort_keys=True)).encode())
+            rows.append(
+                (
+                    env.id,
+                    env.org_id,
+                    "DRAFT_CREATED",
+                    "draft_order",
+                    env.subject,
+                    env.actor_id,
+                    env.time,
+                    env.time,
+                    env.topic,
+                    Jsonb(data),
+                    prev,
+                    digest.hexdigest(),
+                )
+            )
+            prev = digest.hexdigest()
+        started = time.monotonic()
+        with (
+            bench.connect() as conn,
+            conn.transaction(),
+            conn.cursor().copy(
+                f"COPY {SCRATCH}.audit_log (event_id, org_id, action, entity_type, entity_id,"
+                " actor_user_id, occurred_at, created_at, source_topic, data, prev_hash, hash)"
+                " FROM STDIN"
+            ) as copy,
+        ):
+            for row in rows:
+                copy.write_row(row)
+        elapsed = time.monotonic() - started
+    finally:
+        bench.sql(f"DROP SCHEMA IF EXISTS {SCRATCH} CASCADE")
+    return {"rows": len(rows), "rows_per_s": len(rows) / elapsed}
+
+
+def run(bench: Bench, sampler: RssSampler) -> dict[str, Any]:
+    count = 1_000 if bench.quick else 30_000
+    org = f"bench-audit-{uuid.uuid4().hex[:8]}"
+    envelopes = _envelopes(org, count)
+    with sampler.running():
+        started = time.monotonic()
+        asyncio.run(_produce(bench, envelopes))
+        produced = time.monotonic() - started
+        wait_until(
+            lambda: _count(bench, org) >= count,
+            timeout=600,
+            what="audit rows of the burst",
+            interval=0.05,
+        )
+        elapsed = time.monotonic() - started
+    anchor = _copy_anchor(bench, envelopes)
+    ingest = {
+        "events": count,
+        "produce_s": produced,
+        "seconds": elapsed,
+        "events_per_s": count / elapsed,
+    }
+    return {
+        "ingest": ingest,
+        "anchor_copy": anchor,
+        "ratio": ingest["events_per_s"] / anchor["rows_per_s"],
+    }

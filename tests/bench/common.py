@@ -1,0 +1,134 @@
+"""What every benchmark needs: the running stack, timing helpers, RSS sampling."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from orderflow_devstack.config import StackConfig
+from orderflow_devstack.stack import Stack
+from orderflow_devstack.tokens import mint
+
+SERVICES = ("draft-api", "export-service", "audit-service")
+
+
+@dataclass
+class Bench:
+    """The stack under test (the one `make up` started, or the tests' one via env)."""
+
+    cfg: StackConfig
+    stack: Stack
+    quick: bool
+
+    @classmethod
+    def from_env(cls, *, quick: bool) -> Bench:
+        cfg = StackConfig.from_env()
+        return cls(cfg=cfg, stack=Stack(cfg), quick=quick)
+
+    def token(self, org: str = "demo", roles: str = "viewer,operator,approver,admin") -> str:
+        secret = self.cfg.secrets()["jwt_secret"]
+        return mint(secret, sub="bench", org=org, roles=roles.split(","))
+
+    def sql(self, query: str, params: Any = None) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.cfg.superuser_dsn(), autocommit=True) as conn:
+            cur = conn.execute(query, params)
+            return cur.fetchall() if cur.description else []
+
+    def connect(self) -> psycopg.Connection[Any]:
+        return psycopg.connect(self.cfg.superuser_dsn(), autocommit=True)
+
+    def service_pids(self, name: str) -> list[int]:
+        pid = self.stack.component(name).pid()
+        if pid is None:
+            return []
+        return [pid, *_descendants(pid)]
+
+
+def _descendants(pid: int) -> list[int]:
+    children: list[int] = []
+    try:
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            if ppid == pid:
+                child = int(entry.name)
+                children.extend([child, *_descendants(child)])
+    except OSError:
+        pass
+    return children
+
+
+def rss_bytes(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+@dataclass
+class RssSampler:
+    """Samples the summed RSS of each service's process tree; keeps the peak."""
+
+    bench: Bench
+    interval: float = 0.2
+    peaks: dict[str, int] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            for name in SERVICES:
+                total = sum(rss_bytes(pid) for pid in self.bench.service_pids(name))
+                self.peaks[name] = max(self.peaks.get(name, 0), total)
+            self._stop.wait(self.interval)
+
+    @contextmanager
+    def running(self) -> Iterator[RssSampler]:
+        thread = threading.Thread(target=self._loop, daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            self._stop.set()
+            thread.join()
+
+
+def wait_until(
+    condition: Callable[[], Any], *, timeout: float, what: str, interval: float = 0.05
+) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+def percentile(values: list[float], pct: float) -> float:
+    if not values:
+        return float("nan")
+    if len(values) == 1:
+        return values[0]
+    ordered = sorted(values)
+    return statistics.quantiles(ordered, n=1000, method="inclusive")[int(pct * 10) - 1]
+
+
+def cpu_count() -> int:
+    return os.cpu_count() or 1

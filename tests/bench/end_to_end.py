@@ -1,0 +1,170 @@
+"""2. End to end: push accepted → file in the dropzone → export.sent consumed → PUSHED.
+
+Latency at a fixed offered rate, read from draft-api's own push history
+(`push_attempt.requested_at` → `finished_at`, both stamped by draft-api), and the
+maximum sustained delivery rate with a backlog, against OpenSSH `sftp -b` uploading
+the same number of files of the same size over one connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.bench.common import Bench, RssSampler, percentile, wait_until
+from tests.bench.drafts import make_approved_drafts
+from tests.bench.org import wait_drained
+
+
+async def _offered_load(bench: Bench, org: str, drafts: list[str], rate: float) -> int:
+    headers = {"Authorization": f"Bearer {bench.token(org=org)}"}
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    accepted = 0
+    async with httpx.AsyncClient(
+        base_url=bench.cfg.gateway_url, headers=headers, limits=limits, timeout=30
+    ) as client:
+
+        async def push(draft_id: str) -> None:
+            nonlocal accepted
+            response = await client.post(f"/draft-orders/{draft_id}/push")
+            if response.status_code == 202:
+                accepted += 1
+
+        start = time.monotonic()
+        tasks = []
+        for i, draft_id in enumerate(drafts):
+            delay = start + i / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)  # pacing the offered load, not synchronisation
+            tasks.append(asyncio.create_task(push(draft_id)))
+        await asyncio.gather(*tasks)
+    return accepted
+
+
+def latency_at_rate(bench: Bench, org: str) -> dict[str, Any]:
+    rate = 20.0 if bench.quick else 50.0
+    count = 40 if bench.quick else 1500
+    drafts = make_approved_drafts(bench, count, org=org)
+    accepted = asyncio.run(_offered_load(bench, org, drafts, rate))
+    wait_drained(bench, org)
+    rows = bench.sql(
+        "SELECT extract(epoch FROM finished_at - requested_at) FROM draft.push_attempt"
+        " WHERE org_id = %s AND draft_id = ANY(%s::uuid[]) AND status = 'SENT'",
+        (org, drafts),
+    )
+    latencies = [float(r[0]) * 1000 for r in rows]
+    return {
+        "offered_rate_per_s": rate,
+        "pushes": count,
+        "accepted": accepted,
+        "sent": len(latencies),
+        "p50_ms": percentile(latencies, 50),
+        "p99_ms": percentile(latencies, 99),
+    }
+
+
+def backlog_throughput(bench: Bench, org: str) -> dict[str, Any]:
+    count = 100 if bench.quick else 2000
+    drafts = make_approved_drafts(bench, count, org=org)
+    exporter = bench.stack.component("export-service")
+    exporter.stop()
+    try:
+        asyncio.run(_offered_load(bench, org, drafts, rate=2000.0))
+        # the backlog is the requests already in Kafka for export-service
+        wait_until(
+            lambda: (
+                bench.sql("SELECT count(*) FROM draft.outbox o WHERE o.published_at IS NULL")[0][0]
+                == 0
+            ),
+            timeout=120,
+            what="draft-api's outbox to publish the backlog",
+        )
+    finally:
+        exporter.start()
+    started = time.monotonic()
+    wait_until(
+        lambda: (
+            bench.sql(
+                "SELECT count(*) FROM export.erp_export WHERE org_id = %s AND status = 'SENT'",
+                (org,),
+            )[0][0]
+            >= count
+        ),
+        timeout=600,
+        what="the backlog to be delivered",
+        interval=0.1,
+    )
+    elapsed = time.monotonic() - started
+    first, last = bench.sql(
+        "SELECT min(sent_at), max(sent_at) FROM export.erp_export WHERE org_id = %s", (org,)
+    )[0]
+    wait_drained(bench, org)
+    sizes = [p.stat().st_size for p in bench.cfg.inbox_dir.glob("BENCH-*")][:200]
+    return {
+        "backlog": count,
+        "seconds_from_restart": elapsed,
+        "deliveries_per_s_incl_start": count / elapsed,
+        "deliveries_per_s": (count - 1) / max((last - first).total_seconds(), 1e-6),
+        "file_size_bytes": int(sum(sizes) / len(sizes)) if sizes else 300,
+    }
+
+
+def sftp_anchor(bench: Bench, count: int, size: int) -> dict[str, Any]:
+    sftp = bench.stack.sftp_info()
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp)
+        payload = b"x" * size
+        names = [f"ANCHOR-{i:05d}.csv" for i in range(count)]
+        for name in names:
+            (local / name).write_bytes(payload)
+        batch = local / "batch"
+        batch.write_text("".join(f"put {local / n} /inbox/{n}\n" for n in names))
+        known = local / "known_hosts"
+        known.write_text(sftp["known_hosts_line"] + "\n")
+        command = [
+            "sftp",
+            "-q",
+            "-b",
+            str(batch),
+            "-i",
+            sftp["private_key_path"],
+            "-P",
+            str(bench.cfg.ports["sftp"]),
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            f"UserKnownHostsFile={known}",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            f"{sftp['username']}@127.0.0.1",
+        ]
+        started = time.monotonic()
+        subprocess.run(command, check=True, capture_output=True)
+        elapsed = time.monotonic() - started
+    for name in names:
+        (bench.cfg.inbox_dir / name).unlink(missing_ok=True)
+    return {
+        "files": count,
+        "file_size_bytes": size,
+        "seconds": elapsed,
+        "files_per_s": count / elapsed,
+    }
+
+
+def run(bench: Bench, org: str, sampler: RssSampler) -> dict[str, Any]:
+    with sampler.running():
+        latency = latency_at_rate(bench, org)
+        backlog = backlog_throughput(bench, org)
+    anchor = sftp_anchor(bench, backlog["backlog"], backlog["file_size_bytes"])
+    return {
+        "latency": latency,
+        "backlog": backlog,
+        "anchor_sftp_b": anchor,
+        "ratio": backlog["deliveries_per_s"] / anchor["files_per_s"],
+    }
