@@ -169,14 +169,9 @@ class LagProbe:
         await admin.start()
         try:
             await probe.start()
-            topics = await probe.topics()
+            partitions = await _partitions(admin)
             for group, pattern in self._groups.items():
-                tps = [
-                    TopicPartition(topic, p)
-                    for topic in sorted(topics)
-                    if pattern.search(topic)
-                    for p in sorted(probe.partitions_for_topic(topic) or ())
-                ]
+                tps = [tp for tp in partitions if pattern.search(tp.topic)]
                 if not tps:
                     continue
                 committed = await admin.list_consumer_group_offsets(group, partitions=tps)
@@ -190,6 +185,19 @@ class LagProbe:
         finally:
             await probe.stop()
             await admin.close()
+
+
+async def _partitions(admin: AIOKafkaAdminClient) -> list[TopicPartition]:
+    topics = sorted(t for t in await admin.list_topics() if not t.startswith("__"))
+    if not topics:
+        return []
+    described = await admin.describe_topics(topics)
+    return [
+        TopicPartition(d["topic"], p["partition"])
+        for d in described
+        if not d.get("error_code")
+        for p in d.get("partitions", ())
+    ]
 
 
 def _backoff(failures: int) -> float:

@@ -1,0 +1,121 @@
+"""The ingest against real Kafka and Postgres: one entry per event, redeliveries and
+poison records included, and a chain that verifies."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+
+from audit_service.domain.mapping import unreadable_event_id
+from orderflow_shared.contracts.events import UNREADABLE_AUDIT_ACTION
+
+from .conftest import produce, produce_raw, wait_for
+
+
+def _org() -> str:
+    return f"org-{uuid.uuid4().hex[:10]}"
+
+
+def test_every_event_type_produces_exactly_one_entry(audit_service, audit_db, samples):
+    org = _org()
+    envelopes = samples.flow(org)
+    produce(audit_db.servers.kafka, envelopes)
+    wait_for(lambda: audit_db.count(org) >= len(envelopes), "all entries")
+    rows = audit_db.rows(
+        "SELECT event_id, action, entity_id, actor_user_id, source_topic"
+        " FROM audit.audit_log WHERE org_id = %s ORDER BY occurred_at",
+        [org],
+    )
+    assert [r[1] for r in rows] == samples.EXPECTED_ACTIONS
+    assert [r[0] for r in rows] == [e.id for e in envelopes]
+    assert [r[4] for r in rows] == [e.topic for e in envelopes]
+    assert {r[3] for r in rows} == {"user-1"}
+
+
+def test_the_same_events_delivered_twice_give_one_entry_each(audit_service, audit_db, samples):
+    org = _org()
+    envelopes = samples.flow(org)
+    produce(audit_db.servers.kafka, envelopes)
+    produce(audit_db.servers.kafka, envelopes)  # every event a second time
+    marker = samples.flow(org)[:1]  # produced last: once it is in, both copies were read
+    produce(audit_db.servers.kafka, marker)
+    wait_for(
+        lambda: audit_db.rows("SELECT 1 FROM audit.audit_log WHERE event_id = %s", [marker[0].id]),
+        "the marker event",
+    )
+    wait_for(lambda: audit_db.count(org) == len(envelopes) + 1, "one entry per event")
+    counts = audit_db.rows(
+        "SELECT event_id, count(*) FROM audit.audit_log WHERE org_id = %s GROUP BY event_id",
+        [org],
+    )
+    assert len(counts) == len(envelopes) + 1
+    assert all(n == 1 for _, n in counts)
+    assert _verify(audit_db, org).returncode == 0
+
+
+def test_an_unreadable_record_is_dead_lettered_and_audited_once(audit_service, audit_db):
+    org = _org()
+    produce_raw(
+        audit_db.servers.kafka,
+        "draft.approved",
+        b'{"this is": "not an approval"}',
+        [
+            ("ce_id", str(uuid.uuid4()).encode()),
+            ("ce_type", b"orderflow.draft.approved.v1"),
+            ("ce_source", b"tests"),
+            ("ce_time", b"2025-12-27T10:30:00+00:00"),
+            ("ce_subject", b"d-1"),
+            ("orgid", org.encode()),
+            ("actorid", b"user-2"),
+        ],
+    )
+    rows = wait_for(
+        lambda: audit_db.rows(
+            "SELECT event_id, entity_id, actor_user_id, data FROM audit.audit_log"
+            " WHERE org_id = %s AND action = %s",
+            [org, UNREADABLE_AUDIT_ACTION],
+        ),
+        "the UNREADABLE_EVENT entry",
+    )
+    assert len(rows) == 1
+    event_id, entity_id, actor, data = rows[0]
+    topic, partition, offset = entity_id.rsplit("/", 2)
+    assert topic == "draft.approved"
+    assert event_id == unreadable_event_id(topic, int(partition), int(offset))
+    assert actor == "user-2"
+    assert data["dlt_topic"] == "draft.approved"
+    assert data["dlt_consumer"] == "audit-service"
+    assert "invalid" in data["dlt_reason"]
+
+
+def test_a_record_without_any_envelope_is_audited_under_its_org(audit_service, audit_db):
+    org = _org()
+    produce_raw(
+        audit_db.servers.kafka, "export.sent", b"\x00\x01 binary", [("orgid", org.encode())]
+    )
+    wait_for(lambda: audit_db.count(org, UNREADABLE_AUDIT_ACTION) == 1, "the UNREADABLE_EVENT")
+
+
+def test_lag_per_partition_is_exposed_as_a_metric(audit_service):
+    def lag_lines() -> list[str]:
+        body = audit_service.get("/metrics", org="any").text
+        return [
+            line
+            for line in body.splitlines()
+            if line.startswith("audit_consumer_lag{") and f'group="{audit_service.group}"' in line
+        ]
+
+    lines = wait_for(lag_lines, "consumer lag samples")
+    assert any('topic="draft.created"' in line and 'partition="0"' in line for line in lines)
+
+
+def _verify(audit_db, org: str) -> subprocess.CompletedProcess[str]:
+    env = {"DATABASE_URL": audit_db.runtime_url, "ORDERFLOW_ENV": "test", "PATH": "/usr/bin:/bin"}
+    return subprocess.run(
+        [sys.executable, "-m", "audit_service", "verify", "--org", org],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
