@@ -91,8 +91,9 @@ def backlog_throughput(bench: Bench, org: str) -> dict[str, Any]:
     wait_until(
         lambda: (
             bench.sql(
-                "SELECT count(*) FROM export.erp_export WHERE org_id = %s AND status = 'SENT'",
-                (org,),
+                "SELECT count(*) FROM export.erp_export WHERE org_id = %s AND status = 'SENT'"
+                " AND draft_order_id = ANY(%s::uuid[])",
+                (org, drafts),
             )[0][0]
             >= count
         ),
@@ -102,7 +103,9 @@ def backlog_throughput(bench: Bench, org: str) -> dict[str, Any]:
     )
     elapsed = time.monotonic() - started
     first, last = bench.sql(
-        "SELECT min(sent_at), max(sent_at) FROM export.erp_export WHERE org_id = %s", (org,)
+        "SELECT min(sent_at), max(sent_at) FROM export.erp_export WHERE org_id = %s"
+        " AND draft_order_id = ANY(%s::uuid[])",
+        (org, drafts),
     )[0]
     wait_drained(bench, org)
     sizes = [p.stat().st_size for p in bench.cfg.inbox_dir.glob("BENCH-*")][:200]
