@@ -1,0 +1,141 @@
+"""The Postgres repository and the Redis cache on their own, against the real servers."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from draft_api.adapters.orm import build_tables
+from draft_api.adapters.redis_cache import RedisIdempotencyCache, cache_key
+from draft_api.adapters.unit_of_work import SqlAlchemyUnitOfWork
+from draft_api.domain import errors
+from draft_api.domain.model import Actor, DraftOrder, NewLine
+from draft_api.service_layer.ports import CacheState
+from orderflow_shared.db import make_engine, make_session_factory
+from redis.asyncio import Redis
+
+ACTOR = Actor(user_id="u-1", org_id=f"org-{uuid.uuid4().hex[:8]}")
+NOW = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
+
+
+@pytest.fixture
+async def uow_factory(db: Any) -> Any:
+    engine = make_engine(db.url, pool_size=4)
+    tables = build_tables()
+    session_factory = make_session_factory(engine)
+    yield lambda: SqlAlchemyUnitOfWork(session_factory, tables)
+    await engine.dispose()
+
+
+@pytest.fixture
+async def redis(infra: Any) -> Any:
+    client = Redis.from_url(infra.redis_url)
+    yield client
+    await client.aclose()
+
+
+def new_draft() -> DraftOrder:
+    return DraftOrder.create(
+        draft_id=uuid.uuid4(),
+        actor=ACTOR,
+        customer_id="C-9",
+        external_ref=None,
+        lines=[
+            NewLine("A", "first", Decimal("1.5"), "KGM", Decimal("2.25"), "EUR"),
+            NewLine("B", "second", Decimal("3"), "EA", Decimal("0.10"), "EUR"),
+        ],
+        now=NOW,
+    )
+
+
+async def test_a_draft_round_trips_with_lines_attempts_and_issues(uow_factory: Any) -> None:
+    draft = new_draft()
+    async with uow_factory() as uow:
+        await uow.drafts.add(draft)
+        await uow.commit()
+    async with uow_factory() as uow:
+        loaded = await uow.drafts.get(ACTOR.org_id, draft.id, lock=True)
+        assert loaded is not None
+        loaded.validate(actor=ACTOR, external_ref_taken=False, now=NOW)
+        loaded.approve(actor=ACTOR, now=NOW)
+        loaded.push(actor=ACTOR, export_id=uuid.uuid4(), has_active_connector=True, now=NOW)
+        await uow.drafts.save(loaded)
+        await uow.commit()
+    async with uow_factory() as uow:
+        again = await uow.drafts.get(ACTOR.org_id, draft.id)
+    assert again is not None
+    assert again.lines == draft.lines
+    assert again.total == Decimal("3.6750")
+    assert again.status.value == "PUSHING" and again.version == 1
+    assert again.attempts == loaded.attempts
+    assert (again.approved_by_user_id, again.approved_at) == ("u-1", NOW)
+
+
+async def test_a_stale_version_is_a_concurrent_modification(uow_factory: Any) -> None:
+    draft = new_draft()
+    async with uow_factory() as uow:
+        await uow.drafts.add(draft)
+        await uow.commit()
+    async with uow_factory() as uow:
+        first = await uow.drafts.get(ACTOR.org_id, draft.id)
+    async with uow_factory() as uow:
+        second = await uow.drafts.get(ACTOR.org_id, draft.id)
+    assert first is not None and second is not None
+    async with uow_factory() as uow:
+        first.edit(now=NOW, customer_id="C-first")
+        await uow.drafts.save(first)
+        await uow.commit()
+    async with uow_factory() as uow:
+        second.edit(now=NOW, customer_id="C-second")
+        with pytest.raises(errors.ConcurrentModification):
+            await uow.drafts.save(second)
+    async with uow_factory() as uow:
+        stored = await uow.drafts.get(ACTOR.org_id, draft.id)
+    assert stored is not None and stored.customer_id == "C-first"
+
+
+async def test_nothing_is_kept_without_commit(uow_factory: Any, db: Any) -> None:
+    draft = new_draft()
+    async with uow_factory() as uow:
+        await uow.drafts.add(draft)
+    assert db.scalar("SELECT count(*) FROM draft.draft_order WHERE id = %s", (draft.id,)) == 0
+    assert db.scalar("SELECT count(*) FROM draft.outbox WHERE key = %s", (str(draft.id),)) == 0
+
+
+async def test_cache_marks_in_flight_then_remembers_the_export_id(redis: Any) -> None:
+    cache = RedisIdempotencyCache(redis, ttl=timedelta(hours=24))
+    draft_id, key, export_id = uuid.uuid4(), "k-" + uuid.uuid4().hex, uuid.uuid4()
+
+    held = await cache.acquire(draft_id, key)
+    assert held.state is CacheState.ACQUIRED and held.token
+    assert 0 < await redis.ttl(cache_key(draft_id, key)) <= 30
+    assert (await cache.acquire(draft_id, key)).state is CacheState.IN_FLIGHT
+
+    await cache.remember(draft_id, key, export_id)
+    assert await redis.get(f"idempotency:{draft_id}:{key}") == str(export_id).encode()
+    assert 23 * 3600 < await redis.ttl(cache_key(draft_id, key)) <= 24 * 3600
+    done = await cache.acquire(draft_id, key)
+    assert (done.state, done.export_id) == (CacheState.DONE, export_id)
+
+
+async def test_cache_release_only_removes_its_own_marker(redis: Any) -> None:
+    cache = RedisIdempotencyCache(redis, ttl=timedelta(hours=1))
+    draft_id, key = uuid.uuid4(), "k-" + uuid.uuid4().hex
+    held = await cache.acquire(draft_id, key)
+    await cache.release(draft_id, key, "in-flight:somebody-else")
+    assert (await cache.acquire(draft_id, key)).state is CacheState.IN_FLIGHT
+    assert held.token is not None
+    await cache.release(draft_id, key, held.token)
+    assert (await cache.acquire(draft_id, key)).state is CacheState.ACQUIRED
+
+
+async def test_cache_says_unavailable_when_redis_is_unreachable() -> None:
+    dead = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
+    cache = RedisIdempotencyCache(dead, ttl=timedelta(hours=1))
+    assert (await cache.acquire(uuid.uuid4(), "k")).state is CacheState.UNAVAILABLE
+    await cache.remember(uuid.uuid4(), "k", uuid.uuid4())  # no error escapes
+    await cache.release(uuid.uuid4(), "k", "in-flight:x")
+    await dead.aclose()
