@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+from alembic.config import Config
 from orderflow_shared.logging import configure_logging
 
 from audit_service.settings import AuditSettings
@@ -30,15 +31,19 @@ def serve(settings: AuditSettings) -> int:
     return 0
 
 
-def migrate(settings: AuditSettings) -> int:
-    from alembic import command
-    from alembic.config import Config
-
+def alembic_config(settings: AuditSettings) -> Config:
+    """Alembic's config for schema `audit`, connecting with MIGRATION_DATABASE_URL."""
     config = Config(str(MIGRATIONS_DIR / "alembic.ini"))
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["url"] = settings.migrations_url
     config.attributes["runtime_role"] = settings.runtime_role
-    command.upgrade(config, "head")
+    return config
+
+
+def migrate(settings: AuditSettings) -> int:
+    from alembic import command
+
+    command.upgrade(alembic_config(settings), "head")
     return 0
 
 
