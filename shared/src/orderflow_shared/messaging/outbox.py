@@ -130,6 +130,9 @@ def drop_outbox_table(op: Any, schema: str) -> None:
     op.drop_table(OUTBOX_TABLE, schema=schema)
 
 
+_NOTIFIED = "orderflow.outbox.notified"
+
+
 def notify_channel(schema: str) -> str:
     return f"{schema}_outbox"
 
@@ -157,9 +160,13 @@ async def add_event(
             payload=envelope.data,
         )
     )
-    await session.execute(
-        select(func.pg_notify(notify_channel(table.schema or "public"), str(envelope.id)))
-    )
+    # one NOTIFY per transaction and schema is enough to wake the relay at commit
+    channel = notify_channel(table.schema or "public")
+    transaction = session.sync_session.get_transaction()
+    marker = (_NOTIFIED, channel)
+    if transaction is None or session.info.get(marker) is not transaction:
+        await session.execute(select(func.pg_notify(channel, "")))
+        session.info[marker] = transaction
 
 
 class OutboxRelay:
