@@ -58,6 +58,7 @@ def settings_for(infra: Any, db: Database, **overrides: Any) -> DraftApiSettings
         "jwt_secret": infra.jwt_secret,
         "run_outbox_relay": False,
         "run_consumer": False,
+        "run_housekeeping": False,
         "db_pool_size": 10,
     }
     values.update(overrides)

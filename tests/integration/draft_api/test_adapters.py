@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from draft_api.adapters.housekeeping import purge
 from draft_api.adapters.orm import build_tables
 from draft_api.adapters.redis_cache import RedisIdempotencyCache, cache_key
 from draft_api.adapters.unit_of_work import SqlAlchemyUnitOfWork
@@ -139,3 +140,34 @@ async def test_cache_says_unavailable_when_redis_is_unreachable() -> None:
     await cache.remember(uuid.uuid4(), "k", uuid.uuid4())  # no error escapes
     await cache.release(uuid.uuid4(), "k", "in-flight:x")
     await dead.aclose()
+
+
+async def test_housekeeping_purges_only_expired_keys_and_old_inbox_rows(db: Any) -> None:
+    tables = build_tables()
+    engine = make_engine(db.url, pool_size=2)
+    org = f"org-{uuid.uuid4().hex[:8]}"
+    for key, expires in (
+        ("old", "now() - interval '1 hour'"),
+        ("live", "now() + interval '1 hour'"),
+    ):
+        db.rows(
+            "INSERT INTO draft.idempotency_key VALUES "
+            f"(%s, %s, 'push', gen_random_uuid(), 'f', gen_random_uuid(), now(), {expires})",
+            (org, key),
+        )
+    old_event, new_event = uuid.uuid4(), uuid.uuid4()
+    db.rows(
+        "INSERT INTO draft.inbox (consumer, event_id, applied_at) VALUES "
+        "('draft-api', %s, now() - interval '30 days'), ('draft-api', %s, now())",
+        (old_event, new_event),
+    )
+    try:
+        await purge(engine, tables, now=datetime.now(UTC), inbox_retention=timedelta(days=14))
+    finally:
+        await engine.dispose()
+    keys = db.rows("SELECT key FROM draft.idempotency_key WHERE org_id = %s", (org,))
+    assert keys == [("live",)]
+    kept = db.rows(
+        "SELECT event_id FROM draft.inbox WHERE event_id IN (%s, %s)", (old_event, new_event)
+    )
+    assert kept == [(new_event,)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 from fastapi import FastAPI
 from orderflow_shared.auth import JwtVerifier
@@ -17,6 +18,7 @@ from orderflow_shared.web import make_service_app
 from redis.asyncio import Redis
 
 from draft_api import __version__
+from draft_api.adapters.housekeeping import run_housekeeping
 from draft_api.adapters.orm import build_tables
 from draft_api.adapters.redis_cache import RedisIdempotencyCache
 from draft_api.adapters.unit_of_work import SqlAlchemyUnitOfWork
@@ -92,6 +94,15 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             client_id=settings.service_name,
         )
         tasks.append(asyncio.create_task(runner.run(stop), name="consumer"))
+    if settings.run_housekeeping:
+        housekeeping = run_housekeeping(
+            stop,
+            engine,
+            tables,
+            interval=settings.housekeeping_interval_seconds,
+            inbox_retention=timedelta(days=settings.inbox_retention_days),
+        )
+        tasks.append(asyncio.create_task(housekeeping, name="housekeeping"))
     try:
         yield
     finally:

@@ -17,6 +17,11 @@ class DraftApiSettings(ServiceSettings):
     run_outbox_relay: bool = True
     run_consumer: bool = True
     consumer_group_id: str = "draft-api"
+    #: Expired idempotency keys and old inbox rows are purged this often.
+    run_housekeeping: bool = True
+    housekeeping_interval_seconds: float = Field(default=3600, gt=0)
+    #: Longer than the Kafka retention of the consumed topics (7 days by default).
+    inbox_retention_days: int = Field(default=14, ge=1)
 
     @property
     def idempotency_ttl(self) -> timedelta:
