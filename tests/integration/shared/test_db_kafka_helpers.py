@@ -11,7 +11,12 @@ from alembic.migration import MigrationContext
 from alembic.operations import Operations
 from orderflow_shared.contracts.topics import ALL_TOPICS, Topic
 from orderflow_shared.db import db_reachable, make_engine
-from orderflow_shared.messaging.inbox import claim, create_inbox_table, drop_inbox_table
+from orderflow_shared.messaging.inbox import (
+    claim,
+    claim_many,
+    create_inbox_table,
+    drop_inbox_table,
+)
 from orderflow_shared.messaging.kafka import ensure_topics, kafka_reachable
 from orderflow_shared.messaging.outbox import (
     create_outbox_table,
@@ -128,3 +133,15 @@ async def test_claims_are_per_consumer(scratch: Scratch) -> None:
         assert await claim(session, scratch.inbox, "consumer-a", event_id)
         assert await claim(session, scratch.inbox, "consumer-b", event_id)
         assert not await claim(session, scratch.inbox, "consumer-a", event_id)
+
+
+async def test_claim_many_returns_only_the_new_ids(scratch: Scratch) -> None:
+    seen, fresh = uuid.uuid4(), [uuid.uuid4() for _ in range(3)]
+    async with scratch.sessions.begin() as session:
+        assert await claim(session, scratch.inbox, "batcher", seen)
+    async with scratch.sessions.begin() as session:
+        new = await claim_many(session, scratch.inbox, "batcher", [seen, *fresh, fresh[0]])
+    assert new == set(fresh)
+    async with scratch.sessions.begin() as session:
+        assert await claim_many(session, scratch.inbox, "batcher", [seen, *fresh]) == set()
+        assert await claim_many(session, scratch.inbox, "batcher", []) == set()

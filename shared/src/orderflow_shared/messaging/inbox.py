@@ -6,6 +6,8 @@
 - `await claim(session, table, consumer, event_id) -> bool`: INSERT ... ON CONFLICT DO
   NOTHING in the caller's transaction; True when this event is new (apply the
   effect), False when it was applied before (skip it).
+- `await claim_many(session, table, consumer, event_ids) -> set[UUID]`: the same for a
+  whole batch in one statement; returns the ids that are new.
 
 A concurrent claim of the same event id by another transaction blocks until that
 transaction ends (primary-key uniqueness), so two replicas never both apply it.
@@ -14,6 +16,7 @@ transaction ends (primary-key uniqueness), so two replicas never both apply it.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import Column, DateTime, MetaData, Table, Text, func
@@ -56,3 +59,20 @@ async def claim(session: AsyncSession, table: Table, consumer: str, event_id: uu
     )
     result = await session.execute(statement)
     return result.first() is not None
+
+
+async def claim_many(
+    session: AsyncSession, table: Table, consumer: str, event_ids: Iterable[uuid.UUID]
+) -> set[uuid.UUID]:
+    """Claim a batch in one round trip; the ids returned are new (apply those only)."""
+    unique = list(dict.fromkeys(event_ids))
+    if not unique:
+        return set()
+    statement = (
+        insert(table)
+        .values([{"consumer": consumer, "event_id": event_id} for event_id in unique])
+        .on_conflict_do_nothing(index_elements=["consumer", "event_id"])
+        .returning(table.c.event_id)
+    )
+    result = await session.execute(statement)
+    return {row[0] for row in result}
