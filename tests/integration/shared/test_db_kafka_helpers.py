@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import uuid
 
 from aiokafka.admin import AIOKafkaAdminClient
@@ -145,3 +147,32 @@ async def test_claim_many_returns_only_the_new_ids(scratch: Scratch) -> None:
     async with scratch.sessions.begin() as session:
         assert await claim_many(session, scratch.inbox, "batcher", [seen, *fresh]) == set()
         assert await claim_many(session, scratch.inbox, "batcher", []) == set()
+
+
+async def test_topics_create_command_reads_the_kafka_settings(backbone: Backbone) -> None:
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": backbone.bootstrap_servers,
+        "KAFKA_TOPIC_PARTITIONS": "2",
+        "KAFKA_REPLICATION_FACTOR": "1",
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "orderflow_shared",
+        "topics",
+        "create",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=120)
+    assert process.returncode == 0, err.decode()
+    assert out == b""
+    assert b"created" in err
+    admin = AIOKafkaAdminClient(bootstrap_servers=backbone.bootstrap_servers)
+    await admin.start()
+    try:
+        assert {str(t) for t in ALL_TOPICS} <= set(await admin.list_topics())
+    finally:
+        await admin.close()

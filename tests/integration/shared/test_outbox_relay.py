@@ -15,6 +15,7 @@ from typing import Any
 
 from aiokafka import ConsumerRecord
 from orderflow_shared.contracts.events import DraftApprovedV1
+from orderflow_shared.db import make_engine
 from orderflow_shared.messaging.envelope import Envelope
 from orderflow_shared.messaging.kafka import ensure_topics
 from orderflow_shared.messaging.outbox import OutboxRelay, add_event
@@ -327,3 +328,23 @@ async def test_two_relays_at_once_one_publishes_and_the_other_takes_over(
     records = await read_topic(backbone.bootstrap_servers, topic, expected=len(written))
     assert {header(r, "ce_id") for r in records} == {str(e.id) for e in written}
     assert ids_by_key(records) == expected_by_key(written)
+
+
+async def test_the_relay_does_not_die_while_postgres_is_unreachable(scratch: Scratch) -> None:
+    dead_engine = make_engine("postgresql://nobody@127.0.0.1:9/orderflow", pool_size=1)
+    relay = OutboxRelay(
+        dead_engine, scratch.outbox, bootstrap_servers="127.0.0.1:9", max_backoff=0.2
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run(stop))
+    try:
+        await wait_for(
+            lambda: _true(_relay_errors(scratch.schema) >= 3), "three failed connection attempts"
+        )
+        assert not task.done()
+        assert not await relay.ready()
+        assert not relay.is_leader
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=30)
+        await dead_engine.dispose()
