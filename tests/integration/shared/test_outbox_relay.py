@@ -10,7 +10,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiokafka import ConsumerRecord
@@ -348,3 +348,19 @@ async def test_the_relay_does_not_die_while_postgres_is_unreachable(scratch: Scr
         stop.set()
         await asyncio.wait_for(task, timeout=30)
         await dead_engine.dispose()
+
+
+async def test_published_rows_past_the_retention_are_deleted(
+    backbone: Backbone, scratch: Scratch, new_topic: Callable[..., Awaitable[str]]
+) -> None:
+    topic = await new_topic(1)
+    await store(scratch, topic, [event("draft-r", n) for n in range(5)])
+    relay = relay_for(scratch, backbone, retention=timedelta(0), cleanup_interval=0.1)
+
+    async def table_empty() -> bool:
+        return bool(await scratch.count("SELECT count(*) FROM {s}.outbox") == 0)
+
+    async with running(relay):
+        await wait_for(table_empty, "published rows deleted")
+    records = await read_topic(backbone.bootstrap_servers, topic, expected=5)
+    assert len(records) == 5
