@@ -7,6 +7,9 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
+import psycopg
+from draft_api.bootstrap import make_app
 from draft_api.entrypoints.consumer import apply
 from orderflow_shared.contracts import ExportSentV1
 from orderflow_shared.messaging.envelope import Envelope
@@ -165,3 +168,22 @@ async def test_two_concurrent_pushes_without_a_key_one_wins_the_other_gets_409(
     loser = next(r for r in responses if r.status_code == 409)
     assert loser.json() == {"detail": "Draft must be APPROVED"}
     one_export(api, draft_id)
+
+
+async def test_a_row_lock_held_too_long_is_503_not_500(api: Any, make_settings: Any) -> None:
+    draft_id = await api.ready()
+    app = make_app(make_settings(api.db, db_lock_timeout_ms=300))
+    with psycopg.connect(api.db.libpq) as blocker:
+        blocker.execute("SELECT 1 FROM draft.draft_order WHERE id = %s FOR UPDATE", (draft_id,))
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://x") as client:
+                response = await client.post(
+                    f"/draft-orders/{draft_id}/approve", headers=api.headers()
+                )
+        blocker.rollback()
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "2"
+    assert response.json() == {"detail": "Database busy or unavailable, try again shortly"}
+    after = await api.client.post(f"/draft-orders/{draft_id}/approve", headers=api.headers())
+    assert after.status_code == 200

@@ -50,7 +50,12 @@ def make_app(settings: DraftApiSettings | None = None) -> FastAPI:
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: DraftApiSettings = app.state.settings
     tables = build_tables()
-    engine = make_engine(settings.database_url, settings.db_pool_size)
+    engine = make_engine(
+        settings.database_url,
+        settings.db_pool_size,
+        pool_timeout=settings.db_pool_timeout_seconds,
+        connect_args={"options": f"-c lock_timeout={settings.db_lock_timeout_ms}"},
+    )
     session_factory = make_session_factory(engine)
     redis: Redis[bytes] = Redis.from_url(
         settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0

@@ -13,6 +13,9 @@ class DraftApiSettings(ServiceSettings):
     http_port: int = 8101
     redis_url: str = "redis://127.0.0.1:6379/0"
     idempotency_ttl_hours: int = Field(default=24, ge=1)
+    #: A request waits at most this long for a pooled connection / a row lock (then 503).
+    db_pool_timeout_seconds: float = Field(default=10, gt=0)
+    db_lock_timeout_ms: int = Field(default=10_000, ge=0)
     #: The outbox relay and the consumer run inside `serve`; tests may turn them off.
     run_outbox_relay: bool = True
     run_consumer: bool = True

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from draft_api.domain import errors
 from draft_api.entrypoints.http.schemas import ErrorOut, RequestErrorOut
@@ -37,7 +38,7 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
     _log.warning("database unavailable: %s", type(exc).__name__)
     return JSONResponse(
-        {"detail": "Database unavailable, try again shortly"},
+        {"detail": "Database busy or unavailable, try again shortly"},
         status_code=503,
         headers={"Retry-After": "2"},
     )
@@ -45,9 +46,10 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
 
 def install_domain_errors(app: FastAPI) -> None:
     app.add_exception_handler(errors.DomainError, _domain_error)
-    # A lost connection is the outside's fault, not a bug: 503, not 500.
-    app.add_exception_handler(OperationalError, _database_unavailable)
-    app.add_exception_handler(InterfaceError, _database_unavailable)
+    # A lost connection, an exhausted pool or a lock wait past `lock_timeout` is
+    # overload or an outage, not a bug: 503 with Retry-After, never 500.
+    for kind in (OperationalError, InterfaceError, PoolTimeout):
+        app.add_exception_handler(kind, _database_unavailable)
 
 
 def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -61,7 +63,7 @@ def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         413: "Body too large",
         415: "Body is not application/json",
         422: "Invalid input (or Idempotency-Key reused for a different request)",
-        503: "Database unavailable (retry later)",
+        503: "Database busy or unavailable (retry after Retry-After seconds)",
     }
     out: dict[int | str, dict[str, Any]] = {}
     for code in (401, 403, *codes, 503):
