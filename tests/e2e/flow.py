@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 ALL_ROLES = ["viewer", "operator", "approver", "admin"]
 LINE = {
@@ -244,21 +244,20 @@ async def _read_sent(bootstrap: str, export_ids: set[str]) -> tuple[Counter[str]
     import json
 
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None
+        "export.sent",
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        group_id=None,
+        auto_offset_reset="earliest",
     )
     await consumer.start()
     try:
-        partitions = [
-            TopicPartition("export.sent", p)
-            for p in consumer.partitions_for_topic("export.sent") or ()
-        ]
-        if not partitions:
-            await consumer.topics()
-            partitions = [
-                TopicPartition("export.sent", p)
-                for p in consumer.partitions_for_topic("export.sent") or ()
-            ]
-        consumer.assign(partitions)
+        deadline = time.monotonic() + 30
+        while not consumer.assignment():
+            if time.monotonic() > deadline:
+                raise AssertionError("no partitions of export.sent were assigned")
+            await consumer.getmany(timeout_ms=100)
+        partitions = list(consumer.assignment())
         await consumer.seek_to_beginning(*partitions)
         end = await consumer.end_offsets(partitions)
         seen: dict[str, set[str]] = {}
