@@ -77,6 +77,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         self._runner._joined = True
+        self._runner._session_failures = 0
         _log.info("%s: partitions assigned %s", self._runner.name, sorted(map(str, assigned)))
 
 
@@ -113,7 +114,8 @@ class ConsumerRunner:
         self._consumer_options = consumer_options or {}
         self._batch_lock = asyncio.Lock()
         self._joined = False
-        self._failures = 0
+        self._failures = 0  # consecutive handler failures, for the retry backoff
+        self._session_failures = 0  # consecutive consumer restarts, for their backoff
         # (topic, partition, offset) of poison already dead-lettered in a batch being retried
         self._dead_lettered: set[tuple[str, int, int]] = set()
 
@@ -122,16 +124,15 @@ class ConsumerRunner:
         return self._joined
 
     async def run(self, stop: asyncio.Event) -> None:
-        connect_failures = 0
         while not stop.is_set():
             try:
                 await self._session(stop)
-                connect_failures = 0
+                self._session_failures = 0
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                connect_failures += 1
-                delay = self._backoff(connect_failures)
+                self._session_failures += 1
+                delay = self._backoff(self._session_failures)
                 _log.warning(
                     "%s: consumer failed (%s: %s); restarting in %.1fs",
                     self.name,

@@ -199,6 +199,7 @@ class OutboxRelay:
         self._producer_options = producer_options or {}
         self._is_leader = False
         self._healthy = False
+        self._failures = 0  # consecutive, for the backoff
 
     @property
     def is_leader(self) -> bool:
@@ -210,18 +211,17 @@ class OutboxRelay:
         return self._healthy
 
     async def run(self, stop: asyncio.Event) -> None:
-        failures = 0
         while not stop.is_set():
             try:
                 await self._session(stop)
-                failures = 0
+                self._failures = 0
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                failures += 1
+                self._failures += 1
                 self._healthy = False
                 RELAY_ERRORS.labels(self._schema).inc()
-                delay = min(self._max_backoff, 0.5 * 2 ** min(failures, 10))
+                delay = min(self._max_backoff, 0.25 * 2 ** min(self._failures, 10))
                 delay *= random.uniform(0.5, 1.0)
                 _log.warning(
                     "outbox relay for %s failed (%s: %s); retrying in %.1fs",
@@ -235,7 +235,17 @@ class OutboxRelay:
 
     async def _session(self, stop: asyncio.Event) -> None:
         """One connection's life: take the lock, then publish until stopped or broken."""
-        conn = await psycopg.AsyncConnection.connect(self._dsn, autocommit=True)
+        conn = await psycopg.AsyncConnection.connect(
+            self._dsn,
+            autocommit=True,
+            connect_timeout=10,
+            application_name=f"{self._client_id}:{self._schema}",
+            # a half-open connection must fail (and free the lock) in seconds, not hours
+            keepalives=1,
+            keepalives_idle=10,
+            keepalives_interval=5,
+            keepalives_count=3,
+        )
         producer: AIOKafkaProducer | None = None
         try:
             self._healthy = True
@@ -257,7 +267,8 @@ class OutboxRelay:
             RELAY_LEADER.labels(self._schema).set(0)
             if producer is not None:
                 try:
-                    await producer.stop()
+                    # flushing can hang while Kafka is away; unacked rows stay unpublished
+                    await asyncio.wait_for(producer.stop(), timeout=15)
                 except Exception as exc:
                     _log.warning("stopping the relay producer failed: %s", exc)
             await conn.close()
@@ -282,6 +293,7 @@ class OutboxRelay:
         while not stop.is_set():
             published = await self.publish_batch(conn, producer)
             self._healthy = True
+            self._failures = 0
             if loop.time() >= next_cleanup:
                 await self._delete_old(conn)
                 next_cleanup = loop.time() + self._cleanup_interval
