@@ -31,11 +31,18 @@ class SqlAuditLog:
         self._session = session
 
     async def lock_orgs(self, org_ids: Sequence[str]) -> None:
-        # Sorted by key, so two transactions always take shared keys in the same order.
-        for key in sorted({org_lock_key(org) for org in org_ids}):
-            await self._session.execute(
-                text("SELECT pg_advisory_xact_lock(:cls, :key)"), {"cls": _LOCK_CLASS, "key": key}
-            )
+        keys = sorted({org_lock_key(org) for org in org_ids})
+        if not keys:
+            return
+        # Sorted keys, taken in array order by one scan: two transactions always take
+        # the keys they share in the same order, so they cannot deadlock.
+        await self._session.execute(
+            text(
+                "SELECT count(pg_advisory_xact_lock(:cls, k))"
+                " FROM unnest(CAST(:keys AS int[])) AS t(k)"
+            ),
+            {"cls": _LOCK_CLASS, "keys": keys},
+        )
 
     async def existing_event_ids(self, event_ids: Collection[uuid.UUID]) -> set[uuid.UUID]:
         if not event_ids:
@@ -48,24 +55,22 @@ class SqlAuditLog:
     async def chain_heads(self, org_ids: Collection[str]) -> dict[str, str]:
         if not org_ids:
             return {}
-        heads: dict[str, str] = {}
-        for org in org_ids:
-            result = await self._session.execute(
-                select(audit_log.c.hash)
-                .where(audit_log.c.org_id == org)
-                .order_by(audit_log.c.id.desc())
-                .limit(1)
-            )
-            head = result.scalar_one_or_none()
-            if head is not None:
-                heads[org] = head
-        return heads
+        # One round trip; each org's head is an index probe on (org_id, id).
+        result = await self._session.execute(
+            text(
+                "SELECT o.org_id, h.hash FROM unnest(CAST(:orgs AS text[])) AS o(org_id)"
+                " CROSS JOIN LATERAL (SELECT a.hash FROM audit.audit_log a"
+                " WHERE a.org_id = o.org_id ORDER BY a.id DESC LIMIT 1) AS h"
+            ),
+            {"orgs": sorted(org_ids)},
+        )
+        return {org: head for org, head in result.tuples()}
 
     async def append(self, entries: Sequence[ChainedEntry]) -> None:
         if not entries:
             return
-        # One multi-row INSERT keeps the rows' ids in chain order.
-        await self._session.execute(insert(audit_log).values([_row(e) for e in entries]))
+        # executemany is sent as multi-row INSERTs in list order: ids follow the chain.
+        await self._session.execute(insert(audit_log), [_row(e) for e in entries])
 
     async def find(self, query: AuditQuery) -> list[StoredEntry]:
         c = audit_log.c
