@@ -21,6 +21,11 @@
 The rows are read and marked on the same connection that holds the lock, so a relay
 that lost its connection (and with it the lock) cannot mark anything any more.
 Delivery is at least once; consumers deduplicate with the inbox.
+
+Order per key: rows are published in id order. Two transactions that touch the same
+entity are serialized by its row lock and take their outbox ids after it, so one key's
+ids follow commit order; a lower id that commits late (another key's) is still picked
+up, because the relay reads every unpublished row, not "ids above the last one".
 """
 
 from __future__ import annotations
@@ -131,6 +136,7 @@ def drop_outbox_table(op: Any, schema: str) -> None:
 
 
 _NOTIFIED = "orderflow.outbox.notified"
+_DELETE_SLICE = 5000
 
 
 def notify_channel(schema: str) -> str:
@@ -383,12 +389,17 @@ class OutboxRelay:
 
     async def _delete_old(self, conn: psycopg.AsyncConnection[Any]) -> None:
         cutoff = datetime.now(UTC) - self._retention
-        await conn.execute(
-            sql.SQL("DELETE FROM {} WHERE published_at IS NOT NULL AND published_at < %s").format(
-                self._table
-            ),
-            (cutoff,),
-        )
+        # in slices, so a large backlog never holds one long transaction
+        while True:
+            cur = await conn.execute(
+                sql.SQL(
+                    "DELETE FROM {t} WHERE id IN (SELECT id FROM {t} WHERE published_at < %s "
+                    "ORDER BY id LIMIT %s)"
+                ).format(t=self._table),
+                (cutoff, _DELETE_SLICE),
+            )
+            if cur.rowcount < _DELETE_SLICE:
+                return
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:
