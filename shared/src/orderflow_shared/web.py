@@ -14,6 +14,9 @@
 - `metrics_router() -> APIRouter`: `GET /metrics` (prometheus_client exposition), plus
   `install_http_metrics(app, service)` middleware: request count and latency histogram
   by route template and status.
+- `RequestIdMiddleware`: every response carries `X-Request-ID` (the caller's, when it
+  is a sane token, else a new UUID); the id is bound into the structlog context of the
+  request so every log line of it can be found.
 - `make_service_app(title, version, lifespan, checks, ...)`: a FastAPI app with all of
   the above installed (and auth, when a verifier is given).
 """
@@ -22,11 +25,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import structlog
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -92,7 +97,7 @@ async def _validation_exception(request: Request, exc: Exception) -> Response:
 
 
 async def _unexpected_exception(request: Request, exc: Exception) -> Response:
-    request_id = request.headers.get("x-request-id") or str(uuid.uuid4())
+    request_id = request.scope.get(_REQUEST_ID_KEY) or str(uuid.uuid4())
     _log.error(
         "unhandled error on %s %s (request id %s)",
         request.method,
@@ -109,6 +114,37 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_exception)
     app.add_exception_handler(RequestValidationError, _validation_exception)
     app.add_exception_handler(Exception, _unexpected_exception)
+
+
+# --- request id ---------------------------------------------------------------------
+
+_REQUEST_ID_KEY = "orderflow.request_id"
+_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class RequestIdMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        offered = _header(scope, b"x-request-id")
+        request_id = offered if offered and _SANE_REQUEST_ID.match(offered) else str(uuid.uuid4())
+        scope[_REQUEST_ID_KEY] = request_id
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [
+                    (k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"
+                ]
+                headers.append((b"x-request-id", request_id.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        with structlog.contextvars.bound_contextvars(request_id=request_id):
+            await self.app(scope, receive, send_with_id)
 
 
 # --- body size ----------------------------------------------------------------------
@@ -292,6 +328,7 @@ def make_service_app(
     install_error_handlers(app)
     body_size_limit(app, max_body_bytes)
     install_http_metrics(app, service or title)
+    app.add_middleware(RequestIdMiddleware)
     app.include_router(health_router(checks))
     app.include_router(metrics_router())
     if verifier is not None:

@@ -81,15 +81,15 @@ async def test_the_alembic_helpers_create_and_drop_the_tables(backbone: Backbone
     schema = f"it_alembic_{uuid.uuid4().hex[:10]}"
     engine = make_engine(backbone.dsn, pool_size=1)
 
-    def upgrade(conn: Connection) -> dict[str, object]:
+    def upgrade(conn: Connection) -> dict[str, list[str]]:
         ops = Operations(MigrationContext.configure(conn))
         create_outbox_table(ops, schema)
         create_inbox_table(ops, schema)
         inspector = inspect(conn)
-        found = {
+        found: dict[str, list[str]] = {
             "tables": sorted(inspector.get_table_names(schema=schema)),
             "outbox_columns": [c["name"] for c in inspector.get_columns("outbox", schema=schema)],
-            "indexes": [i["name"] for i in inspector.get_indexes("outbox", schema=schema)],
+            "indexes": [str(i["name"]) for i in inspector.get_indexes("outbox", schema=schema)],
         }
         drop_outbox_table(ops, schema)
         drop_inbox_table(ops, schema)

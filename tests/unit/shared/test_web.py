@@ -184,3 +184,18 @@ def test_the_openapi_document_is_served(client: TestClient) -> None:
     response = client.get("/openapi.json")
     assert response.status_code == 200
     assert "/connections" in response.json()["paths"]
+
+
+def test_every_response_carries_a_request_id(client: TestClient) -> None:
+    generated = client.get("/items/1").headers["X-Request-ID"]
+    assert len(generated) == 36
+    offered = client.get("/items/1", headers={"X-Request-ID": "abc-123"})
+    assert offered.headers["X-Request-ID"] == "abc-123"
+    hostile = client.get("/items/1", headers={"X-Request-ID": "a b\tc" * 50})
+    assert hostile.headers["X-Request-ID"] != "a b\tc" * 50
+
+
+def test_an_internal_error_names_the_callers_request_id(client: TestClient) -> None:
+    response = client.get("/boom", headers={"X-Request-ID": "trace-42"})
+    assert response.status_code == 500
+    assert response.headers["X-Request-ID"] == "trace-42"
