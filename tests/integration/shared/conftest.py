@@ -1,14 +1,11 @@
 """Real Postgres and Kafka for the messaging backbone: scratch schemas and topics per test.
 
-The backbone comes from the session fixture `infra` (tests/conftest.py). While
-developing, `SHARED_IT_DSN` and `SHARED_IT_KAFKA` point these tests at servers
-already running instead (both must be set).
+The servers come from the session fixture `infra` (tests/conftest.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -34,11 +31,7 @@ class Backbone:
 
 
 @pytest.fixture(scope="session")
-def backbone(request: pytest.FixtureRequest) -> Backbone:
-    dsn, kafka = os.environ.get("SHARED_IT_DSN"), os.environ.get("SHARED_IT_KAFKA")
-    if dsn and kafka:
-        return Backbone(dsn, kafka)
-    infra = request.getfixturevalue("infra")
+def backbone(infra: Any) -> Backbone:
     return Backbone(infra.superuser_dsn, infra.kafka_bootstrap_servers)
 
 
