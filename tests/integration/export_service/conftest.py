@@ -14,6 +14,10 @@ import json
 import os
 import pwd
 import shutil
+import signal
+import socket
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,6 +26,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from export_service.__main__ import migrate
@@ -225,7 +230,8 @@ class Kafka:
         return envelope
 
     async def events(self, topic: str, subjects: set[str], count: int) -> list[Envelope]:
-        """Read `topic` from the start until `count` events of the subjects are seen."""
+        """Read `topic` from the start until events of `count` distinct ids are seen
+        (a relay killed mid-batch may publish an event twice, with the same id)."""
         consumer = AIOKafkaConsumer(
             topic,
             bootstrap_servers=self.bootstrap,
@@ -238,7 +244,7 @@ class Kafka:
         try:
             loop = asyncio.get_running_loop()
             end = loop.time() + DEADLINE
-            while len(found) < count and loop.time() < end:
+            while len({e.id for e in found}) < count and loop.time() < end:
                 batch = await consumer.getmany(timeout_ms=200)
                 for records in batch.values():
                     for record in records:
@@ -258,5 +264,64 @@ async def kafka(infra: Any) -> AsyncIterator[Kafka]:
     await producer.stop()
 
 
+async def outbox_count(engine: AsyncEngine, topic: str, key: str) -> int:
+    """Events the service committed for a key (what its relay publishes, exactly)."""
+    found = await rows(
+        engine,
+        "SELECT count(*) AS n FROM export.outbox WHERE topic = :t AND key = :k",
+        t=topic,
+        k=key,
+    )
+    return int(found[0]["n"])
+
+
 def event_data(envelope: Envelope) -> dict[str, Any]:
     return dict(json.loads(envelope.data))
+
+
+def free_port() -> int:
+    """A port nobody listens on now (the offset ports may be taken by client sockets)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class ServiceProcess:
+    """`python -m export_service serve` in a process group of its own, on a free port."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.port = free_port()
+        self.env = {**os.environ, **env, "HTTP_PORT": str(self.port)}
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with open(self.log, "ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "export_service", "serve"],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the service process has used so far."""
+        assert self.process is not None
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        self.process = None
+
+
+async def ready(url: str) -> bool:
+    try:
+        async with httpx.AsyncClient() as client:
+            return (await client.get(f"{url}/readyz", timeout=2)).status_code == 200
+    except httpx.HTTPError:
+        return False

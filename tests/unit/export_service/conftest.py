@@ -76,11 +76,13 @@ class FakeExports:
     def __init__(self, store: dict[uuid.UUID, Export]) -> None:
         self.store = store
 
-    async def add(self, export: Export) -> bool:
-        if export.id in self.store:
-            return False
-        self.store[export.id] = _stored(export)
-        return True
+    async def add_many(self, exports: list[Export]) -> set[uuid.UUID]:
+        inserted = set()
+        for export in exports:
+            if export.id not in self.store:
+                self.store[export.id] = _stored(export)
+                inserted.add(export.id)
+        return inserted
 
     async def save(self, export: Export) -> None:
         self.store[export.id] = _stored(export)
@@ -89,9 +91,14 @@ class FakeExports:
         for export in exports:
             await self.save(export)
 
-    async def get_for_update(self, export_id: uuid.UUID) -> Export | None:
-        found = self.store.get(export_id)
-        return copy.deepcopy(found) if found else None
+    async def save_if_leased(self, exports: list[Export], owner: str) -> set[uuid.UUID]:
+        saved = set()
+        for export in exports:
+            current = self.store.get(export.id)
+            if current is not None and current.holds_lease(owner):
+                self.store[export.id] = _stored(export)
+                saved.add(export.id)
+        return saved
 
     async def lock_due(self, now: datetime, limit: int) -> list[Export]:
         due = [e for e in self.store.values() if e.is_due(now)]
@@ -117,11 +124,13 @@ class FakeUnitOfWork(AbstractUnitOfWork):
         self._events: list[Message] = []
         return self
 
-    async def claim_event(self, consumer: str, event_id: uuid.UUID) -> bool:
-        if (consumer, event_id) in self._inbox:
-            return False
-        self._inbox.add((consumer, event_id))
-        return True
+    async def claim_events(self, consumer: str, event_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+        fresh = set()
+        for event_id in event_ids:
+            if (consumer, event_id) not in self._inbox:
+                self._inbox.add((consumer, event_id))
+                fresh.add(event_id)
+        return fresh
 
     async def _write_events(self, messages: list[Message]) -> None:
         self._events.extend(messages)

@@ -54,7 +54,10 @@ class Container:
 
 
 def build(settings: ExportSettings, clock: Clock = utc_now) -> Container:
-    engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
+    # Every delivery in flight records its outcome on a connection of its own: a pool
+    # smaller than that would open and close connections under load.
+    pool_size = max(settings.db_pool_size, settings.export_worker_concurrency + 4)
+    engine = make_engine(settings.database_url, pool_size=pool_size)
     tables = make_tables()
     box = FernetSecretBox(settings.export_encryption_key.get_secret_value())
     uow_factory = sql_uow_factory(make_session_factory(engine), tables, box)

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from orderflow_shared.contracts import OrderSnapshot
-from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -187,14 +187,16 @@ class SqlExportRepository:
             lease_expires_at=row.lease_expires_at,
         )
 
-    async def add(self, export: Export) -> bool:
+    async def add_many(self, exports: list[Export]) -> set[uuid.UUID]:
+        if not exports:
+            return set()
+        # executemany ("insertmanyvalues"): batched like one multi-row INSERT, but the
+        # statement is compiled once and cached whatever the batch size.
         statement = (
-            insert(self._t)
-            .values(**self._row(export))
-            .on_conflict_do_nothing(index_elements=["id"])
-            .returning(self._t.c.id)
+            insert(self._t).on_conflict_do_nothing(index_elements=["id"]).returning(self._t.c.id)
         )
-        return (await self._session.execute(statement)).first() is not None
+        result = await self._session.execute(statement, [self._row(e) for e in exports])
+        return set(result.scalars())
 
     async def save(self, export: Export) -> None:
         values = self._row(export)
@@ -229,25 +231,75 @@ class SqlExportRepository:
         connection = await self._session.connection()
         await connection.execute(statement, params)
 
-    async def get_for_update(self, export_id: uuid.UUID) -> Export | None:
-        row = (
-            await self._session.execute(
-                select(self._t).where(self._t.c.id == export_id).with_for_update()
-            )
-        ).first()
-        return self._load(row) if row else None
+    async def save_if_leased(self, exports: list[Export], owner: str) -> set[uuid.UUID]:
+        if not exports:
+            return set()
+        t = self._t
+        held = set(
+            (
+                await self._session.execute(
+                    select(t.c.id)
+                    .where(
+                        t.c.id.in_([e.id for e in exports]),
+                        t.c.status == ExportStatus.DELIVERING.value,
+                        t.c.lease_owner == owner,
+                    )
+                    .with_for_update()
+                )
+            ).scalars()
+        )
+        rows = [self._outcome_row(e) for e in exports if e.id in held]
+        if rows:
+            # one prepared UPDATE, executed for every row (psycopg pipelines executemany)
+            connection = await self._session.connection()
+            await connection.execute(self._outcome_update(), rows)
+        return held
+
+    _OUTCOME_FIELDS = (
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "export_storage_key",
+        "remote_path",
+        "checksum",
+        "size_bytes",
+        "error_json",
+        "sent_at",
+        "lease_owner",
+        "lease_expires_at",
+    )
+
+    def _outcome_update(self) -> Any:
+        t = self._t
+        return (
+            update(t)
+            .where(t.c.id == bindparam("b_id"))
+            .values({name: bindparam(f"b_{name}") for name in self._OUTCOME_FIELDS})
+        )
+
+    def _outcome_row(self, export: Export) -> dict[str, Any]:
+        row = self._row(export)
+        return {"b_id": export.id, **{f"b_{n}": row[n] for n in self._OUTCOME_FIELDS}}
 
     async def lock_due(self, now: datetime, limit: int) -> list[Export]:
+        # Two index-backed scans (due PENDING rows by time, then expired leases) instead
+        # of one OR that would sort every candidate on each claim.
         t = self._t
-        due = or_(
-            and_(t.c.status == ExportStatus.PENDING.value, t.c.next_attempt_at <= now),
-            and_(t.c.status == ExportStatus.DELIVERING.value, t.c.lease_expires_at <= now),
-        )
-        rows = await self._session.execute(
+        pending = await self._session.execute(
             select(t)
-            .where(due)
+            .where(t.c.status == ExportStatus.PENDING.value, t.c.next_attempt_at <= now)
             .order_by(t.c.next_attempt_at)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
-        return [self._load(row) for row in rows]
+        found = [self._load(row) for row in pending]
+        if len(found) < limit:
+            expired = await self._session.execute(
+                select(t)
+                .where(t.c.status == ExportStatus.DELIVERING.value, t.c.lease_expires_at <= now)
+                .order_by(t.c.lease_expires_at)
+                .limit(limit - len(found))
+                .with_for_update(skip_locked=True)
+            )
+            found.extend(self._load(row) for row in expired)
+        return found

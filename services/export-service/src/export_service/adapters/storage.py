@@ -9,10 +9,11 @@ from pathlib import Path
 
 class FsArtifactStore:
     def __init__(self, root: str | Path) -> None:
-        self._root = Path(root).resolve()
+        self._root = Path(os.path.abspath(root))
 
     def path_of(self, key: str) -> Path:
-        path = (self._root / key).resolve()
+        # Keys are built by the service from ids; still, never let one climb out.
+        path = Path(os.path.normpath(self._root / key))
         if not path.is_relative_to(self._root) or path == self._root:
             raise ValueError(f"storage key {key!r} leaves the storage directory")
         return path

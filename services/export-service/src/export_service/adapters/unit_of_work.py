@@ -6,8 +6,9 @@ import uuid
 from collections.abc import Callable
 from types import TracebackType
 
-from orderflow_shared.messaging import inbox, outbox
+from orderflow_shared.messaging import outbox
 from orderflow_shared.messaging.envelope import Envelope
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from export_service.adapters.orm import Tables
@@ -60,8 +61,19 @@ class SqlUnitOfWork(AbstractUnitOfWork):
             raise RuntimeError("unit of work used outside `async with`")
         return self._session
 
-    async def claim_event(self, consumer: str, event_id: uuid.UUID) -> bool:
-        return bool(await inbox.claim(self.session, self._tables.inbox, consumer, event_id))
+    async def claim_events(self, consumer: str, event_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+        """One INSERT ... ON CONFLICT DO NOTHING for the whole batch (same rows and
+        semantics as `orderflow_shared.messaging.inbox.claim`, one round trip)."""
+        if not event_ids:
+            return set()
+        table = self._tables.inbox
+        statement = (
+            insert(table)
+            .on_conflict_do_nothing(index_elements=["consumer", "event_id"])
+            .returning(table.c.event_id)
+        )
+        rows = [{"consumer": consumer, "event_id": e} for e in dict.fromkeys(event_ids)]
+        return set((await self.session.execute(statement, rows)).scalars())
 
     async def _write_events(self, messages: list[Message]) -> None:
         for message in messages:

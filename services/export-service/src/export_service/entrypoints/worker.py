@@ -1,14 +1,19 @@
-"""Delivery worker loop: claims due exports and delivers many at once.
+"""Delivery worker: claims due exports, delivers many at once, records outcomes in batches.
 
-Woken at once when this process records new exports (in-process event), and polls
-every `poll_interval` for retries that fall due and for work recorded by other
-replicas. Claims only as many exports as it has free slots, so a claimed export is
-never waiting idle under its lease.
+- Woken at once when this process records new exports (in-process event); polls every
+  `poll_interval` for retries that fall due and for work recorded by other replicas.
+- A claimed export holds one of `concurrency` slots until its outcome is recorded, and
+  the worker claims only when half the slots are free (or it is idle): claims come in
+  batches and no claimed export waits long under its lease.
+- Outcomes are recorded by one recorder task, all that are ready in one transaction.
+  Each outcome writes an outbox event whose NOTIFY serialises commits in Postgres, so
+  one commit per batch instead of one per export is what lets deliveries scale.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -19,10 +24,18 @@ from datetime import timedelta
 from export_service.domain.export import ExportStatus
 from export_service.domain.retry import RetryPolicy
 from export_service.entrypoints.metrics import export_metrics
-from export_service.service_layer.exports import Job, claim_due_exports, deliver
+from export_service.service_layer.exports import (
+    Job,
+    Outcome,
+    Result,
+    attempt,
+    claim_due_exports,
+    record_outcomes,
+)
 from export_service.service_layer.ports import ArtifactStore, Clock, Transports, UnitOfWorkFactory
 
 log = logging.getLogger(__name__)
+MAX_RECORD_BATCH = 200
 
 
 def worker_identity() -> str:
@@ -54,7 +67,10 @@ class DeliveryWorker:
         self.owner = owner or worker_identity()
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._results: asyncio.Queue[tuple[Job, Result, float]] = asyncio.Queue()
+        self._busy = 0  # claimed and not yet recorded
         self._healthy = True
+        self._claim_threshold = max(1, concurrency // 2)
 
     def wake(self) -> None:
         self._wake.set()
@@ -63,76 +79,98 @@ class DeliveryWorker:
         return self._healthy
 
     async def run(self, stop: asyncio.Event) -> None:
-        failures = 0
+        recorder = asyncio.create_task(self._record_forever(), name="export-recorder")
         try:
-            while not stop.is_set():
-                self._wake.clear()
-                free = self._concurrency - len(self._tasks)
-                claimed = 0
-                if free > 0:
-                    try:
-                        jobs = await claim_due_exports(
-                            self._uow_factory(),
-                            owner=self.owner,
-                            lease=self._lease,
-                            limit=free,
-                            clock=self._clock,
-                        )
-                    except Exception:
-                        failures += 1
-                        self._healthy = False
-                        log.exception("claiming due exports failed (%d in a row)", failures)
-                        await _sleep_or_stop(stop, min(30.0, 0.5 * 2 ** min(failures, 6)))
-                        continue
-                    failures, self._healthy = 0, True
-                    claimed = len(jobs)
-                    for job in jobs:
-                        self._start(job)
-                if claimed and claimed == free:
-                    await self._wait(stop, None)  # busy: wait for a free slot
-                elif not claimed:
-                    await self._wait(stop, self._poll_interval)
+            await self._claim_forever(stop)
         finally:
             await self._drain()
+            recorder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await recorder
+
+    async def _claim_forever(self, stop: asyncio.Event) -> None:
+        failures = 0
+        while not stop.is_set():
+            self._wake.clear()
+            free = self._concurrency - self._busy
+            claimed = 0
+            if free >= self._claim_threshold or (free > 0 and self._busy == 0):
+                try:
+                    jobs = await claim_due_exports(
+                        self._uow_factory(),
+                        owner=self.owner,
+                        lease=self._lease,
+                        limit=free,
+                        clock=self._clock,
+                    )
+                except Exception:
+                    failures += 1
+                    self._healthy = False
+                    log.exception("claiming due exports failed (%d in a row)", failures)
+                    await _sleep_or_stop(stop, min(30.0, 0.5 * 2 ** min(failures, 6)))
+                    continue
+                failures, self._healthy = 0, True
+                claimed = len(jobs)
+                for job in jobs:
+                    self._start(job)
+            if claimed and claimed == free:
+                await self._wait(stop, None)  # busy: wait until outcomes free slots
+            elif not claimed:
+                await self._wait(stop, self._poll_interval if free else None)
 
     def _start(self, job: Job) -> None:
-        task = asyncio.create_task(self._deliver(job), name=f"deliver-{job.export.id}")
+        self._busy += 1
+        export_metrics().in_flight.inc()
+        task = asyncio.create_task(self._attempt(job), name=f"deliver-{job.export.id}")
         self._tasks.add(task)
-        task.add_done_callback(self._finished)
+        task.add_done_callback(self._tasks.discard)
 
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        self._wake.set()
-
-    async def _deliver(self, job: Job) -> None:
-        metrics = export_metrics()
-        metrics.in_flight.inc()
+    async def _attempt(self, job: Job) -> None:
         begin = time.perf_counter()
+        result = await attempt(job, self._transports, self._store)
+        await self._results.put((job, result, begin))
+
+    async def _record_forever(self) -> None:
+        while True:
+            batch = [await self._results.get()]
+            while not self._results.empty() and len(batch) < MAX_RECORD_BATCH:
+                batch.append(self._results.get_nowait())
+            await self._record(batch)
+
+    async def _record(self, batch: list[tuple[Job, Result, float]]) -> None:
+        metrics = export_metrics()
         try:
-            outcome = await deliver(
-                job,
+            outcomes = await record_outcomes(
+                self._uow_factory(),
+                [(job, result) for job, result, _ in batch],
                 owner=self.owner,
-                uow=self._uow_factory(),
-                transports=self._transports,
-                store=self._store,
                 policy=self._policy,
                 clock=self._clock,
             )
         except Exception:
-            # Recording the outcome failed (database down): the lease expires and the
-            # export is claimed again; the remote check makes the redelivery harmless.
-            log.exception("recording the outcome of export %s failed", job.export.id)
-            metrics.outcomes.labels("error").inc()
-            return
+            # The database is unreachable: the leases expire and the exports are claimed
+            # again; the remote check makes the redelivery harmless.
+            log.exception("recording %d delivery outcome(s) failed", len(batch))
+            metrics.outcomes.labels("error").inc(len(batch))
+            outcomes = []
         finally:
-            metrics.in_flight.dec()
-            metrics.attempt_seconds.observe(time.perf_counter() - begin)
+            self._busy -= len(batch)
+            metrics.in_flight.dec(len(batch))
+            self._wake.set()
+        done = time.perf_counter()
+        for (job, _result, begin), outcome in zip(batch, outcomes, strict=False):
+            metrics.attempt_seconds.observe(done - begin)
+            self._observe(job, outcome)
+
+    def _observe(self, job: Job, outcome: Outcome) -> None:
+        metrics = export_metrics()
         metrics.outcomes.labels(outcome.status.value if outcome.status else "lost_lease").inc()
         if outcome.error_code:
             metrics.failures.labels(outcome.error_code).inc()
             log.warning(
-                "export %s attempt failed: %s (%s)",
+                "export %s attempt %d failed: %s (now %s)",
                 outcome.export_id,
+                job.export.attempts,
                 outcome.error_code,
                 outcome.status,
             )
@@ -149,11 +187,16 @@ class DeliveryWorker:
                 waiter.cancel()
 
     async def _drain(self, grace: float = 10.0) -> None:
-        if not self._tasks:
-            return
-        _done, pending = await asyncio.wait(set(self._tasks), timeout=grace)
-        for task in pending:
-            task.cancel()
+        """On shutdown: let running attempts finish and record them (bounded)."""
+        if self._tasks:
+            _done, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+            for task in pending:
+                task.cancel()
+        loop = asyncio.get_running_loop()
+        end = loop.time() + grace
+        while (not self._results.empty() or self._busy) and loop.time() < end:
+            self._wake.clear()
+            await self._wait(asyncio.Event(), end - loop.time())
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:

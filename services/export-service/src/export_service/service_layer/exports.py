@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import random
 import uuid
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 
 from orderflow_shared.contracts import DraftPushRequestedV1
 
@@ -52,22 +52,29 @@ class Outcome:
 
 async def record_push_requests(uow: UnitOfWork, requests: list[PushRequest], clock: Clock) -> int:
     """Record one PENDING export per new request (one transaction); how many are due."""
-    due = 0
     async with uow:
+        fresh = await uow.claim_events(CONSUMER, [r.event_id for r in requests])
+        active: dict[str, ErpConnection | None] = {}
+        exports: dict[uuid.UUID, Export] = {}
         for request in requests:
-            if not await uow.claim_event(CONSUMER, request.event_id):
+            if request.event_id not in fresh or request.data.erp_export_id in exports:
                 continue
-            export = await _new_export(uow, request, clock)
-            if await uow.exports.add(export):
-                uow.publish(export.events)
-                due += export.status is ExportStatus.PENDING
+            if request.org_id not in active:
+                active[request.org_id] = await uow.connections.active_for_org(request.org_id)
+            export = _new_export(request, active[request.org_id], clock())
+            exports[export.id] = export
+        inserted = await uow.exports.add_many(list(exports.values()))
+        due = 0
+        for export_id in inserted:
+            export = exports[export_id]
+            uow.publish(export.events)
+            due += export.status is ExportStatus.PENDING
         await uow.commit()
     return due
 
 
-async def _new_export(uow: UnitOfWork, request: PushRequest, clock: Clock) -> Export:
+def _new_export(request: PushRequest, connection: ErpConnection | None, now: datetime) -> Export:
     data = request.data
-    now = clock()
     export = Export(
         id=data.erp_export_id,
         draft_order_id=data.draft_id,
@@ -77,7 +84,6 @@ async def _new_export(uow: UnitOfWork, request: PushRequest, clock: Clock) -> Ex
         created_at=now,
         next_attempt_at=now,
     )
-    connection = await uow.connections.active_for_org(request.org_id)
     if connection is None:
         export.fail_without_connection(now)
         return export
@@ -118,6 +124,56 @@ def storage_key(export: Export) -> str:
     return f"{export.org_id}/{created:%Y/%m/%d}/{export.id}.{extension}"
 
 
+Result = Delivery | DeliveryError
+
+
+async def attempt(job: Job, transports: Transports, store: ArtifactStore) -> Result:
+    """Render, store and deliver one claimed export; what happened, as a value."""
+    try:
+        return await _attempt(job, transports, store)
+    except DeliveryError as error:
+        return error
+    except Exception as exc:  # a bug must cost an attempt, not loop forever
+        log.exception("delivery of export %s crashed", job.export.id)
+        return DeliveryError(ErrorCode.INTERNAL_ERROR, f"internal error ({type(exc).__name__})")
+
+
+async def record_outcomes(
+    uow: UnitOfWork,
+    results: list[tuple[Job, Result]],
+    *,
+    owner: str,
+    policy: RetryPolicy,
+    clock: Clock,
+    rng: random.Random | None = None,
+) -> list[Outcome]:
+    """Record the outcome of several attempts in one transaction (one commit)."""
+    updated: list[Export] = []
+    for job, result in results:
+        # The claim gave this worker the export under a lease; while the lease holds,
+        # nobody else changes the row, so the claimed copy is the current state.
+        export = replace(job.export, events=[])
+        if isinstance(result, Delivery):
+            export.mark_sent(result, clock())
+        else:
+            export.attempt_failed(result, policy, clock(), rng)
+        updated.append(export)
+    async with uow:
+        saved = await uow.exports.save_if_leased(updated, owner)
+        for export in updated:
+            if export.id in saved:
+                uow.publish(export.events)
+        await uow.commit()
+    return [_outcome(export, export.id in saved) for export in updated]
+
+
+def _outcome(export: Export, saved: bool) -> Outcome:
+    if not saved:
+        return Outcome(export.id, None)
+    code = export.error_json.get("code") if export.error_json else None
+    return Outcome(export.id, export.status, str(code) if code else None)
+
+
 async def deliver(
     job: Job,
     *,
@@ -129,29 +185,12 @@ async def deliver(
     clock: Clock,
     rng: random.Random | None = None,
 ) -> Outcome:
-    """Render, store and deliver one claimed export, then record the outcome."""
-    result: Delivery | DeliveryError
-    try:
-        result = await _attempt(job, transports, store)
-    except DeliveryError as error:
-        result = error
-    except Exception as exc:  # a bug must cost an attempt, not loop forever
-        log.exception("delivery of export %s crashed", job.export.id)
-        result = DeliveryError(ErrorCode.INTERNAL_ERROR, f"internal error ({type(exc).__name__})")
-    async with uow:
-        export = await uow.exports.get_for_update(job.export.id)
-        if export is None or not export.holds_lease(owner):
-            return Outcome(job.export.id, None)
-        now = clock()
-        if isinstance(result, Delivery):
-            export.mark_sent(result, now)
-        else:
-            export.attempt_failed(result, policy, now, rng)
-        await uow.exports.save(export)
-        uow.publish(export.events)
-        await uow.commit()
-    code = export.error_json.get("code") if export.error_json else None
-    return Outcome(export.id, export.status, str(code) if code else None)
+    """Attempt one claimed export and record its outcome."""
+    result = await attempt(job, transports, store)
+    (outcome,) = await record_outcomes(
+        uow, [(job, result)], owner=owner, policy=policy, clock=clock, rng=rng
+    )
+    return outcome
 
 
 async def _attempt(job: Job, transports: Transports, store: ArtifactStore) -> Delivery:

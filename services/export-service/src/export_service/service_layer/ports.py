@@ -35,15 +35,17 @@ class ConnectionRepository(Protocol):
 
 
 class ExportRepository(Protocol):
-    async def add(self, export: Export) -> bool:
-        """Insert; False when an export with this id exists already."""
+    async def add_many(self, exports: list[Export]) -> set[uuid.UUID]:
+        """Insert; the ids actually inserted (an existing id is left alone)."""
         ...
 
     async def save(self, export: Export) -> None: ...
 
     async def save_claimed(self, exports: list[Export]) -> None: ...
 
-    async def get_for_update(self, export_id: uuid.UUID) -> Export | None: ...
+    async def save_if_leased(self, exports: list[Export], owner: str) -> set[uuid.UUID]:
+        """Save attempt outcomes of the exports `owner` still holds the lease of; their ids."""
+        ...
 
     async def lock_due(self, now: datetime, limit: int) -> list[Export]:
         """Due exports, row-locked, skipping rows another worker holds."""
@@ -63,8 +65,8 @@ class UnitOfWork(Protocol):
         tb: TracebackType | None,
     ) -> None: ...
 
-    async def claim_event(self, consumer: str, event_id: uuid.UUID) -> bool:
-        """Inbox: True when this event was not applied before (in this transaction)."""
+    async def claim_events(self, consumer: str, event_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+        """Inbox: the ids among these that were not applied before (claimed now)."""
         ...
 
     def publish(self, messages: Iterable[Message]) -> None:

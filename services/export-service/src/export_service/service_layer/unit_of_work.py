@@ -37,7 +37,7 @@ class AbstractUnitOfWork:
         await self._write_events(pending)
         await self._commit()
 
-    async def claim_event(self, consumer: str, event_id: uuid.UUID) -> bool:
+    async def claim_events(self, consumer: str, event_ids: list[uuid.UUID]) -> set[uuid.UUID]:
         raise NotImplementedError
 
     async def rollback(self) -> None:

@@ -1,0 +1,97 @@
+import asyncio
+import uuid
+from datetime import timedelta
+
+from export_service.domain.connection import ConnectorType, LocalSettings, Secrets
+from export_service.domain.export import ExportStatus
+from export_service.domain.renderers import FileFormat
+from export_service.domain.retry import RetryPolicy
+from export_service.entrypoints.consumer import make_push_handler
+from export_service.entrypoints.worker import DeliveryWorker
+from export_service.service_layer import connections as uc
+from orderflow_shared.messaging.envelope import Envelope
+
+
+class GatedTransport:
+    """Counts uploads running at once; each waits for the gate to open."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.running = 0
+        self.most = 0
+        self.delivered: list[str] = []
+
+    async def deliver(self, connection, upload):
+        self.running += 1
+        self.most = max(self.most, self.running)
+        try:
+            await self.gate.wait()
+        finally:
+            self.running -= 1
+        self.delivered.append(upload.file_name)
+        return f"/inbox/{upload.file_name}"
+
+    async def check(self, connection):
+        raise NotImplementedError
+
+
+async def until(condition, what: str) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + 5
+    while True:
+        if condition():
+            return
+        if loop.time() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.001)
+
+
+async def test_the_consumer_wakes_the_worker_which_bounds_deliveries_in_flight(
+    uow, clock, store, make_push
+):
+    command = uc.CreateConnection(
+        name="local",
+        connector_type=ConnectorType.LOCAL,
+        is_active=True,
+        file_format=FileFormat.CSV,
+        file_name_template="{export_id}",
+        sftp=None,
+        local=LocalSettings("/tmp/x"),
+        secrets=Secrets(),
+    )
+    await uc.create_connection(uow, uc.Actor("org-a", "u"), command, clock)
+    transport = GatedTransport()
+    worker = DeliveryWorker(
+        uow_factory=lambda: uow,
+        transports={ConnectorType.LOCAL: transport},
+        store=store,
+        policy=RetryPolicy(),
+        clock=clock,
+        lease=timedelta(seconds=30),
+        concurrency=4,
+        poll_interval=3600,  # only the wake-up can start work in this test
+    )
+    stop = asyncio.Event()
+    running = asyncio.create_task(worker.run(stop))
+    handler = make_push_handler(lambda: uow, clock, worker.wake)
+    envelopes = [
+        Envelope.wrap(
+            make_push(),
+            source="draft-api",
+            subject="d",
+            org_id="org-a",
+            actor_id="u",
+            event_id=uuid.uuid4(),
+        )
+        for _ in range(10)
+    ]
+    await handler(envelopes)
+    await until(lambda: transport.running == 4, "four deliveries in flight")
+    transport.gate.set()
+    await until(lambda: len(transport.delivered) == 10, "all ten delivered")
+    stop.set()
+    await running
+    assert transport.most == 4
+    statuses = {e.status for e in uow.committed_exports.values()}
+    assert statuses == {ExportStatus.SENT}
+    assert uow.event_types().count("ExportSentV1") == 10
