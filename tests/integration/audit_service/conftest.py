@@ -197,6 +197,7 @@ class AuditProcess:
             "HTTP_PORT": str(self.port),
             "AUDIT_CONSUMER_GROUP": group,
             "AUDIT_LAG_INTERVAL_SECONDS": "1",
+            "AUDIT_TOPIC_REFRESH_MS": "1000",
             "DB_POOL_SIZE": "4",
         }
         self.proc: subprocess.Popen[bytes] | None = None

@@ -60,6 +60,7 @@ def build_ingest(container: Container) -> Ingest:
             client_id=s.service_name,
             max_batch=s.audit_batch_size,
             name=s.service_name,
+            consumer_options={"metadata_max_age_ms": s.audit_topic_refresh_ms},
         ),
         dead_letters=RawRecordConsumer(
             bootstrap_servers=s.kafka_bootstrap_servers,

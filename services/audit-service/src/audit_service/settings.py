@@ -18,6 +18,8 @@ class AuditSettings(ServiceSettings):
     audit_topic_pattern: str = DEFAULT_TOPIC_PATTERN
     audit_batch_size: int = Field(default=500, ge=1, le=5000)
     audit_lag_interval_seconds: float = Field(default=5.0, gt=0)
+    #: How soon a topic created later that matches the pattern is picked up.
+    audit_topic_refresh_ms: int = Field(default=30_000, ge=1_000)
 
     @property
     def dead_letter_group(self) -> str:
