@@ -248,3 +248,9 @@ def infra(_devstack_session: _Session) -> StackHandle:
 def stack(_devstack_session: _Session) -> StackHandle:
     """infra + migrations + the three services + gateway + demo seed."""
     return _devstack_session.full()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests of the full stack run last: before them, no service process competes with
+    the ones infra-level tests start themselves (same consumer groups, same ports)."""
+    items.sort(key=lambda item: "stack" in getattr(item, "fixturenames", ()))
