@@ -234,6 +234,22 @@ async def test_bad_connection_bodies_are_4xx_with_detail(
         assert detail_part in str(response.json()["detail"])
 
 
+async def test_a_refused_body_never_echoes_the_secrets_it_carried(infra, start_service):
+    service = await start_service()
+    secret = "-----BEGIN OPENSSH PRIVATE KEY-----\nc2VjcmV0LWtleS1tYXRlcmlhbA=="
+    response = await service.client.post(
+        "/erp-connections",
+        headers=infra.auth_headers(roles=["admin"]),
+        json={
+            "name": "x",
+            "connector_type": "sftp_dropzone",
+            "sftp": {"port": "not-a-port", "private_key": secret, "password": "hunter2-secret"},
+        },
+    )
+    assert response.status_code == 422
+    assert "c2VjcmV0" not in response.text and "hunter2" not in response.text
+
+
 async def test_bad_fingerprint_and_unknown_ids_are_4xx(infra, dropzone, box, start_service):
     service = await start_service()
     admin = infra.auth_headers(roles=["admin"])

@@ -226,3 +226,15 @@ async def test_an_unexpected_crash_costs_an_attempt(uow, clock, make_push, trans
     transport.failures = [RuntimeError("bug")]
     (outcome,) = await deliver_all(uow, clock, transport, store)
     assert outcome.status is ExportStatus.PENDING and outcome.error_code == "internal_error"
+
+
+async def test_a_broken_stored_template_fails_the_export_instead_of_blocking_the_consumer(
+    uow, clock, make_push
+):
+    connection = await local_connection(uow, clock)
+    uow.committed_connections[connection.id].file_name_template = "{nope}"
+    request = push(make_push)
+    assert await record_push_requests(uow, [request], clock) == 0
+    export = uow.committed_exports[request.data.erp_export_id]
+    assert export.status is ExportStatus.FAILED
+    assert export.error_json["code"] == "invalid_configuration"

@@ -21,6 +21,7 @@ import hmac
 import logging
 import posixpath
 import socket
+import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -231,6 +232,7 @@ class _TargetPool:
         self.timeout = timeout
         self.sessions: list[Session] = []
         self.host_key_algs: Sequence[str] | None = None
+        self.last_used = time.monotonic()
         self._lock = asyncio.Lock()
 
     def _pick(self) -> Session | None:
@@ -275,19 +277,23 @@ class SftpPool:
         connect_timeout: float = 10.0,
         sessions_per_target: int = 2,
         uploads_per_session: int = 16,
+        idle_seconds: float = 300.0,
     ) -> None:
         self._timeout = connect_timeout
         self._size = sessions_per_target
         self._per_session = uploads_per_session
         self._pools: dict[Target, _TargetPool] = {}
+        self._idle_seconds = idle_seconds
 
     @contextlib.asynccontextmanager
     async def session(self, target: Target) -> AsyncIterator[Session]:
+        self._close_idle(target)
         pool = self._pools.get(target)
         if pool is None:
             pool = self._pools[target] = _TargetPool(
                 target, self._size, self._per_session, self._timeout
             )
+        pool.last_used = time.monotonic()
         session = await pool.acquire()
         session.in_flight += 1
         try:
@@ -298,6 +304,14 @@ class SftpPool:
             raise
         finally:
             session.in_flight -= 1
+
+    def _close_idle(self, current: Target) -> None:
+        """Close the sessions of targets unused for a while (e.g. a changed connection)."""
+        now = time.monotonic()
+        for target, pool in list(self._pools.items()):
+            if target != current and now - pool.last_used > self._idle_seconds:
+                if not any(s.in_flight for s in pool.sessions):
+                    self.forget(target)
 
     def forget(self, target: Target) -> None:
         pool = self._pools.pop(target, None)

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from orderflow_shared.contracts import DraftPushRequestedV1
 
 from export_service.domain.connection import ErpConnection
-from export_service.domain.errors import DeliveryError, ErrorCode
+from export_service.domain.errors import DeliveryError, ErrorCode, InvalidFileNameTemplate
 from export_service.domain.export import Delivery, Export, ExportStatus
 from export_service.domain.filenames import render_file_name
 from export_service.domain.renderers import checksum, render
@@ -89,14 +89,17 @@ def _new_export(request: PushRequest, connection: ErpConnection | None, now: dat
         return export
     export.connection_id = connection.id
     export.file_format = connection.file_format
-    export.file_name = render_file_name(
-        connection.file_name_template,
-        external_ref=data.order.external_ref,
-        draft_id=data.draft_id,
-        export_id=data.erp_export_id,
-        on_date=data.requested_at.date(),
-        extension=connection.file_format.extension,
-    )
+    try:
+        export.file_name = render_file_name(
+            connection.file_name_template,
+            external_ref=data.order.external_ref,
+            draft_id=data.draft_id,
+            export_id=data.erp_export_id,
+            on_date=data.requested_at.date(),
+            extension=connection.file_format.extension,
+        )
+    except InvalidFileNameTemplate as exc:  # a stored template edited by hand
+        export.fail(DeliveryError(ErrorCode.INVALID_CONFIGURATION, exc.detail), now)
     return export
 
 
