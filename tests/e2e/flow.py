@@ -262,7 +262,14 @@ async def _read_sent(bootstrap: str, export_ids: set[str]) -> tuple[Counter[str]
         end = await consumer.end_offsets(partitions)
         seen: dict[str, set[str]] = {}
         raw: Counter[str] = Counter()
-        while any((await consumer.position(tp)) < end[tp] for tp in partitions):
+
+        async def behind() -> bool:
+            for tp in partitions:
+                if await consumer.position(tp) < end[tp]:
+                    return True
+            return False
+
+        while await behind():
             batch = await consumer.getmany(timeout_ms=1000, max_records=5000)
             for records in batch.values():
                 for record in records:
