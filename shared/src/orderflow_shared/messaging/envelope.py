@@ -126,7 +126,7 @@ class Envelope:
             raise EnvelopeError("record has no value")
         try:
             json.loads(value)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # deep nesting must not escape either
             raise EnvelopeError("value is not JSON") from exc
         try:
             event_id = uuid.UUID(h["ce_id"])
