@@ -3,6 +3,7 @@ poison records included, and a chain that verifies."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import uuid
@@ -10,7 +11,7 @@ import uuid
 from audit_service.domain.mapping import unreadable_event_id
 from orderflow_shared.contracts.events import UNREADABLE_AUDIT_ACTION
 
-from .conftest import produce, produce_raw, wait_for
+from .conftest import _produce, produce, produce_raw, wait_for
 
 
 def _org() -> str:
@@ -119,3 +120,41 @@ def _verify(audit_db, org: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=120,
     )
+
+
+def test_a_deeply_nested_record_does_not_wedge_the_consumer(audit_service, audit_db, samples):
+    org = _org()
+    headers = [
+        ("ce_id", str(uuid.uuid4()).encode()),
+        ("ce_type", b"orderflow.draft.created.v1"),
+        ("ce_source", b"tests"),
+        ("ce_time", b"2025-12-27T10:30:00+00:00"),
+        ("ce_subject", b"d-1"),
+        ("orgid", org.encode()),
+    ]
+    produce_raw(audit_db.servers.kafka, "draft.created", b"[" * 200_000, headers)
+    behind = samples.flow(org)[0]  # same key, so the same partition, right after it
+    asyncio.run(
+        _produce(
+            audit_db.servers.kafka,
+            [("draft.created", b"poison", behind.data, behind.kafka_headers())],
+        )
+    )
+    wait_for(lambda: audit_db.count(org, UNREADABLE_AUDIT_ACTION) == 1, "the UNREADABLE_EVENT")
+    wait_for(lambda: audit_db.count(org, "DRAFT_CREATED") == 1, "the event behind it")
+
+
+def test_odd_but_readable_headers_are_stored_not_retried_forever(audit_service, audit_db, samples):
+    org = "o" * 300  # longer than any column limit would allow
+    envelope = samples.flow(org)[0]
+    headers = [
+        (name, value.replace(b"user-1", b"us\x00er")) for name, value in envelope.kafka_headers()
+    ]
+    asyncio.run(_produce(audit_db.servers.kafka, [(envelope.topic, b"k", envelope.data, headers)]))
+    rows = wait_for(
+        lambda: audit_db.rows(
+            "SELECT actor_user_id FROM audit.audit_log WHERE event_id = %s", [envelope.id]
+        ),
+        "the entry",
+    )
+    assert rows == [("us\ufffder",)]

@@ -104,3 +104,16 @@ def test_nul_characters_and_nan_are_made_storable(samples):
     assert entry.data["note"] == "a\ufffdb"
     assert entry.data["x"] == "nan"
     entry.canonical()  # serializable without NaN
+
+
+def test_nul_characters_in_headers_are_made_storable(samples):
+    envelope = samples.flow("org-a")[0]
+    odd = type(envelope)(
+        **{**envelope.__dict__, "subject": "d\x001", "org_id": "o\x00", "actor_id": "u\x00"}
+    )
+    entry = entry_from_envelope(odd)
+    assert (entry.entity_id, entry.org_id, entry.actor_user_id) == (
+        "d\ufffd1",
+        "o\ufffd",
+        "u\ufffd",
+    )

@@ -24,7 +24,7 @@ audit_log = Table(
     metadata,
     Column("id", BigInteger, primary_key=True, autoincrement=True),
     Column("event_id", UUID(as_uuid=True), nullable=False, unique=True),
-    Column("org_id", String(200), nullable=False),
+    Column("org_id", Text, nullable=False),
     Column("action", String(64), nullable=False),
     Column("entity_type", String(64), nullable=False),
     Column("entity_id", Text, nullable=False),

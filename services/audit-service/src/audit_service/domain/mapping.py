@@ -49,11 +49,11 @@ def entry_from_envelope(envelope: Envelope) -> AuditEntry:
     return with_occurred_at_utc(
         AuditEntry(
             event_id=envelope.id,
-            org_id=envelope.org_id,
+            org_id=_json_safe(envelope.org_id),
             action=audit_action_for(data),
             entity_type=spec.entity_type,
-            entity_id=envelope.subject,
-            actor_user_id=envelope.actor_id,
+            entity_id=_json_safe(envelope.subject),
+            actor_user_id=_json_safe(envelope.actor_id),
             occurred_at=envelope.time,
             source_topic=envelope.topic,
             data=_json_safe(envelope.data_json()),
@@ -74,11 +74,11 @@ def entry_from_dead_letter(record: RawRecord) -> AuditEntry:
     topic, partition, offset = origin
     return AuditEntry(
         event_id=unreadable_event_id(topic, partition, offset),
-        org_id=headers.get("orgid") or UNKNOWN_ORG,
+        org_id=_json_safe(headers.get("orgid")) or UNKNOWN_ORG,
         action=UNREADABLE_AUDIT_ACTION,
         entity_type=UNREADABLE_ENTITY_TYPE,
-        entity_id=f"{topic}/{partition}/{offset}",
-        actor_user_id=headers.get("actorid") or None,
+        entity_id=_json_safe(f"{topic}/{partition}/{offset}"),
+        actor_user_id=_json_safe(headers.get("actorid")) or None,
         occurred_at=datetime.fromtimestamp(max(record.timestamp_ms, 0) / 1000, tz=UTC),
         source_topic=record.topic,
         data=_json_safe({**dlt, "original_headers": kept}),
@@ -102,7 +102,7 @@ def _decoded_headers(headers: Sequence[tuple[str, bytes | None]]) -> dict[str, s
 
 
 def _json_safe(value: Any) -> Any:
-    """JSON that Postgres jsonb accepts: no NUL characters, no NaN or infinities."""
+    """What Postgres text and jsonb accept: no NUL characters, no NaN or infinities."""
     if isinstance(value, str):
         return value.replace("\x00", "\ufffd")
     if isinstance(value, dict):

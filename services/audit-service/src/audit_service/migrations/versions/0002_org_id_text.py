@@ -1,0 +1,24 @@
+"""org_id is text: an org id longer than 200 characters must not stop the ingest
+
+Revision ID: 0002_org_id_text
+Revises: 0001_audit_log
+Create Date: 2026-11-26
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+revision = "0002_org_id_text"
+down_revision = "0001_audit_log"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.execute("ALTER TABLE audit.audit_log ALTER COLUMN org_id TYPE text")
+
+
+def downgrade() -> None:
+    # Rows with a longer org id would not fit back; refuse rather than truncate history.
+    op.execute("ALTER TABLE audit.audit_log ALTER COLUMN org_id TYPE varchar(200)")
