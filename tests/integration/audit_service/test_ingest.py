@@ -7,6 +7,7 @@ import asyncio
 import subprocess
 import sys
 import uuid
+from datetime import datetime
 
 from audit_service.domain.mapping import unreadable_event_id
 from orderflow_shared.contracts.events import UNREADABLE_AUDIT_ACTION
@@ -158,3 +159,19 @@ def test_odd_but_readable_headers_are_stored_not_retried_forever(audit_service, 
         "the entry",
     )
     assert rows == [("us\ufffder",)]
+
+
+def test_an_event_at_the_end_of_the_calendar_is_stored_and_readable(
+    audit_service, audit_db, samples
+):
+    org = _org()
+    envelope = samples.flow(org)[0]
+    late = type(envelope)(
+        **{**envelope.__dict__, "time": datetime.fromisoformat("9999-12-31T23:59:59-14:00")}
+    )
+    produce(audit_db.servers.kafka, [late])
+    wait_for(lambda: audit_db.count(org) == 1, "the entry")
+    entries = audit_service.get("/audit-log", org=org).json()
+    assert entries[0]["created_at"] == "9999-12-31T23:59:59.999999Z"
+    report = audit_service.get("/audit-log/verify", org=org, roles=("admin",)).json()
+    assert report["ok"] is True

@@ -117,3 +117,20 @@ def test_nul_characters_in_headers_are_made_storable(samples):
         "o\ufffd",
         "u\ufffd",
     )
+
+
+def test_event_times_at_the_edge_of_the_calendar_still_map(samples):
+    envelope = samples.flow("org-a")[0]
+    early = datetime.fromisoformat("0001-01-01T00:00:00+14:00")
+    late = datetime.fromisoformat("9999-12-31T23:59:59-14:00")
+    for moment, year in ((early, 1), (late, 9999)):
+        edge = type(envelope)(**{**envelope.__dict__, "time": moment})
+        entry = entry_from_envelope(edge)
+        assert entry.occurred_at.year == year
+        assert entry.occurred_at.tzinfo == UTC
+        entry.canonical()
+
+
+def test_a_dead_letter_with_an_absurd_timestamp_gets_the_epoch():
+    record = RawRecord(topic="dead_letter", partition=0, offset=1, timestamp_ms=2**62, headers=[])
+    assert entry_from_dead_letter(record).occurred_at == datetime(1970, 1, 1, tzinfo=UTC)

@@ -35,7 +35,12 @@ class Container:
 
 
 def build_container(settings: AuditSettings) -> Container:
-    engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
+    # UTC sessions: times read back exactly as hashed, even at the calendar's edges
+    engine = make_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        connect_args={"options": "-c timezone=UTC"},
+    )
     return Container(settings=settings, engine=engine, session_factory=make_session_factory(engine))
 
 

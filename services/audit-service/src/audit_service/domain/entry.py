@@ -102,4 +102,9 @@ def with_occurred_at_utc(entry: AuditEntry) -> AuditEntry:
     moment = entry.occurred_at
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return replace(entry, occurred_at=moment.astimezone(UTC))
+    try:
+        moment = moment.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00+14:00 lies before datetime.min in UTC
+        edge = datetime.min if moment.year == 1 else datetime.max
+        moment = edge.replace(tzinfo=UTC)
+    return replace(entry, occurred_at=moment)

@@ -79,10 +79,18 @@ def entry_from_dead_letter(record: RawRecord) -> AuditEntry:
         entity_type=UNREADABLE_ENTITY_TYPE,
         entity_id=_json_safe(f"{topic}/{partition}/{offset}"),
         actor_user_id=_json_safe(headers.get("actorid")) or None,
-        occurred_at=datetime.fromtimestamp(max(record.timestamp_ms, 0) / 1000, tz=UTC),
+        occurred_at=_record_time(record.timestamp_ms),
         source_topic=record.topic,
         data=_json_safe({**dlt, "original_headers": kept}),
     )
+
+
+def _record_time(timestamp_ms: int) -> datetime:
+    """The record's timestamp; the epoch when a producer set one out of range."""
+    try:
+        return datetime.fromtimestamp(max(timestamp_ms, 0) / 1000, tz=UTC)
+    except (OverflowError, ValueError, OSError):
+        return datetime.fromtimestamp(0, tz=UTC)
 
 
 def _origin(headers: dict[str, str], record: RawRecord) -> tuple[str, int, int]:
