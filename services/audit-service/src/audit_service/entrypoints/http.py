@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncIterator, Coroutine
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -23,8 +22,6 @@ from audit_service.domain.verification import ChainReport, StoredEntry
 from audit_service.service_layer.queries import list_entries
 from audit_service.service_layer.verify import verify_org
 from audit_service.settings import AuditSettings
-
-_log = logging.getLogger(__name__)
 
 AnyRole = Annotated[Principal, Depends(require_roles("viewer", "operator", "approver", "admin"))]
 Admin = Annotated[Principal, Depends(require_roles("admin"))]
