@@ -146,9 +146,10 @@ def make_settings(env: dict[str, str], **overrides: Any) -> ExportSettings:
     return ExportSettings(**values)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def exclusive(infra: Any) -> Iterator[None]:
-    """No other export-service process claims exports while the test runs."""
+    """No other export-service process claims exports while these tests run (the
+    stack's own one, if an e2e test started it, is stopped once and started again)."""
     was_running = infra.is_running("export-service")
     if was_running:
         infra.stop("export-service")

@@ -17,9 +17,9 @@ class ExportSettings(ServiceSettings):
 
     export_encryption_key: SecretStr = SecretStr(DEV_ENCRYPTION_KEY)
     export_storage_dir: Path = Path(".run/storage")
-    export_max_attempts: int = Field(default=5, ge=1)
+    export_max_attempts: int = Field(default=6, ge=1)
     export_backoff_base_seconds: float = Field(default=1.0, gt=0)
-    export_backoff_max_seconds: float = Field(default=60.0, gt=0)
+    export_backoff_max_seconds: float = Field(default=30.0, gt=0)
     export_worker_concurrency: int = Field(default=32, ge=1)
     export_lease_seconds: float = Field(default=30.0, gt=0)
     export_poll_interval_seconds: float = Field(default=0.25, gt=0)

@@ -77,7 +77,7 @@ def make_tables() -> Tables:
         Column("remote_path", Text, nullable=True),
         Column("checksum", Text, nullable=True),
         Column("size_bytes", BigInteger, nullable=True),
-        Column("error_json", JSONB, nullable=True),
+        Column("error_json", JSONB(none_as_null=True), nullable=True),
         Column("snapshot", JSONB, nullable=False),
         Column("lease_owner", Text, nullable=True),
         Column("lease_expires_at", DateTime(timezone=True), nullable=True),
