@@ -377,3 +377,22 @@ async def test_sshd_back_before_the_bound_lets_the_export_finish(
     assert box.files() == [row["file_name"]]
     assert await outbox_count(db, "export.failed", pushed.key) == 0
     assert await outbox_count(db, "export.sent", pushed.key) == 1
+
+
+async def test_hostile_references_land_sanitised_inside_the_remote_directory(
+    infra, dropzone, box, kafka, db, start_service
+):
+    service = await start_service()
+    org = new_org()
+    await create_connection(service, infra, org, sftp_body(dropzone, box))
+    hostile = ["../../etc/passwd", "a\x00b/../../x", "x" * 5000, "..", "/abs/path"]
+    around = set(dropzone.inbox.iterdir())
+    pushed = [await kafka.push(org, ref) for ref in hostile]
+    for envelope in pushed:
+        export_id = envelope.parse().erp_export_id
+        row = await eventually(lambda e=export_id: export_row(db, e, "SENT"), "SENT")
+        assert row["remote_path"] == f"{box.remote}/{row['file_name']}"
+        assert "/" not in row["file_name"] and not row["file_name"].startswith(".")
+        assert str(export_id) in row["file_name"]
+    assert len(box.files()) == len(hostile)
+    assert set(dropzone.inbox.iterdir()) == around  # nothing landed next to the box

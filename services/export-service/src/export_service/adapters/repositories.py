@@ -24,6 +24,17 @@ from export_service.domain.export import Export, ExportStatus
 from export_service.domain.renderers import FileFormat
 
 
+def _storable(value: Any) -> Any:
+    """Postgres text and jsonb cannot hold NUL characters: drop them."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {_storable(k): _storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
+    return value
+
+
 class SqlConnectionRepository:
     def __init__(self, session: AsyncSession, tables: Tables, box: FernetSecretBox) -> None:
         self._session = session
@@ -155,7 +166,7 @@ class SqlExportRepository:
             "checksum": e.checksum,
             "size_bytes": e.size_bytes,
             "error_json": e.error_json,
-            "snapshot": e.snapshot.model_dump(mode="json"),
+            "snapshot": _storable(e.snapshot.model_dump(mode="json")),
             "lease_owner": e.lease_owner,
             "lease_expires_at": e.lease_expires_at,
             "created_at": e.created_at,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from orderflow_shared.contracts import DraftPushRequestedV1, Topic
@@ -11,6 +12,8 @@ from orderflow_shared.messaging.envelope import Envelope
 from export_service.entrypoints.metrics import export_metrics
 from export_service.service_layer.exports import CONSUMER, PushRequest, record_push_requests
 from export_service.service_layer.ports import Clock, UnitOfWorkFactory
+
+log = logging.getLogger(__name__)
 
 
 def make_push_handler(
@@ -22,8 +25,14 @@ def make_push_handler(
         requests = []
         for envelope in events:
             data = envelope.parse()
-            if isinstance(data, DraftPushRequestedV1):
-                requests.append(PushRequest(envelope.id, envelope.org_id, data))
+            if not isinstance(data, DraftPushRequestedV1):
+                continue
+            if not _usable_org(envelope.org_id):
+                # Retrying cannot help and would block the partition: leave it to the
+                # audit trail (it sees every record) and go on.
+                log.error("push request %s has an unusable org id; skipped", envelope.id)
+                continue
+            requests.append(PushRequest(envelope.id, envelope.org_id, data))
         if not requests:
             return
         due = await record_push_requests(uow_factory(), requests, clock)
@@ -32,6 +41,10 @@ def make_push_handler(
             on_due()
 
     return handle
+
+
+def _usable_org(org_id: str) -> bool:
+    return bool(org_id) and len(org_id) <= 200 and org_id.isprintable()
 
 
 def make_consumer(bootstrap_servers: str, handler: BatchHandler) -> ConsumerRunner:
