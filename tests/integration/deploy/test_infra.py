@@ -18,21 +18,25 @@ def libpq(url: str) -> str:
 
 
 def test_each_role_can_create_tables_in_its_own_schema_only(infra: StackHandle) -> None:
-    with psycopg.connect(
-        libpq(infra.migration_database_urls["export-service"]), autocommit=True
-    ) as export_owner:
-        export_owner.execute("CREATE TABLE IF NOT EXISTS probe_export (id int)")
-        schema = export_owner.execute(
-            "SELECT table_schema FROM information_schema.tables WHERE table_name = 'probe_export'"
-        ).fetchone()
-        assert schema == ("export",)
-    with psycopg.connect(libpq(infra.database_urls["draft-api"]), autocommit=True) as draft:
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            draft.execute("SELECT * FROM export.probe_export")
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            draft.execute("CREATE TABLE export.intruder (id int)")
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            draft.execute("CREATE TABLE public.intruder (id int)")
+    owner_url = libpq(infra.migration_database_urls["export-service"])
+    with psycopg.connect(owner_url, autocommit=True) as export_owner:
+        export_owner.execute("CREATE TABLE devstack_probe (id int)")
+        try:
+            schema = export_owner.execute(
+                "SELECT table_schema FROM information_schema.tables "
+                "WHERE table_name = 'devstack_probe'"
+            ).fetchone()
+            assert schema == ("export",)
+            with psycopg.connect(libpq(infra.database_urls["draft-api"]), autocommit=True) as dr:
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    dr.execute("SELECT * FROM export.devstack_probe")
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    dr.execute("CREATE TABLE export.intruder (id int)")
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    dr.execute("CREATE TABLE public.intruder (id int)")
+        finally:
+            # leave the schema as migrations expect it
+            export_owner.execute("DROP TABLE devstack_probe")
 
 
 def test_audit_runtime_role_cannot_create_tables(infra: StackHandle) -> None:
