@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -140,3 +141,12 @@ def test_a_killed_component_restarts(infra: StackHandle) -> None:
     assert not infra.is_ready("redis")
     infra.restart("redis")
     assert infra.is_ready("redis")
+
+
+def test_what_a_test_leaves_stopped_is_started_again_after_it(
+    infra: StackHandle, _devstack_session: Any
+) -> None:
+    infra.stop("sftp")
+    assert not infra.is_running("sftp")
+    _devstack_session.heal("this test")
+    assert infra.is_ready("sftp")

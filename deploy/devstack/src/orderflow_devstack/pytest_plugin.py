@@ -27,7 +27,7 @@ from orderflow_devstack.config import (
     StackConfig,
     find_repo_root,
 )
-from orderflow_devstack.stack import Stack
+from orderflow_devstack.stack import ALL_COMPONENTS, INFRA, Stack
 
 
 @dataclass
@@ -220,6 +220,18 @@ class _Session:
             self.full_up = True
         return StackHandle.from_stack(self.stack)
 
+    def heal(self, test: str) -> None:
+        """Start what a test left stopped (a failed fault test must not take the
+        broker or a service away from every test after it)."""
+        if self.infra_failure is not None or not self.infra_up:
+            return
+        expected = ALL_COMPONENTS if self.full_up and self.full_failure is None else INFRA
+        for name in expected:
+            component = self.stack.component(name)
+            if not component.is_running():
+                _say(f"{name} was left stopped by {test}; starting it again")
+                component.start(wait=True)
+
     def teardown(self) -> None:
         try:
             if self._lock is not None:
@@ -229,13 +241,25 @@ class _Session:
                 self._lock.close()
 
 
+_SESSION_KEY = pytest.StashKey[_Session]()
+
+
 @pytest.fixture(scope="session")
-def _devstack_session() -> Iterator[_Session]:
+def _devstack_session(request: pytest.FixtureRequest) -> Iterator[_Session]:
     session = _Session()
+    request.session.stash[_SESSION_KEY] = session
     try:
         yield session
     finally:
         session.teardown()
+
+
+@pytest.fixture(autouse=True)
+def _devstack_heal(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    session = request.session.stash.get(_SESSION_KEY, None)
+    if session is not None:
+        session.heal(request.node.nodeid)
 
 
 @pytest.fixture(scope="session")
