@@ -46,6 +46,15 @@ def serve(settings: ExportSettings) -> None:
     )
 
 
+def worker(settings: ExportSettings, parent_pid: int | None) -> None:
+    import asyncio
+
+    from export_service.bootstrap import configure, run_delivery_process
+
+    configure(settings)
+    asyncio.run(run_delivery_process(settings, parent_pid))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m export_service")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -54,12 +63,16 @@ def main(argv: list[str] | None = None) -> None:
     up.add_argument("revision", nargs="?", default="head")
     down = sub.add_parser("downgrade", help="downgrade the export schema")
     down.add_argument("revision")
+    extra = sub.add_parser("worker", help="a delivery process only (started by `serve`)")
+    extra.add_argument("--parent", type=int, default=None, help="exit when this pid is gone")
     args = parser.parse_args(argv)
     settings = ExportSettings()
     if args.command == "serve":
         serve(settings)
     elif args.command == "migrate":
         migrate(settings, args.revision)
+    elif args.command == "worker":
+        worker(settings, args.parent)
     else:
         downgrade(settings, args.revision)
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import signal
+import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -17,6 +20,7 @@ from orderflow_shared.logging import configure_logging
 from orderflow_shared.messaging.kafka import kafka_reachable
 from orderflow_shared.messaging.outbox import OutboxRelay
 from orderflow_shared.web import make_service_app
+from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from export_service.adapters.local_dropzone import LocalDropzoneTransport
@@ -142,6 +146,10 @@ def make_app(settings: ExportSettings | None = None, *, background: bool = True)
                 ("delivery-worker", container.worker.run),
             ):
                 tasks.append(asyncio.create_task(_supervised(name, runner, stop), name=name))
+            child_env = {**os.environ, **settings_env(settings)}
+            for number in range(1, settings.export_worker_processes):
+                name = f"delivery-process-{number}"
+                tasks.append(asyncio.create_task(_child_worker(name, child_env, stop), name=name))
         app.state.health_checks = checks
         try:
             yield
@@ -166,6 +174,74 @@ def make_app(settings: ExportSettings | None = None, *, background: bool = True)
     return app
 
 
+def settings_env(settings: ExportSettings) -> dict[str, str]:
+    """The settings as environment variables, for a child process to read them back."""
+    env: dict[str, str] = {}
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        env[name.upper()] = str(value)
+    return env
+
+
+async def _child_worker(name: str, env: dict[str, str], stop: asyncio.Event) -> None:
+    """An extra delivery process (`python -m export_service worker`), restarted if it
+    dies; it stays in this process group, so it dies with it, and it exits by itself
+    when this process goes away."""
+    delay = 0.5
+    while not stop.is_set():
+        child = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "export_service",
+            "worker",
+            "--parent",
+            str(os.getpid()),
+            env=env,
+        )
+        waiter = asyncio.ensure_future(child.wait())
+        stopper = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if stop.is_set():
+            if child.returncode is None:
+                child.terminate()
+            await waiter
+            return
+        log.error("%s exited with %s; restarting in %.1fs", name, child.returncode, delay)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=delay)
+        delay = min(delay * 2, 30.0)
+
+
+async def run_delivery_process(settings: ExportSettings, parent_pid: int | None) -> None:
+    """Body of `python -m export_service worker`: delivery only, until SIGTERM or the
+    parent is gone."""
+    container = build(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+
+    async def watch_parent() -> None:
+        while not stop.is_set():
+            if parent_pid is not None and os.getppid() != parent_pid:
+                stop.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=1.0)
+
+    watcher = asyncio.create_task(watch_parent())
+    try:
+        await _supervised("delivery-worker", container.worker.run, stop)
+    finally:
+        watcher.cancel()
+        await container.sftp_pool.close()
+        await container.engine.dispose()
+
+
 async def _supervised(
     name: str, run: Callable[[asyncio.Event], object], stop: asyncio.Event
 ) -> None:
@@ -185,3 +261,6 @@ async def _supervised(
 
 def configure(settings: ExportSettings) -> None:
     configure_logging(settings.service_name, settings.log_level)
+    if settings.log_level.upper() != "DEBUG":
+        # asyncssh logs every connection, channel and SFTP session at INFO
+        logging.getLogger("asyncssh").setLevel(logging.WARNING)

@@ -21,6 +21,8 @@ class ExportSettings(ServiceSettings):
     export_backoff_base_seconds: float = Field(default=1.0, gt=0)
     export_backoff_max_seconds: float = Field(default=30.0, gt=0)
     export_worker_concurrency: int = Field(default=32, ge=1)
+    #: processes that deliver (this one plus `python -m export_service worker` children)
+    export_worker_processes: int = Field(default=2, ge=1)
     export_lease_seconds: float = Field(default=30.0, gt=0)
     export_poll_interval_seconds: float = Field(default=0.25, gt=0)
     #: local_dropzone directories must lie below one of these (comma-separated; empty: any)
