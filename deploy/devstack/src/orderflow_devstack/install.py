@@ -11,7 +11,6 @@ import os
 import pwd
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -137,18 +136,26 @@ def ensure_sftp_user() -> None:
         run(["usermod", "-p", "*", SFTP_USER], what=f"usermod {SFTP_USER}")
 
 
+def _uv_command() -> list[str] | None:
+    found = shutil.which("uv")
+    if found:
+        return [found]
+    probe = subprocess.run(["python3", "-m", "uv", "--version"], capture_output=True)
+    return ["python3", "-m", "uv"] if probe.returncode == 0 else None
+
+
 def sync_python(repo_root: Path) -> None:
-    uv = shutil.which("uv")
+    uv = _uv_command()
     if uv is None:
         log("uv: not found, installing it with pip")
-        base = [sys.executable, "-m", "pip", "install", "--quiet", "uv"]
+        base = ["python3", "-m", "pip", "install", "--quiet", "uv"]
         try:
             run(base, what="pip install uv")
         except StackError:
             run([*base, "--break-system-packages"], what="pip install uv")
-        uv = shutil.which("uv") or str(Path(sys.executable).parent / "uv")
+        uv = _uv_command() or ["python3", "-m", "uv"]
     log("Python environment: uv sync")
-    run([uv, "sync", "--all-packages", "--quiet"], cwd=repo_root, what="uv sync", timeout=900)
+    run([*uv, "sync", "--all-packages", "--quiet"], cwd=repo_root, what="uv sync", timeout=900)
 
 
 def kafka_cache_dir() -> Path:
