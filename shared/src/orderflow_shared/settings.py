@@ -26,7 +26,9 @@ class ServiceSettings(BaseSettings):
 
     database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/orderflow"
     migration_database_url: str | None = None
-    db_pool_size: int = Field(default=10, ge=1)
+    db_pool_size: int = Field(default=20, ge=1)
+    #: uvicorn access log of every request (the gateway logs every request already)
+    access_log: bool = False
 
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     kafka_topic_partitions: int = Field(default=6, ge=1)

@@ -42,6 +42,7 @@ def serve(settings: DraftApiSettings) -> None:
         port=settings.http_port,
         log_config=None,
         proxy_headers=True,
+        access_log=settings.access_log,
     )
 
 

@@ -26,7 +26,7 @@ def serve(settings: AuditSettings) -> int:
         host=settings.http_host,
         port=settings.http_port,
         log_config=None,
-        access_log=False,
+        access_log=settings.access_log,
     )
     return 0
 

@@ -93,7 +93,7 @@ class VerifyOut(BaseModel):
         )
 
 
-def _container(request: Request) -> Container:
+async def _container(request: Request) -> Container:
     container: Container = request.app.state.container
     return container
 

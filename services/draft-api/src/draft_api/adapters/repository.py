@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import copy
+import functools
 import uuid
 from collections import defaultdict
 from typing import Any
 
 from orderflow_shared.messaging import inbox, outbox
-from sqlalchemy import delete, exists, func, select, update
+from sqlalchemy import Table, delete, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -179,16 +180,7 @@ class SqlDraftRepository:
                 "requested_at": attempt.requested_at,
                 "finished_at": attempt.finished_at,
             }
-            stmt = insert(self.t.push_attempt).values(**values)
-            stmt = stmt.on_conflict_do_update(
-                index_elements=["erp_export_id"],
-                set_={
-                    "status": stmt.excluded.status,
-                    "error_json": stmt.excluded.error_json,
-                    "finished_at": stmt.excluded.finished_at,
-                },
-            )
-            await self.session.execute(stmt)
+            await self.session.execute(_attempt_upsert(self.t.push_attempt), values)
 
     def _remember(self, draft: DraftOrder) -> None:
         self._loaded_lines[draft.id] = list(draft.lines)
@@ -354,3 +346,17 @@ class SqlInbox:
 
     async def claim(self, event_id: uuid.UUID) -> bool:
         return bool(await inbox.claim(self.session, self.t.inbox, self.consumer, event_id))
+
+
+@functools.cache
+def _attempt_upsert(table: Table) -> Any:
+    """Built once per table: compiling `excluded` costs more than the round trip."""
+    stmt = insert(table)
+    return stmt.on_conflict_do_update(
+        index_elements=["erp_export_id"],
+        set_={
+            "status": stmt.excluded.status,
+            "error_json": stmt.excluded.error_json,
+            "finished_at": stmt.excluded.finished_at,
+        },
+    )

@@ -23,7 +23,7 @@ class Services:
     idempotency_ttl: timedelta
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
@@ -40,7 +40,7 @@ def _as_actor(*roles: str) -> Callable[..., Awaitable[Actor]]:
     return dependency
 
 
-def require_json(request: Request) -> None:
+async def require_json(request: Request) -> None:
     content_type = request.headers.get("content-type", "")
     media = content_type.split(";")[0].strip().lower()
     if media != "application/json" and not media.endswith("+json"):
