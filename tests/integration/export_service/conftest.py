@@ -146,10 +146,11 @@ def make_settings(env: dict[str, str], **overrides: Any) -> ExportSettings:
     return ExportSettings(**values)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def exclusive(infra: Any) -> Iterator[None]:
-    """No other export-service process claims exports while these tests run (the
-    stack's own one, if an e2e test started it, is stopped once and started again)."""
+    """No other export-service process claims exports while the test runs: the stack's
+    own one (if an e2e test started it) is stopped and started again afterwards. Only
+    for tests whose settings (retry bound, lease) or figures another worker would skew."""
     was_running = infra.is_running("export-service")
     if was_running:
         infra.stop("export-service")
