@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import threading
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -129,7 +130,7 @@ class Component:
     def start(self, *, wait: bool = True) -> None:
         """Start unless running (then leave it alone); optionally wait until ready."""
         if not self.is_running():
-            if port_open(self.port):
+            if not self._port_released():
                 raise StackError(
                     f"{self.name}: port {self.port} is already in use by another process "
                     f"(see `ss -ltnp 'sport = :{self.port}'`)"
@@ -145,6 +146,16 @@ class Component:
             )
         if wait:
             self.wait_ready()
+
+    def _port_released(self, timeout: float = 10.0) -> bool:
+        """True once nothing listens on the port (a process just killed may still be
+        closing it)."""
+        deadline = time.monotonic() + timeout
+        while port_open(self.port):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
+        return True
 
     def wait_ready(self) -> None:
         wait_until(

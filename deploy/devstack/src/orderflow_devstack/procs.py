@@ -87,9 +87,20 @@ def _has_live_member(pgid: int) -> bool:
         except OSError:
             continue
         state, member_pgid = fields[0], int(fields[2])
-        if member_pgid == pgid and state != "Z":
+        if member_pgid != pgid:
+            continue
+        if state != "Z" or _threads_left(entry):
+            # a dead thread-group leader shows "Z" while its other threads still
+            # exit (and still hold its sockets)
             return True
     return False
+
+
+def _threads_left(proc_entry: Path) -> bool:
+    try:
+        return len(list((proc_entry / "task").iterdir())) > 1
+    except OSError:
+        return False
 
 
 def spawn(
