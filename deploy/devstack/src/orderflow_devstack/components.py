@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import importlib.util
 import os
@@ -25,8 +26,10 @@ from orderflow_devstack import install
 from orderflow_devstack.config import SFTP_USER, StackConfig
 from orderflow_devstack.procs import (
     StackError,
+    descendants,
     group_alive,
     kill_group,
+    kill_pids,
     port_open,
     read_pid,
     run,
@@ -378,8 +381,7 @@ class Kafka(Component):
                 "kafka.tools.StorageTool",
                 "format",
                 "--standalone",
-                "-t",
-                cluster_id,
+                f"--cluster-id={cluster_id}",  # an id may start with "-"
                 "-c",
                 str(props),
             ],
@@ -392,8 +394,6 @@ class Kafka(Component):
         id_file = self.home / "cluster.id"
         if not id_file.exists():
             raw = uuid.uuid4().bytes
-            import base64
-
             id_file.write_text(base64.urlsafe_b64encode(raw).decode().rstrip("="))
         return id_file.read_text().strip()
 
@@ -539,6 +539,22 @@ class Sftp(Component):
         self.authorized_keys.write_text(Path(f"{self.client_key}.pub").read_text().strip() + "\n")
         self.authorized_keys.chmod(0o644)
         (self.home / "sshd_config").write_text(self.sshd_config())
+
+    def stop(self) -> None:
+        """sshd's per-connection processes leave its process group (setsid): an outage
+        must end the open sessions too, or clients keep uploading over them."""
+        sessions = self._sessions()
+        super().stop()
+        kill_pids(sessions)
+
+    def kill(self) -> None:
+        sessions = self._sessions()
+        super().kill()
+        kill_pids(sessions)
+
+    def _sessions(self) -> list[int]:
+        pid = read_pid(self.pid_file)
+        return descendants(pid) if pid is not None else []
 
     def sshd_config(self) -> str:
         return SSHD_CONFIG.format(
