@@ -19,6 +19,9 @@
   request so every log line of it can be found.
 - `make_service_app(title, version, lifespan, checks, ...)`: a FastAPI app with all of
   the above installed (and auth, when a verifier is given).
+- `ErrorOut`, `RequestErrorOut` and `error_responses(*codes)`: the error bodies above
+  as OpenAPI models, for a route's `responses=` (so the published schema declares
+  every status a route can answer and the body it then carries).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -114,6 +118,58 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_exception)
     app.add_exception_handler(RequestValidationError, _validation_exception)
     app.add_exception_handler(Exception, _unexpected_exception)
+
+
+class ErrorOut(BaseModel):
+    """The body of every error response except request validation."""
+
+    detail: str = Field(description="What went wrong, for a human.")
+
+
+class ValidationIssueOut(BaseModel):
+    """One request validation problem (the offending input is never echoed)."""
+
+    type: str | None = Field(description="Pydantic's error type, e.g. `missing`.")
+    loc: list[str | int] = Field(
+        description="Where: `body`/`query`/`path`/... then the field path."
+    )
+    msg: str
+    ctx: dict[str, str] | None = Field(default=None, description="The constraint's parameters.")
+
+
+class RequestErrorOut(BaseModel):
+    """A 422: invalid input, as a list of problems or one message."""
+
+    detail: str | list[ValidationIssueOut]
+
+
+_ERROR_DESCRIPTIONS = {
+    400: "Bad request (e.g. an invalid Content-Length header)",
+    401: "Missing or invalid bearer token",
+    403: "The token lacks a required role",
+    404: "Not found in the caller's organisation",
+    409: "Conflict with the current state or a concurrent change",
+    413: "Request body too large",
+    415: "Unsupported media type",
+    422: "Invalid input",
+    503: "Temporarily unavailable, try again shortly",
+}
+
+
+def error_responses(
+    *codes: int, descriptions: Mapping[int, str] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` declaring the given error codes with their body models.
+
+    422 is `RequestErrorOut` (its `detail` is a list of problems or a string), every
+    other code `ErrorOut`. `descriptions` overrides the generic wording per code.
+    """
+    wording = {**_ERROR_DESCRIPTIONS, **(descriptions or {})}
+    out: dict[int | str, dict[str, Any]] = {}
+    for code in codes:
+        model = RequestErrorOut if code == 422 else ErrorOut
+        out[code] = {"model": model, "description": wording.get(code, "Error")}
+    return out
 
 
 # --- request id ---------------------------------------------------------------------
@@ -223,6 +279,13 @@ async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
 # --- health --------------------------------------------------------------------------
 
 
+class ReadinessOut(BaseModel):
+    """The body of `/readyz`, with 200 (all checks ok) and with 503."""
+
+    status: str = Field(examples=["ok", "unavailable"])
+    checks: dict[str, str] = Field(description='Each dependency: "ok" or "fail".')
+
+
 async def _run_check(check: HealthCheck, limit: float) -> bool:
     try:
         async with asyncio.timeout(limit):
@@ -241,7 +304,13 @@ def health_router(
     async def livez() -> dict[str, str]:
         return {"status": "ok"}
 
-    @router.get("/readyz")
+    @router.get(
+        "/readyz",
+        responses={
+            200: {"model": ReadinessOut, "description": "Every dependency answers"},
+            503: {"model": ReadinessOut, "description": "A dependency does not answer"},
+        },
+    )
     async def readyz(request: Request) -> JSONResponse:
         current: Mapping[str, HealthCheck] = (
             checks if checks is not None else getattr(request.app.state, "health_checks", {})

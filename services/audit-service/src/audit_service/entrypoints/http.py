@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, 
 from orderflow_shared.auth import JwtVerifier, Principal, require_roles
 from orderflow_shared.db import db_reachable
 from orderflow_shared.messaging.kafka import kafka_reachable
-from orderflow_shared.web import make_service_app
+from orderflow_shared.web import error_responses, make_service_app
 from pydantic import BaseModel, Field
 
 from audit_service.bootstrap import Container, build_container, build_ingest
@@ -110,7 +110,31 @@ def _utc(moment: datetime | None) -> datetime | None:
 router = APIRouter(tags=["audit"])
 
 
-@router.get("/audit-log", response_model=list[AuditEntryOut])
+@router.get(
+    "/audit-log",
+    response_model=list[AuditEntryOut],
+    responses={
+        200: {
+            "headers": {
+                "Link": {
+                    "description": 'The next page, `<url>; rel="next"` (absent on the last)',
+                    "schema": {"type": "string"},
+                },
+                "X-Next-Cursor": {
+                    "description": "The `cursor` of the next page (absent on the last)",
+                    "schema": {"type": "string"},
+                },
+            }
+        },
+        **error_responses(
+            400,
+            401,
+            403,
+            422,
+            descriptions={422: "Invalid filter, limit or cursor"},
+        ),
+    },
+)
 async def get_audit_log(
     request: Request,
     response: Response,
@@ -149,7 +173,11 @@ async def get_audit_log(
     return [AuditEntryOut.of(row) for row in page.entries]
 
 
-@router.get("/audit-log/verify", response_model=VerifyOut)
+@router.get(
+    "/audit-log/verify",
+    response_model=VerifyOut,
+    responses=error_responses(400, 401, 403, descriptions={403: "Requires the role admin"}),
+)
 async def verify_audit_log(principal: Admin, container: ContainerDep) -> VerifyOut:
     """Walks the caller's org's hash chain and reports the first broken link."""
     return VerifyOut.of(await verify_org(container.uow_factory, principal.org_id))

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, FastAPI, Request, status
 from fastapi.responses import JSONResponse
 from orderflow_shared.auth import Principal, require_roles
+from orderflow_shared.web import error_responses
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from sqlalchemy.exc import IntegrityError
 
@@ -166,6 +167,19 @@ class TestOut(BaseModel):
     message: str
 
 
+_WORDING = {
+    403: "Requires the role admin",
+    404: "No such connection in the caller's organisation",
+    409: "Another active connection exists, or a concurrent change won",
+    422: "Invalid input or an invalid connection (e.g. a relative directory)",
+}
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """Every route can answer 400 (bad Content-Length), 401 and 403; plus `codes`."""
+    return error_responses(400, 401, 403, *codes, descriptions=_WORDING)
+
+
 def _secret(value: SecretStr | None) -> str | None:
     return value.get_secret_value() if value is not None else None
 
@@ -228,7 +242,12 @@ def _deps(request: Request) -> tuple[UnitOfWorkFactory, Clock]:
 def connections_router() -> APIRouter:
     router = APIRouter(prefix="/erp-connections", tags=["erp-connections"])
 
-    @router.post("", status_code=status.HTTP_201_CREATED, response_model=ConnectionOut)
+    @router.post(
+        "",
+        status_code=status.HTTP_201_CREATED,
+        response_model=ConnectionOut,
+        responses=_errors(409, 413, 422),
+    )
     async def create(body: ConnectionIn, principal: Admin, request: Request) -> ConnectionOut:
         uow_factory, clock = _deps(request)
         connection = await uc.create_connection(
@@ -236,13 +255,13 @@ def connections_router() -> APIRouter:
         )
         return ConnectionOut.of(connection)
 
-    @router.get("", response_model=list[ConnectionOut])
+    @router.get("", response_model=list[ConnectionOut], responses=_errors())
     async def list_all(principal: Admin, request: Request) -> list[ConnectionOut]:
         uow_factory, _ = _deps(request)
         found = await uc.list_connections(uow_factory(), _actor(principal))
         return [ConnectionOut.of(c) for c in found]
 
-    @router.get("/{connection_id}", response_model=ConnectionOut)
+    @router.get("/{connection_id}", response_model=ConnectionOut, responses=_errors(404, 422))
     async def get_one(
         connection_id: uuid.UUID, principal: Admin, request: Request
     ) -> ConnectionOut:
@@ -250,7 +269,9 @@ def connections_router() -> APIRouter:
         found = await uc.get_connection(uow_factory(), _actor(principal), connection_id)
         return ConnectionOut.of(found)
 
-    @router.patch("/{connection_id}", response_model=ConnectionOut)
+    @router.patch(
+        "/{connection_id}", response_model=ConnectionOut, responses=_errors(404, 409, 413, 422)
+    )
     async def update(
         connection_id: uuid.UUID, body: ConnectionPatch, principal: Admin, request: Request
     ) -> ConnectionOut:
@@ -260,7 +281,11 @@ def connections_router() -> APIRouter:
         )
         return ConnectionOut.of(updated)
 
-    @router.post("/{connection_id}/activate", response_model=ConnectionOut)
+    @router.post(
+        "/{connection_id}/activate",
+        response_model=ConnectionOut,
+        responses=_errors(404, 409, 422),
+    )
     async def activate(
         connection_id: uuid.UUID, principal: Admin, request: Request
     ) -> ConnectionOut:
@@ -268,7 +293,11 @@ def connections_router() -> APIRouter:
         done = await uc.set_active(uow_factory(), _actor(principal), connection_id, True, clock)
         return ConnectionOut.of(done)
 
-    @router.post("/{connection_id}/deactivate", response_model=ConnectionOut)
+    @router.post(
+        "/{connection_id}/deactivate",
+        response_model=ConnectionOut,
+        responses=_errors(404, 409, 422),
+    )
     async def deactivate(
         connection_id: uuid.UUID, principal: Admin, request: Request
     ) -> ConnectionOut:
@@ -276,7 +305,7 @@ def connections_router() -> APIRouter:
         done = await uc.set_active(uow_factory(), _actor(principal), connection_id, False, clock)
         return ConnectionOut.of(done)
 
-    @router.post("/{connection_id}/test", response_model=TestOut)
+    @router.post("/{connection_id}/test", response_model=TestOut, responses=_errors(404, 422))
     async def test(connection_id: uuid.UUID, principal: Admin, request: Request) -> TestOut:
         uow_factory, _ = _deps(request)
         transports: Transports = request.app.state.container.transports
