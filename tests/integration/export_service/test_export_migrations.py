@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 from alembic.script import ScriptDirectory
-from export_service.__main__ import MIGRATIONS, _alembic_config, downgrade, migrate
+from export_service.__main__ import MIGRATIONS, downgrade, migrate
+from orderflow_shared.service_cli import alembic_config
 from sqlalchemy import create_engine, text
 
 from .conftest import make_settings
@@ -25,7 +26,7 @@ def _tables(url: str) -> set[str]:
 
 def test_every_migration_goes_up_down_and_up_again(infra, export_env):
     settings = make_settings(export_env)
-    script = ScriptDirectory.from_config(_alembic_config(settings))
+    script = ScriptDirectory.from_config(alembic_config(MIGRATIONS, settings.migrations_url))
     revisions = [r.revision for r in reversed(list(script.walk_revisions()))]
     assert revisions and MIGRATIONS.is_dir()
     downgrade(settings, "base")

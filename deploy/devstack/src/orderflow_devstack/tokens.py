@@ -1,11 +1,10 @@
-"""Dev/test JWTs (HS256), with the claims docs/DEVELOPING.md fixes."""
+"""Dev/test JWTs (HS256) for the demo org, with the claims docs/DEVELOPING.md fixes."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 
-import jwt
+from orderflow_shared.auth import mint_token
 
 from orderflow_devstack.config import ALL_ROLES, DEMO_ORG
 
@@ -18,14 +17,4 @@ def mint(
     sub: str = "user-1",
     ttl_seconds: int = 12 * 3600,
 ) -> str:
-    now = int(time.time())
-    claims = {
-        "sub": sub,
-        "org_id": org,
-        "roles": list(roles),
-        "iss": "orderflow",
-        "aud": "orderflow",
-        "iat": now,
-        "exp": now + ttl_seconds,
-    }
-    return jwt.encode(claims, secret, algorithm="HS256")
+    return mint_token(secret, sub=sub, org_id=org, roles=tuple(roles), ttl_seconds=ttl_seconds)

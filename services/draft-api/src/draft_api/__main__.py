@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from orderflow_shared.service_cli import alembic_config, serve_http
+
 from draft_api.settings import DraftApiSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -12,38 +14,21 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 def migrate(settings: DraftApiSettings, revision: str = "head") -> None:
     from alembic import command
-    from alembic.config import Config
 
-    config = Config(str(MIGRATIONS / "alembic.ini"))
-    config.set_main_option("script_location", str(MIGRATIONS))
-    config.attributes["url"] = settings.migrations_url
-    command.upgrade(config, revision)
+    command.upgrade(alembic_config(MIGRATIONS, settings.migrations_url), revision)
 
 
 def downgrade(settings: DraftApiSettings, revision: str) -> None:
     from alembic import command
-    from alembic.config import Config
 
-    config = Config(str(MIGRATIONS / "alembic.ini"))
-    config.set_main_option("script_location", str(MIGRATIONS))
-    config.attributes["url"] = settings.migrations_url
-    command.downgrade(config, revision)
+    command.downgrade(alembic_config(MIGRATIONS, settings.migrations_url), revision)
 
 
 def serve(settings: DraftApiSettings) -> None:
-    import uvicorn
-
     from draft_api.bootstrap import configure, make_app
 
     configure(settings)
-    uvicorn.run(
-        make_app(settings),
-        host=settings.http_host,
-        port=settings.http_port,
-        log_config=None,
-        proxy_headers=True,
-        access_log=settings.access_log,
-    )
+    serve_http(make_app(settings), settings)
 
 
 def main(argv: list[str] | None = None) -> None:

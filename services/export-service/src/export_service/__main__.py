@@ -5,45 +5,30 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from orderflow_shared.service_cli import alembic_config, serve_http
+
 from export_service.settings import ExportSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def _alembic_config(settings: ExportSettings):  # type: ignore[no-untyped-def]
-    from alembic.config import Config
-
-    config = Config(str(MIGRATIONS / "alembic.ini"))
-    config.set_main_option("script_location", str(MIGRATIONS))
-    config.attributes["url"] = settings.migrations_url
-    return config
-
-
 def migrate(settings: ExportSettings, revision: str = "head") -> None:
     from alembic import command
 
-    command.upgrade(_alembic_config(settings), revision)
+    command.upgrade(alembic_config(MIGRATIONS, settings.migrations_url), revision)
 
 
 def downgrade(settings: ExportSettings, revision: str) -> None:
     from alembic import command
 
-    command.downgrade(_alembic_config(settings), revision)
+    command.downgrade(alembic_config(MIGRATIONS, settings.migrations_url), revision)
 
 
 def serve(settings: ExportSettings) -> None:
-    import uvicorn
-
     from export_service.bootstrap import configure, make_app
 
     configure(settings)
-    uvicorn.run(
-        make_app(settings),
-        host=settings.http_host,
-        port=settings.http_port,
-        log_config=None,
-        proxy_headers=True,
-    )
+    serve_http(make_app(settings), settings)
 
 
 def worker(settings: ExportSettings, parent_pid: int | None) -> None:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from alembic.config import Config
 from orderflow_shared.logging import configure_logging
+from orderflow_shared.service_cli import alembic_config as service_alembic_config
+from orderflow_shared.service_cli import serve_http
 
 from audit_service.settings import AuditSettings
 
@@ -17,27 +19,17 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 
 def serve(settings: AuditSettings) -> int:
-    import uvicorn
-
     from audit_service.entrypoints.http import make_app
 
-    uvicorn.run(
-        make_app(settings),
-        host=settings.http_host,
-        port=settings.http_port,
-        log_config=None,
-        access_log=settings.access_log,
-    )
+    serve_http(make_app(settings), settings)
     return 0
 
 
 def alembic_config(settings: AuditSettings) -> Config:
     """Alembic's config for schema `audit`, connecting with MIGRATION_DATABASE_URL."""
-    config = Config(str(MIGRATIONS_DIR / "alembic.ini"))
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    config.attributes["url"] = settings.migrations_url
-    config.attributes["runtime_role"] = settings.runtime_role
-    return config
+    return service_alembic_config(
+        MIGRATIONS_DIR, settings.migrations_url, runtime_role=settings.runtime_role
+    )
 
 
 def migrate(settings: AuditSettings) -> int:
