@@ -33,6 +33,8 @@ APT_REQUIREMENTS: dict[str, str] = {
     "java": "openjdk-17-jre-headless",
     "mvn": "maven",
     "ss": "iproute2",
+    "uuidgen": "uuid-runtime",  # the quickstart makes idempotency keys with it
+    "curl": "curl",
 }
 
 
