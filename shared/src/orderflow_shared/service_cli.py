@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from alembic.config import Config
     from fastapi import FastAPI
+    from sqlalchemy import MetaData
 
     from orderflow_shared.settings import ServiceSettings
 
@@ -35,3 +36,43 @@ def serve_http(app: FastAPI, settings: ServiceSettings) -> None:
         proxy_headers=True,
         access_log=settings.access_log,
     )
+
+
+def run_migrations(schema: str, metadata: MetaData, *, create_schema: bool = True) -> None:
+    """The body of every service's Alembic `env.py`: online migrations of one schema,
+    with Alembic's version table inside that schema.
+
+    `create_schema` creates the schema when missing (the devstack creates it with its
+    owner; a bare database gets it here); audit's schema is owned by another role.
+    """
+    from alembic import context
+    from sqlalchemy import create_engine, pool, text
+
+    from orderflow_shared.db import sync_url
+
+    config = context.config
+    url = config.attributes.get("url") or config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise RuntimeError("no database URL: run the service's `migrate` command")
+    engine = create_engine(sync_url(url), poolclass=pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            # look first: CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even
+            # when the schema is there, which a service's role does not have
+            found = connection.execute(
+                text("SELECT 1 FROM pg_namespace WHERE nspname = :schema"), {"schema": schema}
+            ).scalar()
+            if create_schema and not found:
+                connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+            connection.commit()  # Alembic must start its own transactions
+            context.configure(
+                connection=connection,
+                target_metadata=metadata,
+                version_table_schema=schema,
+                include_schemas=True,
+                transaction_per_migration=True,
+            )
+            with context.begin_transaction():
+                context.run_migrations()
+    finally:
+        engine.dispose()

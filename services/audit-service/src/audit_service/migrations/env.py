@@ -1,27 +1,8 @@
-"""Alembic runs this: migrations of schema `audit`, version table inside it."""
+"""Alembic runs this: migrations of schema `audit`, version table inside it (the schema
+belongs to audit_owner, which the devstack creates)."""
 
-from __future__ import annotations
-
-from alembic import context
-from orderflow_shared.db import sync_url
-from sqlalchemy import create_engine, pool
+from orderflow_shared.service_cli import run_migrations
 
 from audit_service.adapters.tables import SCHEMA, metadata
 
-config = context.config
-url = config.attributes.get("url") or config.get_main_option("sqlalchemy.url")
-if not url:
-    raise RuntimeError("no database URL: run `python -m audit_service migrate`")
-
-engine = create_engine(sync_url(url), poolclass=pool.NullPool)
-with engine.connect() as connection:
-    context.configure(
-        connection=connection,
-        target_metadata=metadata,
-        version_table_schema=SCHEMA,
-        include_schemas=True,
-        transaction_per_migration=True,
-    )
-    with context.begin_transaction():
-        context.run_migrations()
-engine.dispose()
+run_migrations(SCHEMA, metadata, create_schema=False)

@@ -8,7 +8,6 @@ from orderflow_shared.contracts import (
     DraftPushRequestedV1,
     DraftValidatedV1,
     EventData,
-    OrderLineSnapshot,
     OrderSnapshot,
     ValidationIssue,
 )
@@ -68,27 +67,5 @@ def to_contract(event: events.DomainEvent) -> EventData:
 
 
 def _snapshot(order: events.OrderSnapshot) -> OrderSnapshot:
-    return OrderSnapshot(
-        draft_id=order.draft_id,
-        org_id=order.org_id,
-        customer_id=order.customer_id,
-        external_ref=order.external_ref,
-        currency=order.currency,
-        total=order.total,
-        approved_by_user_id=order.approved_by_user_id,
-        approved_at=order.approved_at,
-        created_at=order.created_at,
-        lines=[
-            OrderLineSnapshot(
-                line_no=line.line_no,
-                sku=line.sku,
-                description=line.description,
-                quantity=line.quantity,
-                unit=line.unit,
-                unit_price=line.unit_price,
-                currency=line.currency,
-                line_total=line.line_total,
-            )
-            for line in order.lines
-        ],
-    )
+    """The domain snapshot carries the contract's field names: pydantic reads it as is."""
+    return OrderSnapshot.model_validate(order, from_attributes=True)
