@@ -101,6 +101,13 @@ class StackHandle:
     def audit_service_url(self) -> str:
         return self.service_urls["audit-service"]
 
+    def kafka_options(self, principal: str = "admin") -> dict[str, Any]:
+        """Keyword arguments for any aiokafka client (producer, consumer, admin) that
+        connects as `principal` ("admin", a service name, or "integration"):
+        bootstrap servers plus, once the broker authenticates, its SASL settings.
+        Tests create every Kafka client with `**stack.kafka_options(...)`."""
+        return {"bootstrap_servers": self.kafka_bootstrap_servers}
+
     def service_env(self, service: str) -> dict[str, str]:
         """The env a service runs with here (DATABASE_URL, KAFKA_..., JWT_SECRET, ...),
         for tests that build a service's settings or app in-process."""
