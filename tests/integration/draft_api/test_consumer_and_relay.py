@@ -31,7 +31,7 @@ def wrap(api: Any, data: EventData, subject: str, org: str | None = None) -> Env
         source="/orderflow/export-service",
         subject=subject,
         org_id=org or api.org,
-        actor_id=None,
+        actor_id="system:export-service",
     )
 
 
@@ -143,7 +143,7 @@ async def test_an_event_from_another_org_changes_nothing(api: Any) -> None:
     export_id = (await api.push(draft_id)).json()["erp_export_id"]
     forged = failed(api, draft_id, export_id)
     forged = Envelope.wrap(
-        forged.parse(), source=forged.source, subject=draft_id, org_id="other", actor_id=None
+        forged.parse(), source=forged.source, subject=draft_id, org_id="other", actor_id="u"
     )
     await apply(api.services.uow_factory, forged)
     assert (await draft(api, f"/draft-orders/{draft_id}"))["status"] == "PUSHING"
@@ -244,8 +244,8 @@ async def test_through_kafka_connector_push_request_and_result(
     finally:
         await reader.stop()
     assert found["headers"]["ce_type"] == "orderflow.draft.push_requested.v1"
-    assert found["headers"]["orgid"] == api.org
-    assert found["headers"]["actorid"] == "user-1"
+    assert found["headers"]["ce_orgid"] == api.org
+    assert found["headers"]["ce_actorid"] == "user-1"
     assert found["value"]["erp_export_id"] == export_id
 
     await produce(infra, sent(api, draft_id, export_id))

@@ -42,7 +42,7 @@ async def test_create_returns_the_new_draft_with_decimals_as_strings(api: Any) -
     assert [(t, k) for t, k, _ in event] == [("draft.created", body["id"])]
     headers = dict(event[0][2])
     assert headers["ce_source"] == "/orderflow/draft-api"
-    assert (headers["orgid"], headers["actorid"], headers["ce_subject"]) == (
+    assert (headers["ce_orgid"], headers["ce_actorid"], headers["ce_subject"]) == (
         api.org,
         "user-1",
         body["id"],

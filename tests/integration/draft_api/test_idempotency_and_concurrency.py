@@ -84,7 +84,7 @@ async def test_replay_after_completion_reports_the_export_status_now(api: Any) -
         source="/orderflow/export-service",
         subject=draft_id,
         org_id=api.org,
-        actor_id=None,
+        actor_id="system:export-service",
     )
     await apply(api.services.uow_factory, sent)
 

@@ -22,7 +22,7 @@ def event(n: int) -> Envelope:
     data = DraftApprovedV1(
         draft_id=uuid.uuid4(), approved_by_user_id=f"n{n}", approved_at=datetime.now(UTC)
     )
-    return Envelope.wrap(data, source="it", subject=key, org_id="org-it", actor_id=None, key=key)
+    return Envelope.wrap(data, source="it", subject=key, org_id="org-it", actor_id="it", key=key)
 
 
 async def test_relay_and_consumer_survive_a_killed_broker(

@@ -28,7 +28,7 @@ def event(key: str, seq: int) -> Envelope:
     data = DraftApprovedV1(
         draft_id=uuid.uuid4(), approved_by_user_id=f"{key}#{seq}", approved_at=datetime.now(UTC)
     )
-    return Envelope.wrap(data, source="it", subject=key, org_id="org-it", actor_id=None, key=key)
+    return Envelope.wrap(data, source="it", subject=key, org_id="org-it", actor_id="it", key=key)
 
 
 async def store(

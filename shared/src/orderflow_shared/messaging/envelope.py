@@ -1,4 +1,13 @@
-"""CloudEvents binary-mode envelope: attributes in Kafka headers, event data as the value."""
+"""CloudEvents binary-mode envelope: attributes in Kafka headers, event data as the value.
+
+Headers (CloudEvents Kafka protocol binding, binary content mode): `ce_id`, `ce_type`,
+`ce_source`, `ce_specversion`, `ce_time`, `ce_subject`, the extensions `ce_orgid` (the
+organisation) and `ce_actorid` (who or what caused the event: a user id or
+`system:<service>`, never empty), `content-type` and, when known, `traceparent`.
+Records written before the extensions had the `ce_` prefix carry `orgid` / `actorid`;
+`from_kafka` reads both forms (the prefixed one wins, and the two must not disagree).
+The `source` and system-actor conventions live in `orderflow_shared.contracts.services`.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +24,24 @@ from orderflow_shared.contracts.events import EventData, EventSpec, spec_for_mod
 
 SPEC_VERSION = "1.0"
 CONTENT_TYPE = "application/json"
+#: Extension attributes as the Kafka binding names them (`ce_` + lowercase alphanumeric).
+ORG_HEADER = "ce_orgid"
+ACTOR_HEADER = "ce_actorid"
+#: Their names before the `ce_` prefix (records already in the topics); read, never written.
+LEGACY_ORG_HEADER = "orgid"
+LEGACY_ACTOR_HEADER = "actorid"
+#: Every header a producer of this package writes (the AsyncAPI headers schema lists them).
+REQUIRED_HEADERS = (
+    "ce_id",
+    "ce_type",
+    "ce_source",
+    "ce_specversion",
+    "ce_time",
+    "ce_subject",
+    ORG_HEADER,
+    ACTOR_HEADER,
+    "content-type",
+)
 
 Headers = list[tuple[str, bytes]]
 
@@ -33,7 +60,7 @@ class Envelope:
     subject: str
     time: datetime
     org_id: str
-    actor_id: str | None
+    actor_id: str | None  # None only on records written before every event had an actor
     data: bytes
     key: str
     traceparent: str | None = None
@@ -47,7 +74,7 @@ class Envelope:
         source: str,
         subject: str,
         org_id: str,
-        actor_id: str | None,
+        actor_id: str,
         key: str | None = None,
         event_id: uuid.UUID | None = None,
         time: datetime | None = None,
@@ -57,6 +84,8 @@ class Envelope:
         return cls(
             id=event_id or uuid.uuid4(),
             type=spec.ce_type,
+        if not actor_id:
+            raise ValueError("every event has an actor: a user id or system:<service>")
             source=source,
             subject=subject,
             time=time or datetime.now(UTC),
@@ -83,8 +112,8 @@ class Envelope:
             ("ce_specversion", SPEC_VERSION.encode()),
             ("ce_time", self.time.isoformat().encode()),
             ("ce_subject", self.subject.encode()),
-            ("orgid", self.org_id.encode()),
-            ("actorid", (self.actor_id or "").encode()),
+            (ORG_HEADER, self.org_id.encode()),
+            (ACTOR_HEADER, (self.actor_id or "").encode()),
             ("content-type", CONTENT_TYPE.encode()),
         ]
         if self.traceparent:
@@ -114,18 +143,20 @@ class Envelope:
         except UnicodeDecodeError as exc:
             raise EnvelopeError("header is not UTF-8") from exc
         missing = [
-            n
-            for n in ("ce_id", "ce_type", "ce_source", "ce_time", "ce_subject", "orgid")
-            if not h.get(n)
+            n for n in ("ce_id", "ce_type", "ce_source", "ce_time", "ce_subject") if not h.get(n)
         ]
         if missing:
             raise EnvelopeError(f"missing header(s): {', '.join(missing)}")
         if h.get("ce_specversion", SPEC_VERSION) != SPEC_VERSION:
+        org_id = _extension(h, ORG_HEADER, LEGACY_ORG_HEADER)
+        actor_id = _extension(h, ACTOR_HEADER, LEGACY_ACTOR_HEADER)
             raise EnvelopeError(f"unsupported ce_specversion {h['ce_specversion']!r}")
         if value is None:
             raise EnvelopeError("record has no value")
         try:
             json.loads(value)
+        if not org_id:
+            missing.append(ORG_HEADER)
         except (ValueError, RecursionError) as exc:  # deep nesting must not escape either
             raise EnvelopeError("value is not JSON") from exc
         try:
@@ -140,8 +171,10 @@ class Envelope:
             "ce_specversion",
             "ce_time",
             "ce_subject",
-            "orgid",
-            "actorid",
+            ORG_HEADER,
+            ACTOR_HEADER,
+            LEGACY_ORG_HEADER,
+            LEGACY_ACTOR_HEADER,
             "content-type",
             "traceparent",
         }
@@ -151,8 +184,8 @@ class Envelope:
             source=h["ce_source"],
             subject=h["ce_subject"],
             time=time,
-            org_id=h["orgid"],
-            actor_id=h.get("actorid") or None,
+            org_id=org_id,
+            actor_id=actor_id or None,
             data=value,
             key=(key or b"").decode(errors="replace"),
             traceparent=h.get("traceparent"),
@@ -161,3 +194,11 @@ class Envelope:
 
     def data_json(self) -> Any:
         return json.loads(self.data)
+
+
+def _extension(headers: dict[str, str], name: str, legacy: str) -> str:
+    """An extension's value from its `ce_` header or its legacy name; they must agree."""
+    value, old = headers.get(name, ""), headers.get(legacy, "")
+    if value and old and value != old:
+        raise EnvelopeError(f"headers {name} and {legacy} disagree")
+    return value or old

@@ -11,11 +11,14 @@ from orderflow_shared.contracts import (
     OrderSnapshot,
     ValidationIssue,
 )
+from orderflow_shared.contracts.services import Service, source_for, system_actor
 from orderflow_shared.messaging.envelope import Envelope
 
 from draft_api.domain import events
 
-SOURCE = "/orderflow/draft-api"
+SOURCE = source_for(Service.DRAFT_API)
+#: the actor of an event no person caused (every event names one)
+SYSTEM_ACTOR = system_actor(Service.DRAFT_API)
 
 
 def to_envelope(event: events.DomainEvent) -> Envelope:
@@ -26,7 +29,7 @@ def to_envelope(event: events.DomainEvent) -> Envelope:
         subject=subject,
         key=subject,
         org_id=event.org_id,
-        actor_id=event.actor_id,
+        actor_id=event.actor_id or SYSTEM_ACTOR,
     )
 
 

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Callable
 from types import TracebackType
 
+from orderflow_shared.contracts.services import Service, source_for, system_actor
 from orderflow_shared.messaging import outbox
 from orderflow_shared.messaging.envelope import Envelope
 from sqlalchemy.dialects.postgresql import insert
@@ -17,7 +18,9 @@ from export_service.adapters.secret_box import FernetSecretBox
 from export_service.domain.events import Message
 from export_service.service_layer.unit_of_work import AbstractUnitOfWork
 
-SOURCE = "export-service"
+SOURCE = source_for(Service.EXPORT_SERVICE)
+#: the actor of steps no person asked for (delivery results, retries, circuit changes)
+SYSTEM_ACTOR = system_actor(Service.EXPORT_SERVICE)
 
 
 class SqlUnitOfWork(AbstractUnitOfWork):
@@ -82,7 +85,7 @@ class SqlUnitOfWork(AbstractUnitOfWork):
                 source=self._source,
                 subject=message.subject,
                 org_id=message.org_id,
-                actor_id=message.actor_id,
+                actor_id=message.actor_id or SYSTEM_ACTOR,
                 key=message.key,
             )
             await outbox.add_event(self.session, self._tables.outbox, envelope)
