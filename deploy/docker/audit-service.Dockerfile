@@ -19,10 +19,13 @@ COPY services ./services
 COPY deploy/devstack ./deploy/devstack
 RUN uv sync --frozen --no-dev --package orderflow-audit-service
 
-RUN useradd --system --uid 10001 --home-dir /app orderflow \
-    && mkdir -p /var/lib/orderflow/storage \
-    && chown orderflow /var/lib/orderflow/storage
-USER orderflow
+# never root: a system user with a fixed uid/gid (numeric USER, so runAsNonRoot can
+# check it); the code and the venv stay root-owned and read-only to it, and it has no
+# writable directory of its own (it keeps no files).
+RUN groupadd --system --gid 10001 orderflow \
+    && useradd --system --uid 10001 --gid 10001 --no-create-home \
+       --home-dir /nonexistent --shell /usr/sbin/nologin orderflow
+USER 10001:10001
 
 ENV SERVICE_NAME=audit-service \
     HTTP_HOST=0.0.0.0 \

@@ -19,10 +19,17 @@ COPY services ./services
 COPY deploy/devstack ./deploy/devstack
 RUN uv sync --frozen --no-dev --package orderflow-export-service
 
-RUN useradd --system --uid 10001 --home-dir /app orderflow \
+# never root: a system user with a fixed uid/gid (numeric USER, so runAsNonRoot can
+# check it); the code and the venv stay root-owned and read-only to it. Its only
+# writable place is the artifact store (the export-storage volume; a new volume takes
+# this directory's owner and mode).
+RUN groupadd --system --gid 10001 orderflow \
+    && useradd --system --uid 10001 --gid 10001 --no-create-home \
+       --home-dir /nonexistent --shell /usr/sbin/nologin orderflow \
     && mkdir -p /var/lib/orderflow/storage \
-    && chown orderflow /var/lib/orderflow/storage
-USER orderflow
+    && chown 10001:10001 /var/lib/orderflow/storage \
+    && chmod 0750 /var/lib/orderflow/storage
+USER 10001:10001
 
 ENV SERVICE_NAME=export-service \
     HTTP_HOST=0.0.0.0 \

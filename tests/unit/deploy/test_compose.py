@@ -137,3 +137,54 @@ def test_migrations_run_as_the_schema_owner_of_each_service() -> None:
     audit = COMPOSE["services"]["audit-service"]["environment"]
     assert "//audit_owner:" in audit["MIGRATION_DATABASE_URL"]
     assert "//audit_service:" in audit["DATABASE_URL"]
+
+
+def _instructions(dockerfile: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) per instruction, continuation lines joined."""
+    joined = dockerfile.read_text().replace("\\\n", " ")
+    found = []
+    for line in joined.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            keyword, _, rest = line.partition(" ")
+            found.append((keyword.upper(), " ".join(rest.split())))
+    return found
+
+
+@pytest.mark.parametrize("service", list(SERVICES))
+def test_every_service_image_runs_as_a_fixed_non_root_user(service: str) -> None:
+    dockerfile = ROOT / COMPOSE["services"][service]["build"]["dockerfile"]
+    instructions = _instructions(dockerfile)
+    users = [args for keyword, args in instructions if keyword == "USER"]
+    assert users, f"{dockerfile.name}: no USER (the image would run as root)"
+    # the last USER is the one the container runs as: numeric uid:gid, neither root
+    uid, _, gid = users[-1].partition(":")
+    assert uid.isdigit() and gid.isdigit(), f"{dockerfile.name}: USER {users[-1]} not numeric"
+    assert int(uid) >= 1000 and int(gid) >= 1000, f"{dockerfile.name}: USER {users[-1]}"
+    last_user = max(i for i, (keyword, _) in enumerate(instructions) if keyword == "USER")
+    assert [k for k, _ in instructions[last_user:]].count("RUN") == 0, "RUN after USER"
+    runs = " ".join(args for keyword, args in instructions if keyword == "RUN")
+    assert f"useradd --system --uid {uid} --gid {gid}" in runs, dockerfile.name
+    assert "--shell /usr/sbin/nologin" in runs
+    for keyword, args in instructions:
+        assert keyword != "COPY" or "--chown" not in args, "code must stay root-owned"
+
+
+@pytest.mark.parametrize("service", list(SERVICES))
+def test_only_export_service_has_a_writable_directory_and_it_is_its_storage(
+    service: str,
+) -> None:
+    spec = COMPOSE["services"][service]
+    runs = " ".join(
+        args
+        for keyword, args in _instructions(ROOT / spec["build"]["dockerfile"])
+        if keyword == "RUN"
+    )
+    chowned = re.findall(r"chown (\d+:\d+) (\S+)", runs)
+    if service != "export-service":
+        assert chowned == [], f"{service} needs no writable directory"
+        return
+    storage = spec["environment"]["EXPORT_STORAGE_DIR"]
+    assert chowned == [("10001:10001", storage)]
+    assert f"chmod 0750 {storage}" in runs
+    assert any(volume.endswith(f":{storage}") for volume in spec["volumes"])

@@ -22,7 +22,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, ClassVar
 
-from orderflow_devstack import install
+from orderflow_devstack import accounts, install
 from orderflow_devstack.config import SFTP_USER, StackConfig
 from orderflow_devstack.procs import (
     StackError,
@@ -86,6 +86,9 @@ def link_or_mkdir(link: Path, target: Path) -> None:
 class Component:
     name: ClassVar[str]
     stop_signal: ClassVar[int] = signal.SIGTERM
+    #: the process opens its own log by path (nginx's access_log /dev/stdout): its user
+    #: must own the file the devstack hands it as stdout
+    owns_log: ClassVar[bool] = False
     ready_timeout: ClassVar[float] = 60.0
     stop_timeout: ClassVar[float] = 20.0
 
@@ -103,7 +106,13 @@ class Component:
         return None
 
     def user(self) -> str | None:
+        """The OS user the process runs as (None: the devstack's own, root)."""
         return None
+
+    def owned_dirs(self) -> list[tuple[Path, int]]:
+        """(directory, mode) the process writes: made over to its user before each start,
+        so state left by root (a state dir from before the stack dropped root) still works."""
+        return []
 
     def is_ready(self) -> bool:
         raise NotImplementedError
@@ -139,13 +148,29 @@ class Component:
                     f"(see `ss -ltnp 'sport = :{self.port}'`)"
                 )
             self.prepare()
+            env = self.env()
+            user = self.user()
+            if user is not None:
+                account = accounts.ensure_user(user)
+                accounts.require_reachable(
+                    [self.cfg.repo_root / "x", *(d / "x" for d, _ in self.owned_dirs())],
+                    account,
+                    who=self.name,
+                    fix="Keep the repository and ORDERFLOW_STATE_DIR under directories "
+                    "every user may traverse (e.g. /srv, /opt or /tmp).",
+                )
+                for directory, mode in self.owned_dirs():
+                    accounts.own_tree(directory, account, mode=mode)
+                if self.owns_log:
+                    accounts.own_file(self.log_file, account)
+                env = {**(env or {}), **accounts.user_env(account)}
             spawn(
                 self.command(),
                 log_file=self.log_file,
                 pid_file=self.pid_file,
-                env=self.env(),
+                env=env,
                 cwd=self.cfg.repo_root,
-                user=self.user(),
+                user=user,
             )
         if wait:
             self.wait_ready()
@@ -304,6 +329,12 @@ class Redis(Component):
     def prepare(self) -> None:
         (self.cfg.state_dir / "redis").mkdir(parents=True, exist_ok=True)
 
+    def user(self) -> str:
+        return accounts.RUNTIME_USERS[self.name]
+
+    def owned_dirs(self) -> list[tuple[Path, int]]:
+        return [(self.cfg.state_dir / "redis", 0o700)]
+
     def command(self) -> list[str]:
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
         return [
@@ -341,6 +372,12 @@ class Kafka(Component):
     @property
     def data_dir(self) -> Path:
         return self.home / "data"
+
+    def user(self) -> str:
+        return accounts.RUNTIME_USERS[self.name]
+
+    def owned_dirs(self) -> list[tuple[Path, int]]:
+        return [(self.home, 0o700)]
 
     def _classpath(self) -> str:
         libs = install.kafka_libs_dir()
@@ -638,6 +675,7 @@ Match User {user}
 class Gateway(Component):
     name = "gateway"
     stop_signal = signal.SIGQUIT  # graceful
+    owns_log = True  # access_log /dev/stdout reopens the log file as the gateway user
 
     @property
     def home(self) -> Path:
@@ -658,27 +696,34 @@ class Gateway(Component):
         (self.home / "orderflow.conf").write_text(routes)
         main = render_template(
             (self.cfg.repo_root / "deploy" / "nginx" / "nginx.local.conf.template").read_text(),
-            {
-                "NGINX_USER": nginx_worker_user(),
-                "STATE": str(self.home),
-                "MIME_TYPES": "/etc/nginx/mime.types",
-            },
+            {"STATE": str(self.home), "MIME_TYPES": "/etc/nginx/mime.types"},
         )
         (self.home / "nginx.conf").write_text(main)
-        run(
-            [
-                self._nginx(),
-                "-t",
-                "-q",
-                "-e",
-                "stderr",
-                "-p",
-                str(self.home),
-                "-c",
-                str(self.home / "nginx.conf"),
-            ],
-            what="gateway: nginx -t",
+        # nginx runs unprivileged as a whole (master too): test the config as that user,
+        # who must own its temp dirs; stdout (its access log) is a file it may reopen
+        account = accounts.ensure_user(self.user())
+        accounts.own_tree(self.home, account, mode=0o755)
+        check = subprocess.run(
+            [*self.command()[:1], "-t", "-q", *self.command()[1:]],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=self.home,
+            user=account.pw_uid,
+            group=account.pw_gid,
+            extra_groups=[],
+            timeout=60,
+            check=False,
         )
+        if check.returncode != 0:
+            raise StackError(f"gateway: nginx -t failed (exit {check.returncode}):\n{check.stderr}")
+
+    def user(self) -> str:
+        return accounts.RUNTIME_USERS[self.name]
+
+    def owned_dirs(self) -> list[tuple[Path, int]]:
+        return [(self.home, 0o755)]
 
     def _nginx(self) -> str:
         return shutil.which("nginx") or "/usr/sbin/nginx"
@@ -696,14 +741,6 @@ class Gateway(Component):
 
     def is_ready(self) -> bool:
         return http_status(f"http://127.0.0.1:{self.port}/_gateway/healthz") == 200
-
-
-def nginx_worker_user() -> str:
-    for candidate in ("www-data", "nginx", "nobody"):
-        with contextlib.suppress(KeyError):
-            pwd.getpwnam(candidate)
-            return candidate
-    return "nobody"
 
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)\}")
@@ -739,12 +776,22 @@ class Service(Component):
     def env(self) -> dict[str, str]:
         return self.cfg.service_env(self.name)
 
+    def user(self) -> str:
+        return accounts.RUNTIME_USERS[self.name]
+
+    def python(self) -> str:
+        """The interpreter the service's user can run (see accounts.service_python)."""
+        account = accounts.ensure_user(self.user())
+        return accounts.service_python(self.cfg.repo_root, self.cfg.state_dir, account)
+
     def migrate(self) -> None:
         self._check_available()
+        account = accounts.ensure_user(self.user())
         run(
-            [self.cfg.python, "-m", self.package, "migrate"],
-            env=self.env(),
+            [self.python(), "-m", self.package, "migrate"],
+            env={**self.env(), **accounts.user_env(account)},
             cwd=self.cfg.repo_root,
+            user=self.user(),
             log_file=self.log_file,
             what=f"{self.name}: migrate (log {self.log_file})",
             timeout=180,
@@ -752,10 +799,9 @@ class Service(Component):
 
     def prepare(self) -> None:
         self._check_available()
-        self.cfg.storage_dir.mkdir(parents=True, exist_ok=True)
 
     def command(self) -> list[str]:
-        return [self.cfg.python, "-m", self.package, "serve"]
+        return [self.python(), "-m", self.package, "serve"]
 
     def is_ready(self) -> bool:
         return http_status(f"http://127.0.0.1:{self.port}/readyz") == 200
@@ -769,6 +815,22 @@ class DraftApi(Service):
 class ExportService(Service):
     name = "export-service"
     package = "export_service"
+
+    def owned_dirs(self) -> list[tuple[Path, int]]:
+        """Its artifact store, and the local dropzone roots the stack itself keeps (its
+        only writable places; the SFTP inbox belongs to the sftp user)."""
+        owned = [(self.cfg.storage_dir, 0o750)]
+        roots = self.env().get("EXPORT_LOCAL_DROPZONE_ROOTS", "")
+        for root in (Path(item.strip()) for item in roots.split(",") if item.strip()):
+            inside = root.is_relative_to(self.cfg.state_dir) or root.is_relative_to(
+                self.cfg.system_dir
+            )
+            sftp_side = root.is_relative_to(self.cfg.dropzone_dir) or root.is_relative_to(
+                self.cfg.system_dir / "dropzone"
+            )
+            if inside and not sftp_side and root not in (self.cfg.state_dir, self.cfg.system_dir):
+                owned.append((root, 0o755))
+        return owned
 
 
 class AuditService(Service):

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import glob
 import os
-import pwd
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
-from orderflow_devstack.config import SFTP_USER, find_repo_root
+from orderflow_devstack import accounts
+from orderflow_devstack.config import SFTP_USER, SYSTEM_BASE, find_repo_root
 from orderflow_devstack.procs import StackError, run
 
 #: Keep in sync with deploy/kafka/pom.xml (kafka.version).
@@ -115,22 +115,7 @@ def install_apt_packages() -> None:
 
 
 def ensure_sftp_user() -> None:
-    try:
-        pwd.getpwnam(SFTP_USER)
-    except KeyError:
-        run(
-            [
-                "useradd",
-                "--system",
-                "--no-create-home",
-                "--home-dir",
-                "/nonexistent",
-                "--shell",
-                "/usr/sbin/nologin",
-                SFTP_USER,
-            ],
-            what=f"useradd {SFTP_USER}",
-        )
+    accounts.ensure_user(SFTP_USER)
     # a locked password ('!') makes sshd refuse even key auth with UsePAM no
     shadow = subprocess.run(["getent", "shadow", SFTP_USER], capture_output=True, text=True)
     fields = shadow.stdout.split(":")
@@ -161,21 +146,57 @@ def sync_python(repo_root: Path) -> None:
 
 
 def kafka_cache_dir() -> Path:
+    """Where Maven puts the jars (in root's home, often closed to other users)."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "orderflow" / f"kafka-{KAFKA_VERSION}"
 
 
+def kafka_runtime_dir() -> Path:
+    """A root-owned copy of the jars every user can read: the broker does not run as root."""
+    return SYSTEM_BASE / f"kafka-{KAFKA_VERSION}"
+
+
 def kafka_libs_dir() -> Path:
-    return kafka_cache_dir() / "libs"
+    return kafka_runtime_dir() / "libs"
 
 
 def kafka_libs_present() -> bool:
-    return (kafka_cache_dir() / ".complete").exists()
+    return (kafka_runtime_dir() / ".complete").exists()
+
+
+def publish_kafka_libs() -> None:
+    """Hard-link (or copy) the cached jars to kafka_runtime_dir(), readable by all."""
+    cache, runtime = kafka_cache_dir(), kafka_runtime_dir()
+    SYSTEM_BASE.mkdir(parents=True, exist_ok=True)
+    SYSTEM_BASE.chmod(0o755)
+    with tempfile.TemporaryDirectory(
+        dir=SYSTEM_BASE, prefix=".kafka-", ignore_cleanup_errors=True
+    ) as tmp:
+        staged = Path(tmp) / "libs"
+        staged.mkdir()
+        for jar in sorted((cache / "libs").iterdir()):
+            try:
+                os.link(jar, staged / jar.name)
+            except OSError:  # another filesystem
+                shutil.copy2(jar, staged / jar.name)
+            (staged / jar.name).chmod(0o644)
+        staged.chmod(0o755)
+        Path(tmp).chmod(0o755)
+        (Path(tmp) / ".complete").write_text(KAFKA_VERSION + "\n")
+        if kafka_libs_present():  # published meanwhile by a stack started side by side
+            return
+        if runtime.exists():
+            shutil.rmtree(runtime)
+        Path(tmp).rename(runtime)
 
 
 def fetch_kafka(repo_root: Path) -> None:
     if kafka_libs_present():
-        log(f"Kafka {KAFKA_VERSION}: jars cached in {kafka_libs_dir()}")
+        log(f"Kafka {KAFKA_VERSION}: jars in {kafka_libs_dir()}")
+        return
+    if (kafka_cache_dir() / ".complete").exists():
+        publish_kafka_libs()
+        log(f"Kafka {KAFKA_VERSION}: cached jars published to {kafka_libs_dir()}")
         return
     mvn = shutil.which("mvn")
     if mvn is None:
@@ -201,11 +222,12 @@ def fetch_kafka(repo_root: Path) -> None:
         )
         if not any(target.glob(f"kafka_2.13-{KAFKA_VERSION}.jar")):
             raise StackError(f"Maven ran but no kafka_2.13-{KAFKA_VERSION}.jar in {target}")
-        libs = kafka_libs_dir()
+        libs = cache / "libs"
         if libs.exists():
             shutil.rmtree(libs)
         target.rename(libs)
     (cache / ".complete").write_text(KAFKA_VERSION + "\n")
+    publish_kafka_libs()
 
 
 def install_all(*, python: bool = True) -> None:
@@ -214,6 +236,7 @@ def install_all(*, python: bool = True) -> None:
         raise StackError("the local stack runs system daemons as other users: run it as root")
     install_apt_packages()
     ensure_sftp_user()
+    accounts.ensure_runtime_users()
     if python:
         sync_python(repo_root)
     fetch_kafka(repo_root)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import signal
 import socket
 import subprocess
@@ -129,6 +130,15 @@ def _threads_left(proc_entry: Path) -> bool:
         return False
 
 
+def _identity(user: str | None) -> tuple[int | None, int | None, list[int] | None]:
+    """Popen's user, group and extra_groups that run the child as `user` (its primary
+    group, none of root's groups); all None: as the devstack itself."""
+    if user is None:
+        return None, None, None
+    account = pwd.getpwnam(user)
+    return account.pw_uid, account.pw_gid, []
+
+
 def spawn(
     argv: Sequence[str],
     *,
@@ -141,6 +151,7 @@ def spawn(
     """Start `argv` in a new session (its own process group) with output to `log_file`."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     pid_file.parent.mkdir(parents=True, exist_ok=True)
+    uid, gid, groups = _identity(user)
     full_env = dict(os.environ)
     if env:
         full_env.update(env)
@@ -155,9 +166,9 @@ def spawn(
             env=full_env,
             cwd=str(cwd) if cwd else None,
             start_new_session=True,
-            user=user,
-            group=user,
-            extra_groups=[] if user else None,
+            user=uid,
+            group=gid,
+            extra_groups=groups,
         )
     pid_file.write_text(f"{proc.pid}\n")
     return proc.pid
@@ -197,6 +208,7 @@ def run(
     timeout: float = 300,
 ) -> str:
     """Run a command to completion; raise StackError with its output when it fails."""
+    uid, gid, groups = _identity(user)
     full_env = dict(os.environ)
     if env:
         full_env.update(env)
@@ -204,9 +216,9 @@ def run(
         list(argv),
         env=full_env,
         cwd=str(cwd) if cwd else None,
-        user=user,
-        group=user,
-        extra_groups=[] if user else None,
+        user=uid,
+        group=gid,
+        extra_groups=groups,
         input=input_text,
         capture_output=True,
         text=True,
