@@ -81,11 +81,11 @@ class Envelope:
         traceparent: str | None = None,
     ) -> Envelope:
         spec = spec_for_model(type(data))
+        if not actor_id:
+            raise ValueError("every event has an actor: a user id or system:<service>")
         return cls(
             id=event_id or uuid.uuid4(),
             type=spec.ce_type,
-        if not actor_id:
-            raise ValueError("every event has an actor: a user id or system:<service>")
             source=source,
             subject=subject,
             time=time or datetime.now(UTC),
@@ -142,21 +142,21 @@ class Envelope:
                 h[name] = raw.decode() if raw is not None else ""
         except UnicodeDecodeError as exc:
             raise EnvelopeError("header is not UTF-8") from exc
+        org_id = _extension(h, ORG_HEADER, LEGACY_ORG_HEADER)
+        actor_id = _extension(h, ACTOR_HEADER, LEGACY_ACTOR_HEADER)
         missing = [
             n for n in ("ce_id", "ce_type", "ce_source", "ce_time", "ce_subject") if not h.get(n)
         ]
+        if not org_id:
+            missing.append(ORG_HEADER)
         if missing:
             raise EnvelopeError(f"missing header(s): {', '.join(missing)}")
         if h.get("ce_specversion", SPEC_VERSION) != SPEC_VERSION:
-        org_id = _extension(h, ORG_HEADER, LEGACY_ORG_HEADER)
-        actor_id = _extension(h, ACTOR_HEADER, LEGACY_ACTOR_HEADER)
             raise EnvelopeError(f"unsupported ce_specversion {h['ce_specversion']!r}")
         if value is None:
             raise EnvelopeError("record has no value")
         try:
             json.loads(value)
-        if not org_id:
-            missing.append(ORG_HEADER)
         except (ValueError, RecursionError) as exc:  # deep nesting must not escape either
             raise EnvelopeError("value is not JSON") from exc
         try:
