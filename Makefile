@@ -92,6 +92,7 @@ bench: venv
 
 schemas: venv
 	$(PY) -m orderflow_shared schemas write
+	$(PY) -m orderflow_shared asyncapi write
 
 # verifies the audit hash chain of the running dev stack
 audit-verify:

@@ -1,4 +1,5 @@
-"""`python -m orderflow_shared topics create`, `... token ...`, `... schemas write|check`."""
+"""`python -m orderflow_shared topics create`, `... token ...`, `... schemas write|check`,
+`... asyncapi write|check`."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from orderflow_shared.auth import ROLES, mint_token
+from orderflow_shared.contracts.asyncapi import asyncapi_is_stale, write_asyncapi
 from orderflow_shared.contracts.schemas import stale_schemas, write_schemas
 from orderflow_shared.messaging.kafka import ensure_topics
 from orderflow_shared.settings import ServiceSettings
@@ -65,6 +67,21 @@ def _schemas(args: argparse.Namespace) -> int:
     return 0
 
 
+def _asyncapi(args: argparse.Namespace) -> int:
+    path = Path(args.file) if args.file else None
+    if args.action == "write":
+        if write_asyncapi(path):
+            print(f"wrote {path or 'shared/asyncapi.yaml'}", file=sys.stderr)
+        return 0
+    if asyncapi_is_stale(path):
+        print(
+            "AsyncAPI document out of date (run: python -m orderflow_shared asyncapi write)",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m orderflow_shared")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -84,6 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     schemas.add_argument("action", choices=["write", "check"])
     schemas.add_argument("--dir", default=None, help="default: shared/schemas")
     schemas.set_defaults(func=_schemas)
+
+    asyncapi = commands.add_parser("asyncapi", help="AsyncAPI 3.0 document of the topics")
+    asyncapi.add_argument("action", choices=["write", "check"])
+    asyncapi.add_argument("--file", default=None, help="default: shared/asyncapi.yaml")
+    asyncapi.set_defaults(func=_asyncapi)
     return parser
 
 

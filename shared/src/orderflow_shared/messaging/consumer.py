@@ -48,6 +48,8 @@ from orderflow_shared.messaging.kafka import make_idempotent_producer
 _log = logging.getLogger(__name__)
 
 BatchHandler = Callable[[list[Envelope]], Awaitable[None]]
+#: Headers a dead letter carries after the original record's headers.
+DEAD_LETTER_HEADERS = ("dlt_reason", "dlt_topic", "dlt_partition", "dlt_offset", "dlt_consumer")
 
 EVENTS_HANDLED = Counter(
     "orderflow_consumer_events_handled_total",
