@@ -39,6 +39,7 @@ def test_every_migration_goes_up_down_and_up_again(infra, export_env):
         "alembic_version",
         "erp_connection",
         "erp_export",
+        "erp_connection_circuit",
         "outbox",
         "inbox",
     }

@@ -332,11 +332,14 @@ async def test_permanent_errors_fail_at_the_first_attempt(
 
 
 @pytest.mark.usefixtures("exclusive")
-async def test_sshd_down_retries_then_fails_after_the_bound(
+async def test_sshd_down_past_the_deadline_fails_the_export_then_a_new_push_delivers(
     infra, dropzone, box, kafka, db, start_service
 ):
     service = await start_service(
-        export_max_attempts=3, export_backoff_base_seconds=0.1, export_backoff_max_seconds=0.2
+        export_delivery_deadline_seconds=4,
+        export_backoff_base_seconds=0.1,
+        export_backoff_max_seconds=0.2,
+        export_circuit_failure_threshold=1000,  # every attempt goes to the dropzone
     )
     org = new_org()
     await create_connection(service, infra, org, sftp_body(dropzone, box))
@@ -347,19 +350,33 @@ async def test_sshd_down_retries_then_fails_after_the_bound(
         row = await eventually(lambda: export_row(db, export_id, "FAILED"), "the export to fail")
     finally:
         dropzone.start_sshd()
-    assert row["attempts"] == 3
+    assert row["attempts"] >= 3  # retried for the whole deadline, not a count
     assert row["error_json"]["code"] == "connection_refused"
+    assert row["error_json"]["deadline_passed"] is True
     (failed,) = await kafka.events("export.failed", {pushed.subject}, 1)
-    assert event_data(failed)["attempts"] == 3 and event_data(failed)["permanent"] is False
+    assert event_data(failed)["attempts"] == row["attempts"]
+    assert event_data(failed)["permanent"] is False
+    assert "deadline" in event_data(failed)["error_message"]
+    delayed = await kafka.events("export.delayed", {pushed.subject}, row["attempts"] - 1)
+    # each attempt was followed by a wait, but one at the deadline itself fails at once
+    assert row["attempts"] - 1 <= len({e.id for e in delayed}) <= row["attempts"]
+    assert {event_data(e)["reason"] for e in delayed} == {"waiting_for_dropzone"}
     assert box.files() == []
+    again = await kafka.push(org)  # what retry-push sends: a new export
+    row = await eventually(
+        lambda: export_row(db, again.parse().erp_export_id, "SENT"), "the new export to be SENT"
+    )
+    assert box.files() == [row["file_name"]]
 
 
 @pytest.mark.usefixtures("exclusive")
-async def test_sshd_back_before_the_bound_lets_the_export_finish(
+async def test_sshd_back_before_the_deadline_lets_the_export_finish(
     infra, dropzone, box, kafka, db, start_service
 ):
     service = await start_service(
-        export_max_attempts=50, export_backoff_base_seconds=0.2, export_backoff_max_seconds=0.5
+        export_delivery_deadline_seconds=60,
+        export_backoff_base_seconds=0.2,
+        export_backoff_max_seconds=0.5,
     )
     org = new_org()
     await create_connection(service, infra, org, sftp_body(dropzone, box))
@@ -373,6 +390,10 @@ async def test_sshd_back_before_the_bound_lets_the_export_finish(
             return bool(row and row["attempts"] >= 2)
 
         await eventually(retried, "two failed attempts")
+        waiting = await export_row(db, export_id, "PENDING")
+        assert waiting is not None
+        assert waiting["error_json"]["reason"] == "waiting_for_dropzone"
+        assert waiting["next_attempt_at"] <= waiting["deliver_by"]
     finally:
         dropzone.start_sshd()
     row = await eventually(lambda: export_row(db, export_id, "SENT"), "the export to be SENT")
@@ -380,6 +401,7 @@ async def test_sshd_back_before_the_bound_lets_the_export_finish(
     assert box.files() == [row["file_name"]]
     assert await outbox_count(db, "export.failed", pushed.key) == 0
     assert await outbox_count(db, "export.sent", pushed.key) == 1
+    assert await outbox_count(db, "export.delayed", pushed.key) >= 2
 
 
 async def test_hostile_references_land_sanitised_inside_the_remote_directory(

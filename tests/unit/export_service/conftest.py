@@ -9,9 +9,10 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from export_service.domain.circuit import Circuit, CircuitState
 from export_service.domain.connection import ErpConnection
 from export_service.domain.events import Message
-from export_service.domain.export import Export
+from export_service.domain.export import Export, ExportStatus
 from export_service.service_layer.ports import ConnectionReport, Upload
 from export_service.service_layer.unit_of_work import AbstractUnitOfWork
 from orderflow_shared.contracts import DraftPushRequestedV1, OrderLineSnapshot, OrderSnapshot
@@ -72,9 +73,46 @@ class FakeConnections:
         return None
 
 
-class FakeExports:
-    def __init__(self, store: dict[uuid.UUID, Export]) -> None:
+class FakeCircuits:
+    def __init__(self, store: dict[uuid.UUID, Circuit]) -> None:
         self.store = store
+        self.writes = 0
+
+    async def get(self, org_id: str, connection_id: uuid.UUID) -> Circuit | None:
+        found = self.store.get(connection_id)
+        return copy.deepcopy(found) if found and found.org_id == org_id else None
+
+    async def get_many(self, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Circuit]:
+        return {i: copy.deepcopy(self.store[i]) for i in ids if i in self.store}
+
+    async def lock_many(
+        self, connections: dict[uuid.UUID, str], now: datetime
+    ) -> dict[uuid.UUID, Circuit]:
+        for cid, org in connections.items():
+            self.store.setdefault(cid, Circuit.closed(cid, org, now))
+        return await self.get_many(connections)
+
+    async def lock_probe_due(self, now: datetime, limit: int) -> list[Circuit]:
+        due = [c for c in self.store.values() if c.probe_due(now)]
+        return [copy.deepcopy(c) for c in due[:limit]]
+
+    async def save(self, circuit: Circuit) -> None:
+        self.writes += 1
+        self.store[circuit.connection_id] = _stored(circuit)
+
+    async def count_by_state(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for c in self.store.values():
+            counts[c.state.value] = counts.get(c.state.value, 0) + 1
+        return counts
+
+
+class FakeExports:
+    def __init__(
+        self, store: dict[uuid.UUID, Export], circuits: dict[uuid.UUID, Circuit] | None = None
+    ) -> None:
+        self.store = store
+        self.circuits = circuits if circuits is not None else {}
 
     async def add_many(self, exports: list[Export]) -> set[uuid.UUID]:
         inserted = set()
@@ -100,9 +138,47 @@ class FakeExports:
                 saved.add(export.id)
         return saved
 
-    async def lock_due(self, now: datetime, limit: int) -> list[Export]:
-        due = [e for e in self.store.values() if e.is_due(now)]
-        return [copy.deepcopy(e) for e in sorted(due, key=lambda e: e.created_at)[:limit]]
+    async def lock_claims(self) -> None:
+        return None
+
+    def _closed(self, export: Export) -> bool:
+        circuit = self.circuits.get(export.connection_id) if export.connection_id else None
+        return circuit is None or circuit.state is CircuitState.CLOSED
+
+    async def lock_due(self, now: datetime, limit: int, per_connection: int) -> list[Export]:
+        busy: dict[uuid.UUID | None, int] = {}
+        for e in self.store.values():
+            if e.status is ExportStatus.DELIVERING and not e.is_due(now):
+                busy[e.connection_id] = busy.get(e.connection_id, 0) + 1
+        due = sorted(
+            (e for e in self.store.values() if e.is_due(now) and self._closed(e)),
+            key=lambda e: (e.next_attempt_at or e.created_at, e.created_at),
+        )
+        chosen = []
+        for e in due:
+            if len(chosen) == limit:
+                break
+            if busy.get(e.connection_id, 0) < per_connection:
+                busy[e.connection_id] = busy.get(e.connection_id, 0) + 1
+                chosen.append(copy.deepcopy(e))
+        return chosen
+
+    async def lock_next_waiting(self, connection_id: uuid.UUID, now: datetime) -> Export | None:
+        waiting = [
+            e
+            for e in self.store.values()
+            if e.connection_id == connection_id
+            and (
+                e.status is ExportStatus.PENDING
+                or (e.status is ExportStatus.DELIVERING and e.is_due(now))
+            )
+        ]
+        waiting.sort(key=lambda e: e.created_at)
+        return copy.deepcopy(waiting[0]) if waiting else None
+
+    async def lock_overdue(self, now: datetime, limit: int) -> list[Export]:
+        overdue = [e for e in self.store.values() if e.is_overdue(now)]
+        return [copy.deepcopy(e) for e in overdue[:limit]]
 
 
 class FakeUnitOfWork(AbstractUnitOfWork):
@@ -112,6 +188,7 @@ class FakeUnitOfWork(AbstractUnitOfWork):
         super().__init__()
         self.committed_connections: dict[uuid.UUID, ErpConnection] = {}
         self.committed_exports: dict[uuid.UUID, Export] = {}
+        self.committed_circuits: dict[uuid.UUID, Circuit] = {}
         self.committed_inbox: set[tuple[str, uuid.UUID]] = set()
         self.outbox: list[Message] = []
         self.commits = 0
@@ -119,7 +196,8 @@ class FakeUnitOfWork(AbstractUnitOfWork):
     async def __aenter__(self) -> FakeUnitOfWork:
         await super().__aenter__()
         self.connections = FakeConnections(copy.deepcopy(self.committed_connections))
-        self.exports = FakeExports(copy.deepcopy(self.committed_exports))
+        self.circuits = FakeCircuits(copy.deepcopy(self.committed_circuits))
+        self.exports = FakeExports(copy.deepcopy(self.committed_exports), self.circuits.store)
         self._inbox = set(self.committed_inbox)
         self._events: list[Message] = []
         return self
@@ -140,6 +218,8 @@ class FakeUnitOfWork(AbstractUnitOfWork):
         assert isinstance(self.exports, FakeExports)
         self.committed_connections = copy.deepcopy(self.connections.store)
         self.committed_exports = copy.deepcopy(self.exports.store)
+        assert isinstance(self.circuits, FakeCircuits)
+        self.committed_circuits = copy.deepcopy(self.circuits.store)
         self.committed_inbox = set(self._inbox)
         self.outbox.extend(self._events)
         self._events = []

@@ -1,3 +1,4 @@
+import itertools
 import random
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -6,11 +7,12 @@ import pytest
 from export_service.domain.errors import DeliveryError, ErrorCode
 from export_service.domain.export import Delivery, Export, ExportStatus, IllegalTransition
 from export_service.domain.retry import RetryPolicy
-from orderflow_shared.contracts import ExportFailedV1, ExportSentV1
+from orderflow_shared.contracts import ExportDelayedV1, ExportFailedV1, ExportSentV1
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=30)
-POLICY = RetryPolicy(max_attempts=3, base_seconds=1, max_seconds=10)
+DEADLINE = timedelta(seconds=60)
+POLICY = RetryPolicy(base_seconds=1, max_seconds=10, deadline=DEADLINE)
 DELIVERY = Delivery(
     remote_path="/inbox/a.csv", checksum="a" * 64, size_bytes=10, storage_key="org/a.csv"
 )
@@ -26,6 +28,7 @@ def export(snapshot):
         snapshot=snapshot,
         created_at=NOW,
         next_attempt_at=NOW,
+        deliver_by=NOW + DEADLINE,
     )
 
 
@@ -57,29 +60,81 @@ def test_delivery_marks_sent_and_records_export_sent(export):
     assert message.key == str(export.draft_order_id) == message.subject
 
 
-def test_a_transient_error_schedules_a_retry_without_an_event(export):
+def test_a_transient_error_waits_for_the_dropzone_and_says_so(export):
     export.claim("w1", NOW, LEASE)
     export.attempt_failed(
         DeliveryError(ErrorCode.CONNECTION_REFUSED, "refused"), POLICY, NOW, random.Random(1)
     )
-    assert export.status is ExportStatus.PENDING
+    assert export.status is ExportStatus.PENDING and export.waiting_for_dropzone
     assert NOW + timedelta(seconds=0.5) <= export.next_attempt_at <= NOW + timedelta(seconds=1)
     assert export.error_json["code"] == "connection_refused"
-    assert export.events == []
-
-
-def test_transient_errors_fail_the_export_at_the_bound(export):
-    now = NOW
-    for _ in range(POLICY.max_attempts):
-        assert export.status is ExportStatus.PENDING
-        now = max(now, export.next_attempt_at)
-        export.claim("w1", now, LEASE)
-        export.attempt_failed(DeliveryError(ErrorCode.CONNECTION_TIMEOUT, "timeout"), POLICY, now)
-    assert export.status is ExportStatus.FAILED
+    assert export.error_json["reason"] == "waiting_for_dropzone"
     (message,) = export.events
-    assert isinstance(message.data, ExportFailedV1)
-    assert message.data.attempts == 3 and not message.data.permanent
-    assert message.data.error_code == "connection_timeout"
+    assert isinstance(message.data, ExportDelayedV1)
+    assert message.data.next_attempt_at == export.next_attempt_at
+    assert message.data.deliver_by == NOW + DEADLINE
+    assert message.data.error_code == "connection_refused" and message.data.attempts == 1
+    assert message.key == str(export.draft_order_id)
+
+
+def _fail_until_final(export, code=ErrorCode.CONNECTION_TIMEOUT):
+    """Attempt at every scheduled time, failing each time; the times of the attempts."""
+    times = []
+    while export.status is ExportStatus.PENDING:
+        now = export.next_attempt_at
+        if export.is_overdue(now):  # woken at the deadline: the claim step expires it
+            export.expire(now)
+            break
+        times.append(now)
+        export.claim("w1", now, LEASE)
+        export.attempt_failed(DeliveryError(code, "timeout"), POLICY, now, random.Random(3))
+    return times
+
+
+def test_transient_errors_are_retried_until_the_deadline_not_a_count(export):
+    times = _fail_until_final(export)
+    assert export.status is ExportStatus.FAILED
+    assert len(times) > 6  # more than the old bound of attempts
+    assert export.events[-1].data.failed_at == NOW + DEADLINE  # not before the deadline
+    assert times[-1] > NOW + DEADLINE - timedelta(seconds=POLICY.max_seconds)
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
+    assert max(gaps) <= POLICY.max_seconds  # the backoff is capped
+    failed = export.events[-1].data
+    assert isinstance(failed, ExportFailedV1) and not failed.permanent
+    assert failed.attempts == len(times) and failed.error_code == "connection_timeout"
+    assert "deadline" in failed.error_message
+    assert export.error_json["deadline_passed"] is True
+    delayed = [m.data for m in export.events if isinstance(m.data, ExportDelayedV1)]
+    assert len(delayed) == len(times)  # each attempt was followed by a wait
+
+
+def test_an_export_still_waiting_at_its_deadline_expires_with_its_last_error(export):
+    export.claim("w1", NOW, LEASE)
+    export.attempt_failed(DeliveryError(ErrorCode.CONNECTION_LOST, "gone"), POLICY, NOW)
+    assert not export.is_overdue(NOW + DEADLINE - timedelta(seconds=1))
+    assert export.is_overdue(NOW + DEADLINE)
+    attempts = export.attempts
+    export.expire(NOW + DEADLINE)
+    assert export.status is ExportStatus.FAILED and export.attempts == attempts
+    failed = export.events[-1].data
+    assert failed.error_code == "connection_lost" and not failed.permanent
+
+
+def test_an_export_never_tried_expires_as_deadline_passed(export):
+    with pytest.raises(IllegalTransition):
+        export.expire(NOW)
+    export.expire(NOW + DEADLINE)
+    assert export.events[-1].data.error_code == "deadline_passed"
+
+
+def test_a_probe_may_claim_a_waiting_export_before_its_next_attempt(export):
+    export.claim("w1", NOW, LEASE)
+    export.attempt_failed(DeliveryError(ErrorCode.CONNECTION_REFUSED, "x"), POLICY, NOW)
+    early = NOW + timedelta(milliseconds=1)
+    with pytest.raises(IllegalTransition):
+        export.claim("w2", early, LEASE)
+    export.claim("w2", early, LEASE, probe=True)
+    assert export.holds_lease("w2") and export.attempts == 2
 
 
 def test_a_permanent_error_fails_at_once(export):

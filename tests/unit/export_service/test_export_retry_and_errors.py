@@ -1,5 +1,5 @@
 import random
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from export_service.domain.errors import DeliveryError, ErrorCode
@@ -7,13 +7,13 @@ from export_service.domain.retry import RetryPolicy
 
 
 def test_backoff_grows_exponentially_and_is_capped():
-    policy = RetryPolicy(max_attempts=10, base_seconds=1, max_seconds=30)
+    policy = RetryPolicy(base_seconds=1, max_seconds=30)
     assert [policy.ceiling(n) for n in range(1, 8)] == [1, 2, 4, 8, 16, 30, 30]
     assert policy.ceiling(10_000) == 30
 
 
 def test_jittered_delay_stays_between_half_and_full_ceiling():
-    policy = RetryPolicy(max_attempts=10, base_seconds=2, max_seconds=60)
+    policy = RetryPolicy(base_seconds=2, max_seconds=60)
     rng = random.Random(7)
     delays = {policy.delay(3, rng) for _ in range(200)}
     assert min(delays) >= timedelta(seconds=4)
@@ -21,14 +21,29 @@ def test_jittered_delay_stays_between_half_and_full_ceiling():
     assert len(delays) > 100  # jitter spreads retries of many exports apart
 
 
-def test_the_bound_counts_attempts_made():
-    policy = RetryPolicy(max_attempts=3)
-    assert policy.may_retry(1) and policy.may_retry(2)
-    assert not policy.may_retry(3)
+def test_the_next_attempt_never_lies_past_the_deadline():
+    now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    policy = RetryPolicy(base_seconds=10, max_seconds=300, deadline=timedelta(hours=24))
+    assert policy.deliver_by(now) == now + timedelta(hours=24)
+    deliver_by = now + timedelta(seconds=3)
+    assert policy.next_attempt(5, now, deliver_by, random.Random(1)) == deliver_by
+    assert policy.next_attempt(5, deliver_by, deliver_by) is None
+    later = policy.next_attempt(1, now, now + timedelta(hours=1), random.Random(1))
+    assert now + timedelta(seconds=5) <= later <= now + timedelta(seconds=10)
+
+
+def test_the_default_budget_is_a_day_with_a_five_minute_cap():
+    policy = RetryPolicy()
+    assert policy.deadline == timedelta(hours=24) and policy.max_seconds == 300
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"max_attempts": 0}, {"base_seconds": 0}, {"base_seconds": 5, "max_seconds": 1}]
+    "kwargs",
+    [
+        {"deadline": timedelta(0)},
+        {"base_seconds": 0},
+        {"base_seconds": 5, "max_seconds": 1},
+    ],
 )
 def test_nonsense_policies_are_refused(kwargs):
     with pytest.raises(ValueError):

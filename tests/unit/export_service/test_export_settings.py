@@ -11,7 +11,8 @@ def test_a_child_process_reads_back_the_same_settings():
         database_url="postgresql+psycopg://u:p@db:5433/x",
         export_encryption_key="k" * 43 + "=",
         export_storage_dir=Path("/srv/storage"),
-        export_max_attempts=3,
+        export_delivery_deadline_seconds=600,
+        export_circuit_failure_threshold=7,
     )
     env = settings_env(settings)
     assert env["EXPORT_ENCRYPTION_KEY"] == "k" * 43 + "="

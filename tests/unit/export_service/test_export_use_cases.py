@@ -180,20 +180,24 @@ async def test_a_worker_that_lost_its_lease_records_nothing(
     assert uow.event_types().count("ExportSentV1") == 0
 
 
-async def test_transient_errors_retry_then_fail_after_the_bound(
+async def test_transient_errors_retry_then_fail_at_the_deadline(
     uow, clock, make_push, transport, store
 ):
     await local_connection(uow, clock)
-    await record_push_requests(uow, [push(make_push)], clock)
-    policy = RetryPolicy(max_attempts=3, base_seconds=1, max_seconds=2)
-    transport.failures = [DeliveryError(ErrorCode.CONNECTION_REFUSED, "refused")] * 3
+    await record_push_requests(uow, [push(make_push)], clock, deadline=timedelta(seconds=5))
+    policy = RetryPolicy(base_seconds=1, max_seconds=2, deadline=timedelta(seconds=5))
+    transport.failures = [DeliveryError(ErrorCode.CONNECTION_REFUSED, "refused")] * 100
     statuses = []
-    for _ in range(3):
+    for _ in range(6):  # attempts at 0, 2 and 4 s; at 6 s the deadline (5 s) has passed
         statuses += [o.status for o in await deliver_all(uow, clock, transport, store, policy)]
         clock.advance(2)
-    assert statuses == [ExportStatus.PENDING, ExportStatus.PENDING, ExportStatus.FAILED]
+    assert statuses == [ExportStatus.PENDING] * 3
+    assert uow.event_types().count("ExportDelayedV1") == 3
+    (export,) = uow.committed_exports.values()
+    assert export.status is ExportStatus.FAILED and export.error_json["deadline_passed"]
     failed = uow.outbox[-1].data
     assert failed.error_code == "connection_refused" and failed.attempts == 3
+    assert not failed.permanent
 
 
 async def test_a_retry_that_succeeds_before_the_bound_is_sent(

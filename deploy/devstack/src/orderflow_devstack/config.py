@@ -51,6 +51,23 @@ ALL_ROLES = ("viewer", "operator", "approver", "admin")
 SYSTEM_BASE = Path("/var/lib/orderflow")
 
 
+#: Delivery settings of the test stack: deadlines and backoff in seconds, not hours,
+#: so "down longer than the deadline" fits in a test. Each can be overridden from the
+#: environment of the test run (`make test-nemesis` gives a longer deadline).
+TEST_DELIVERY_ENV: dict[str, str] = {
+    "EXPORT_DELIVERY_DEADLINE_SECONDS": "45",
+    "EXPORT_BACKOFF_BASE_SECONDS": "0.2",
+    "EXPORT_BACKOFF_MAX_SECONDS": "2",
+    "EXPORT_CIRCUIT_FAILURE_THRESHOLD": "5",
+    "EXPORT_CIRCUIT_PROBE_INTERVAL_SECONDS": "1",
+    "EXPORT_CONNECTION_MAX_IN_FLIGHT": "32",
+}
+
+
+def delivery_env_for_tests() -> dict[str, str]:
+    return {name: os.environ.get(name, value) for name, value in TEST_DELIVERY_ENV.items()}
+
+
 def find_repo_root(start: Path | None = None) -> Path:
     """The workspace root: the nearest parent holding uv.lock and a deploy/ dir."""
     here = (start or Path(__file__)).resolve()
@@ -237,6 +254,8 @@ class StackConfig:
         if service == "export-service":
             env["EXPORT_ENCRYPTION_KEY"] = values["export_encryption_key"]
             env["EXPORT_STORAGE_DIR"] = str(self.storage_dir)
+            if self.environment == "test":
+                env.update(delivery_env_for_tests())
         return env
 
     def describe(self, sftp: dict[str, Any] | None = None) -> dict[str, Any]:

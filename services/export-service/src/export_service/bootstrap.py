@@ -29,6 +29,7 @@ from export_service.adapters.secret_box import FernetSecretBox
 from export_service.adapters.sftp import SftpDropzoneTransport, SftpPool
 from export_service.adapters.storage import FsArtifactStore
 from export_service.adapters.unit_of_work import sql_uow_factory
+from export_service.domain.circuit import CircuitPolicy
 from export_service.domain.connection import ConnectorType
 from export_service.domain.retry import RetryPolicy
 from export_service.entrypoints.consumer import make_consumer, make_push_handler
@@ -81,11 +82,9 @@ def build(settings: ExportSettings, clock: Clock = utc_now) -> Container:
         uow_factory=uow_factory,
         transports=transports,
         store=store,
-        policy=RetryPolicy(
-            max_attempts=settings.export_max_attempts,
-            base_seconds=settings.export_backoff_base_seconds,
-            max_seconds=settings.export_backoff_max_seconds,
-        ),
+        policy=retry_policy(settings),
+        circuit_policy=circuit_policy(settings),
+        per_connection=settings.export_connection_max_in_flight,
         clock=clock,
         lease=timedelta(seconds=settings.export_lease_seconds),
         concurrency=settings.export_worker_concurrency,
@@ -101,6 +100,23 @@ def build(settings: ExportSettings, clock: Clock = utc_now) -> Container:
         sftp_pool=pool,
         store=store,
         worker=worker,
+    )
+
+
+def retry_policy(settings: ExportSettings) -> RetryPolicy:
+    return RetryPolicy(
+        base_seconds=settings.export_backoff_base_seconds,
+        max_seconds=settings.export_backoff_max_seconds,
+        deadline=timedelta(seconds=settings.export_delivery_deadline_seconds),
+    )
+
+
+def circuit_policy(settings: ExportSettings) -> CircuitPolicy:
+    interval = settings.export_circuit_probe_interval_seconds
+    return CircuitPolicy(
+        failure_threshold=settings.export_circuit_failure_threshold,
+        probe_interval=timedelta(seconds=interval),
+        max_probe_interval=timedelta(seconds=max(interval, settings.export_backoff_max_seconds)),
     )
 
 
@@ -136,7 +152,12 @@ def make_app(settings: ExportSettings | None = None, *, background: bool = True)
             )
             consumer = make_consumer(
                 settings.kafka_bootstrap_servers,
-                make_push_handler(container.uow_factory, container.clock, container.worker.wake),
+                make_push_handler(
+                    container.uow_factory,
+                    container.clock,
+                    container.worker.wake,
+                    deadline=timedelta(seconds=settings.export_delivery_deadline_seconds),
+                ),
             )
             checks["consumer"] = consumer.ready
             checks["workers"] = container.worker.ready

@@ -17,9 +17,17 @@ class ExportSettings(ServiceSettings):
 
     export_encryption_key: SecretStr = SecretStr(DEV_ENCRYPTION_KEY)
     export_storage_dir: Path = Path(".run/storage")
-    export_max_attempts: int = Field(default=6, ge=1)
+    #: transient delivery errors are retried until this long after the push was recorded
+    export_delivery_deadline_seconds: float = Field(default=86_400.0, gt=0)
+    #: exponential backoff with jitter between attempts, capped (also caps the probe interval)
     export_backoff_base_seconds: float = Field(default=1.0, gt=0)
-    export_backoff_max_seconds: float = Field(default=30.0, gt=0)
+    export_backoff_max_seconds: float = Field(default=300.0, gt=0)
+    #: consecutive transient failures of a connection that open its circuit
+    export_circuit_failure_threshold: int = Field(default=5, ge=1)
+    #: first wait of an open circuit before a probe (doubles per failed probe, capped)
+    export_circuit_probe_interval_seconds: float = Field(default=30.0, gt=0)
+    #: deliveries in flight per connection, over all delivery processes
+    export_connection_max_in_flight: int = Field(default=32, ge=1)
     export_worker_concurrency: int = Field(default=32, ge=1)
     #: processes that deliver (this one plus `python -m export_service worker` children)
     export_worker_processes: int = Field(default=2, ge=1)

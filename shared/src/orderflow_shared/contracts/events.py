@@ -129,6 +129,40 @@ class ExportFailedV1(EventData):
     failed_at: datetime
 
 
+class ExportDelayedV1(EventData):
+    """A delivery attempt failed transiently; the export waits for the dropzone and is
+    tried again at `next_attempt_at` (until `deliver_by`, then `export.failed`)."""
+
+    draft_id: UUID
+    erp_export_id: UUID
+    connection_id: UUID | None = None
+    reason: Literal["waiting_for_dropzone"] = "waiting_for_dropzone"
+    error_code: str
+    error_message: str
+    attempts: int = Field(ge=1)
+    next_attempt_at: datetime
+    deliver_by: datetime | None = Field(
+        default=None, description="The deadline: no attempt after it, the export fails."
+    )
+    delayed_at: datetime
+
+
+class ExportCircuitChangedV1(EventData):
+    """The delivery circuit of an ERP connection changed state: `open` after repeated
+    transient failures (exports wait without spending attempts), `half_open` while one
+    probe delivery runs, `closed` when a delivery succeeded."""
+
+    connection_id: UUID
+    org_id: str
+    state: Literal["closed", "open", "half_open"]
+    previous_state: Literal["closed", "open", "half_open"]
+    since: datetime
+    consecutive_failures: int = Field(ge=0)
+    last_error_code: str | None = None
+    next_probe_at: datetime | None = None
+    changed_at: datetime
+
+
 class ErpConnectionChangedV1(EventData):
     """An ERP connection was created, changed, activated or deactivated (no secrets)."""
 
@@ -190,6 +224,20 @@ EVENT_SPECS: tuple[EventSpec, ...] = (
         "orderflow.export.failed.v1",
         "EXPORT_FAILED",
         "draft_order",
+    ),
+    EventSpec(
+        ExportDelayedV1,
+        Topic.EXPORT_DELAYED,
+        "orderflow.export.delayed.v1",
+        "EXPORT_DELAYED",
+        "draft_order",
+    ),
+    EventSpec(
+        ExportCircuitChangedV1,
+        Topic.EXPORT_CIRCUIT_CHANGED,
+        "orderflow.export.circuit_changed.v1",
+        "ERP_CONNECTION_CIRCUIT_CHANGED",
+        "erp_connection",
     ),
     EventSpec(
         ErpConnectionChangedV1,

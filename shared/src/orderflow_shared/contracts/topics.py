@@ -12,6 +12,8 @@ class Topic(StrEnum):
     DRAFT_PUSH_REQUESTED = "draft.push_requested"
     EXPORT_SENT = "export.sent"
     EXPORT_FAILED = "export.failed"
+    EXPORT_DELAYED = "export.delayed"
+    EXPORT_CIRCUIT_CHANGED = "export.circuit_changed"
     ERP_CONNECTION_CHANGED = "erp_connection.changed"
     DEAD_LETTER = "dead_letter"
 

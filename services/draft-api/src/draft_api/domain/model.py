@@ -251,6 +251,16 @@ class DraftOrder:
             return True
         return False
 
+    def export_delayed(self, export_id: uuid.UUID, *, waiting: dict[str, object]) -> bool:
+        """Show why an export in progress waits (its last error, the next attempt);
+        the draft stays PUSHING. False when the attempt is finished or unknown (a late
+        `export.delayed` never overwrites a result)."""
+        attempt = self.attempt_for(export_id)
+        if attempt is None or attempt.status is not ExportStatus.IN_PROGRESS:
+            return False
+        attempt.error = waiting
+        return True
+
     def attempt_for(self, export_id: uuid.UUID) -> PushAttempt | None:
         return next((a for a in self.attempts if a.erp_export_id == export_id), None)
 

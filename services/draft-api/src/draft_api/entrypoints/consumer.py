@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import logging
 
-from orderflow_shared.contracts import ErpConnectionChangedV1, ExportFailedV1, ExportSentV1, Topic
+from orderflow_shared.contracts import (
+    ErpConnectionChangedV1,
+    ExportDelayedV1,
+    ExportFailedV1,
+    ExportSentV1,
+    Topic,
+)
 from orderflow_shared.messaging.consumer import BatchHandler
 from orderflow_shared.messaging.envelope import Envelope
 
@@ -14,7 +20,12 @@ from draft_api.service_layer.ports import UnitOfWorkFactory
 
 _log = logging.getLogger(__name__)
 
-TOPICS = (Topic.EXPORT_SENT, Topic.EXPORT_FAILED, Topic.ERP_CONNECTION_CHANGED)
+TOPICS = (
+    Topic.EXPORT_SENT,
+    Topic.EXPORT_FAILED,
+    Topic.EXPORT_DELAYED,
+    Topic.ERP_CONNECTION_CHANGED,
+)
 
 
 def make_handler(uow_factory: UnitOfWorkFactory) -> BatchHandler:
@@ -58,6 +69,23 @@ async def apply(uow_factory: UnitOfWorkFactory, envelope: Envelope) -> None:
                     "permanent": data.permanent,
                 },
             ),
+        )
+    elif isinstance(data, ExportDelayedV1):
+        changed = await results.record_export_delay(
+            uow_factory(),
+            envelope.id,
+            envelope.org_id,
+            data.draft_id,
+            data.erp_export_id,
+            {
+                "waiting_for_dropzone": True,
+                "error_code": data.error_code,
+                "error_message": data.error_message,
+                "attempts": data.attempts,
+                "next_attempt_at": data.next_attempt_at.isoformat(),
+                "deliver_by": data.deliver_by.isoformat() if data.deliver_by else None,
+                "permanent": False,
+            },
         )
     elif isinstance(data, ErpConnectionChangedV1):
         changed = await results.record_connector_change(

@@ -40,6 +40,27 @@ async def record_export_result(uow: UnitOfWork, result: ExportResult) -> bool:
     return changed
 
 
+async def record_export_delay(
+    uow: UnitOfWork,
+    event_id: uuid.UUID,
+    org_id: str,
+    draft_id: uuid.UUID,
+    erp_export_id: uuid.UUID,
+    waiting: dict[str, object],
+) -> bool:
+    """Apply one export.delayed once: the push attempt shows that it waits."""
+    async with uow:
+        if not await uow.inbox.claim(event_id):
+            return False
+        changed = False
+        draft = await uow.drafts.get(org_id, draft_id, lock=True)
+        if draft is not None and draft.export_delayed(erp_export_id, waiting=waiting):
+            await uow.drafts.save(draft)
+            changed = True
+        await uow.commit()
+    return changed
+
+
 async def record_connector_change(
     uow: UnitOfWork, event_id: uuid.UUID, connector: ErpConnector
 ) -> bool:

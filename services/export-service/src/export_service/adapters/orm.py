@@ -30,6 +30,7 @@ class Tables:
     metadata: MetaData
     erp_connection: Table
     erp_export: Table
+    erp_connection_circuit: Table
     outbox: Table
     inbox: Table
 
@@ -83,6 +84,7 @@ def make_tables() -> Tables:
         Column("lease_expires_at", DateTime(timezone=True), nullable=True),
         Column("created_at", DateTime(timezone=True), nullable=False),
         Column("sent_at", DateTime(timezone=True), nullable=True),
+        Column("deliver_by", DateTime(timezone=True), nullable=True),
         CheckConstraint(
             "status IN ('PENDING', 'DELIVERING', 'SENT', 'FAILED')", name="ck_erp_export_status"
         ),
@@ -98,11 +100,49 @@ def make_tables() -> Tables:
             "lease_expires_at",
             postgresql_where=text("status = 'DELIVERING'"),
         ),
+        Index(
+            "ix_erp_export_pending_deadline",
+            "deliver_by",
+            postgresql_where=text("status = 'PENDING'"),
+        ),
+        Index(
+            "ix_erp_export_pending_connection",
+            "connection_id",
+            "next_attempt_at",
+            postgresql_where=text("status = 'PENDING'"),
+        ),
     )
+    erp_connection_circuit = make_circuit_table(metadata)
     return Tables(
         metadata=metadata,
         erp_connection=erp_connection,
         erp_export=erp_export,
+        erp_connection_circuit=erp_connection_circuit,
         outbox=outbox_table(metadata, SCHEMA),
         inbox=inbox_table(metadata, SCHEMA),
+    )
+
+
+CIRCUIT_STATES = ("closed", "open", "half_open")
+
+
+def make_circuit_table(metadata: MetaData) -> Table:
+    """One row per connection whose deliveries have failed at least once."""
+    return Table(
+        "erp_connection_circuit",
+        metadata,
+        Column("connection_id", UUID(as_uuid=True), primary_key=True),
+        Column("org_id", Text, nullable=False),
+        Column("state", Text, nullable=False),
+        Column("since", DateTime(timezone=True), nullable=False),
+        Column("consecutive_failures", Integer, nullable=False, server_default=text("0")),
+        Column("failed_probes", Integer, nullable=False, server_default=text("0")),
+        Column("next_probe_at", DateTime(timezone=True), nullable=True),
+        Column("probe_export_id", UUID(as_uuid=True), nullable=True),
+        Column("probe_expires_at", DateTime(timezone=True), nullable=True),
+        Column("last_error_code", Text, nullable=True),
+        CheckConstraint(
+            "state IN ('closed', 'open', 'half_open')", name="ck_erp_connection_circuit_state"
+        ),
+        Index("ix_erp_connection_circuit_org", "org_id"),
     )

@@ -8,12 +8,13 @@ from datetime import datetime
 from typing import Any
 
 from orderflow_shared.contracts import OrderSnapshot
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from export_service.adapters.orm import Tables
 from export_service.adapters.secret_box import FernetSecretBox
+from export_service.domain.circuit import Circuit, CircuitState
 from export_service.domain.connection import (
     ConnectorType,
     ErpConnection,
@@ -171,6 +172,7 @@ class SqlExportRepository:
             "lease_expires_at": e.lease_expires_at,
             "created_at": e.created_at,
             "sent_at": e.sent_at,
+            "deliver_by": e.deliver_by,
         }
 
     @staticmethod
@@ -196,6 +198,7 @@ class SqlExportRepository:
             sent_at=row.sent_at,
             lease_owner=row.lease_owner,
             lease_expires_at=row.lease_expires_at,
+            deliver_by=row.deliver_by,
         )
 
     async def add_many(self, exports: list[Export]) -> set[uuid.UUID]:
@@ -218,6 +221,8 @@ class SqlExportRepository:
         )
 
     async def save_claimed(self, exports: list[Export]) -> None:
+        if not exports:
+            return
         t = self._t
         statement = (
             update(t)
@@ -292,25 +297,198 @@ class SqlExportRepository:
         row = self._row(export)
         return {"b_id": export.id, **{f"b_{n}": row[n] for n in self._OUTCOME_FIELDS}}
 
-    async def lock_due(self, now: datetime, limit: int) -> list[Export]:
-        # Two index-backed scans (due PENDING rows by time, then expired leases) instead
-        # of one OR that would sort every candidate on each claim.
+    async def lock_claims(self) -> None:
+        """Serialise claims of all workers until the transaction ends, so the in-flight
+        count per connection that a claim reads is not raced by another claim."""
+        await self._session.execute(select(func.pg_advisory_xact_lock(_CLAIM_LOCK)))
+
+    async def lock_due(self, now: datetime, limit: int, per_connection: int) -> list[Export]:
+        """Due exports of connections whose circuit is closed, oldest due first, at most
+        `per_connection` in flight per connection (counting those already delivering):
+        a connection with a backlog takes its share and the others still get theirs."""
+        if limit <= 0:
+            return []
+        ids = list(
+            (
+                await self._session.execute(
+                    _DUE_SQL, {"now": now, "bound": per_connection, "limit": limit}
+                )
+            ).scalars()
+        )
+        return await self._lock_ids(ids)
+
+    async def _lock_ids(self, ids: list[uuid.UUID]) -> list[Export]:
+        if not ids:
+            return []
         t = self._t
-        pending = await self._session.execute(
+        found = await self._session.execute(
+            select(t).where(t.c.id.in_(ids)).with_for_update(skip_locked=True)
+        )
+        order = {export_id: n for n, export_id in enumerate(ids)}
+        exports = [self._load(row) for row in found]
+        return sorted(exports, key=lambda e: order[e.id])
+
+    async def lock_next_waiting(self, connection_id: uuid.UUID, now: datetime) -> Export | None:
+        """The oldest export of a connection that waits (PENDING, or DELIVERING under
+        an expired lease), row-locked: the probe of an open circuit."""
+        t = self._t
+        waiting = (t.c.status == ExportStatus.PENDING.value) | (
+            (t.c.status == ExportStatus.DELIVERING.value) & (t.c.lease_expires_at <= now)
+        )
+        row = (
+            await self._session.execute(
+                select(t)
+                .where(t.c.connection_id == connection_id, waiting)
+                .order_by(t.c.created_at)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+            )
+        ).first()
+        return self._load(row) if row else None
+
+    async def lock_overdue(self, now: datetime, limit: int) -> list[Export]:
+        """PENDING exports whose deadline has passed, row-locked."""
+        t = self._t
+        found = await self._session.execute(
             select(t)
-            .where(t.c.status == ExportStatus.PENDING.value, t.c.next_attempt_at <= now)
-            .order_by(t.c.next_attempt_at)
+            .where(t.c.status == ExportStatus.PENDING.value, t.c.deliver_by <= now)
+            .order_by(t.c.deliver_by)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
-        found = [self._load(row) for row in pending]
-        if len(found) < limit:
-            expired = await self._session.execute(
-                select(t)
-                .where(t.c.status == ExportStatus.DELIVERING.value, t.c.lease_expires_at <= now)
-                .order_by(t.c.lease_expires_at)
-                .limit(limit - len(found))
-                .with_for_update(skip_locked=True)
+        return [self._load(row) for row in found]
+
+
+#: advisory lock key of the claim step (one per database: all workers take it)
+_CLAIM_LOCK = 0x6F726465_72666C6F  # "orderflo"
+
+_DUE_SQL = text(
+    """
+    WITH inflight AS (
+        SELECT connection_id, count(*) AS busy FROM export.erp_export
+        WHERE status = 'DELIVERING' AND lease_expires_at > :now
+        GROUP BY connection_id
+    ), candidates AS (
+        SELECT id, connection_id, next_attempt_at AS due_at FROM export.erp_export
+        WHERE status = 'PENDING' AND next_attempt_at <= :now
+        UNION ALL
+        SELECT id, connection_id, lease_expires_at FROM export.erp_export
+        WHERE status = 'DELIVERING' AND lease_expires_at <= :now
+    ), ranked AS (
+        SELECT c.id, c.connection_id, c.due_at, coalesce(i.busy, 0) AS busy,
+               row_number() OVER (PARTITION BY c.connection_id ORDER BY c.due_at) AS rank
+        FROM candidates c
+        LEFT JOIN inflight i ON i.connection_id = c.connection_id
+        WHERE NOT EXISTS (
+            SELECT 1 FROM export.erp_connection_circuit k
+            WHERE k.connection_id = c.connection_id AND k.state <> 'closed'
+        )
+    )
+    SELECT id FROM ranked
+    WHERE connection_id IS NULL OR rank + busy <= :bound
+    ORDER BY due_at
+    LIMIT :limit
+    """
+)
+
+
+class SqlCircuitRepository:
+    """Circuits of connections; a connection without a row is closed."""
+
+    def __init__(self, session: AsyncSession, tables: Tables) -> None:
+        self._session = session
+        self._t = tables.erp_connection_circuit
+
+    @staticmethod
+    def _load(row: Any) -> Circuit:
+        return Circuit(
+            connection_id=row.connection_id,
+            org_id=row.org_id,
+            state=CircuitState(row.state),
+            since=row.since,
+            consecutive_failures=row.consecutive_failures,
+            failed_probes=row.failed_probes,
+            next_probe_at=row.next_probe_at,
+            probe_export_id=row.probe_export_id,
+            probe_expires_at=row.probe_expires_at,
+            last_error_code=row.last_error_code,
+        )
+
+    @staticmethod
+    def _row(c: Circuit) -> dict[str, Any]:
+        return {
+            "connection_id": c.connection_id,
+            "org_id": c.org_id,
+            "state": c.state.value,
+            "since": c.since,
+            "consecutive_failures": c.consecutive_failures,
+            "failed_probes": c.failed_probes,
+            "next_probe_at": c.next_probe_at,
+            "probe_export_id": c.probe_export_id,
+            "probe_expires_at": c.probe_expires_at,
+            "last_error_code": c.last_error_code,
+        }
+
+    async def get(self, org_id: str, connection_id: uuid.UUID) -> Circuit | None:
+        row = (
+            await self._session.execute(
+                select(self._t).where(
+                    self._t.c.connection_id == connection_id, self._t.c.org_id == org_id
+                )
             )
-            found.extend(self._load(row) for row in expired)
-        return found
+        ).first()
+        return self._load(row) if row else None
+
+    async def get_many(self, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Circuit]:
+        wanted = list(ids)
+        if not wanted:
+            return {}
+        rows = await self._session.execute(
+            select(self._t).where(self._t.c.connection_id.in_(wanted))
+        )
+        return {row.connection_id: self._load(row) for row in rows}
+
+    async def lock_many(
+        self, connections: dict[uuid.UUID, str], now: datetime
+    ) -> dict[uuid.UUID, Circuit]:
+        """The circuits of these connections (id -> org), created closed when missing,
+        row-locked in id order (two recorders never deadlock)."""
+        if not connections:
+            return {}
+        ids = sorted(connections)
+        fresh = [self._row(Circuit.closed(i, connections[i], now)) for i in ids]
+        await self._session.execute(
+            insert(self._t).on_conflict_do_nothing(index_elements=["connection_id"]), fresh
+        )
+        rows = await self._session.execute(
+            select(self._t)
+            .where(self._t.c.connection_id.in_(ids))
+            .order_by(self._t.c.connection_id)
+            .with_for_update()
+        )
+        return {row.connection_id: self._load(row) for row in rows}
+
+    async def lock_probe_due(self, now: datetime, limit: int) -> list[Circuit]:
+        """Circuits due for a probe (open past the probe time, or half-open with the
+        probe's lease expired), row-locked, skipping those another worker holds."""
+        t = self._t
+        due = ((t.c.state == CircuitState.OPEN.value) & (t.c.next_probe_at <= now)) | (
+            (t.c.state == CircuitState.HALF_OPEN.value) & (t.c.probe_expires_at <= now)
+        )
+        rows = await self._session.execute(
+            select(t).where(due).order_by(t.c.since).limit(limit).with_for_update(skip_locked=True)
+        )
+        return [self._load(row) for row in rows]
+
+    async def save(self, circuit: Circuit) -> None:
+        values = self._row(circuit)
+        del values["connection_id"], values["org_id"]
+        await self._session.execute(
+            update(self._t).where(self._t.c.connection_id == circuit.connection_id).values(**values)
+        )
+
+    async def count_by_state(self) -> dict[str, int]:
+        rows = await self._session.execute(
+            select(self._t.c.state, func.count()).group_by(self._t.c.state)
+        )
+        return {str(state): int(n) for state, n in rows}

@@ -13,7 +13,11 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from export_service.adapters.orm import Tables
-from export_service.adapters.repositories import SqlConnectionRepository, SqlExportRepository
+from export_service.adapters.repositories import (
+    SqlCircuitRepository,
+    SqlConnectionRepository,
+    SqlExportRepository,
+)
 from export_service.adapters.secret_box import FernetSecretBox
 from export_service.domain.events import Message
 from export_service.service_layer.unit_of_work import AbstractUnitOfWork
@@ -43,6 +47,7 @@ class SqlUnitOfWork(AbstractUnitOfWork):
         self._session = self._factory()
         self.connections = SqlConnectionRepository(self._session, self._tables, self._box)
         self.exports = SqlExportRepository(self._session, self._tables)
+        self.circuits = SqlCircuitRepository(self._session, self._tables)
         return self
 
     async def __aexit__(

@@ -22,6 +22,8 @@ class ErrorCode(StrEnum):
     INVALID_CONFIGURATION = "invalid_configuration"
     RENDER_FAILED = "render_failed"
     INTERNAL_ERROR = "internal_error"
+    #: the export's delivery deadline passed before any attempt could run
+    DEADLINE_PASSED = "deadline_passed"
 
     @property
     def is_transient(self) -> bool:

@@ -1,8 +1,10 @@
 """The Export aggregate: one push request on its way to the ERP dropzone.
 
 PENDING --claim--> DELIVERING --delivered--> SENT
-                   DELIVERING --transient error, attempts left--> PENDING (later)
-                   DELIVERING --permanent error / bound reached--> FAILED
+                   DELIVERING --transient error, before the deadline--> PENDING (later;
+                              waiting_for_dropzone, `export.delayed`)
+                   DELIVERING --permanent error / deadline passed--> FAILED
+PENDING --deadline passed while waiting (e.g. the circuit stayed open)--> FAILED
 PENDING --no active connection--> FAILED
 A DELIVERING export whose lease expired (its worker died) can be claimed again.
 """
@@ -15,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from orderflow_shared.contracts import ExportFailedV1, ExportSentV1, OrderSnapshot
+from orderflow_shared.contracts import ExportDelayedV1, ExportFailedV1, ExportSentV1, OrderSnapshot
 
 from export_service.domain.errors import DeliveryError, ErrorCode
 from export_service.domain.events import Message
@@ -32,6 +34,10 @@ class ExportStatus(StrEnum):
 
 class IllegalTransition(Exception):
     pass
+
+
+#: `error_json["reason"]` of a PENDING export that failed transiently and waits.
+WAITING_FOR_DROPZONE = "waiting_for_dropzone"
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,8 @@ class Export:
     sent_at: datetime | None = None
     lease_owner: str | None = None
     lease_expires_at: datetime | None = None
+    #: deadline of the retries (None: no deadline, rows recorded before it existed)
+    deliver_by: datetime | None = None
     events: list[Message] = field(default_factory=list, repr=False, compare=False)
 
     @property
@@ -79,9 +87,28 @@ class Export:
             return self.lease_expires_at is None or self.lease_expires_at <= now
         return False
 
-    def claim(self, owner: str, now: datetime, lease: timedelta) -> None:
-        """Start an attempt under a lease held by `owner`."""
-        if not self.is_due(now):
+    @property
+    def waiting_for_dropzone(self) -> bool:
+        """Failed transiently and waits for its next attempt."""
+        return (
+            self.status is ExportStatus.PENDING
+            and self.error_json is not None
+            and self.error_json.get("reason") == WAITING_FOR_DROPZONE
+        )
+
+    def is_overdue(self, now: datetime) -> bool:
+        """Still waiting when its deadline has passed: it must fail, not be tried."""
+        return (
+            self.status is ExportStatus.PENDING
+            and self.deliver_by is not None
+            and self.deliver_by <= now
+        )
+
+    def claim(self, owner: str, now: datetime, lease: timedelta, *, probe: bool = False) -> None:
+        """Start an attempt under a lease held by `owner`. A probe of an open circuit
+        may start before the export's own next attempt time."""
+        waiting = probe and self.status is ExportStatus.PENDING
+        if not (waiting or self.is_due(now)):
             raise IllegalTransition(f"export {self.id} is {self.status} and not due")
         self.status = ExportStatus.DELIVERING
         self.attempts += 1
@@ -127,22 +154,53 @@ class Export:
         now: datetime,
         rng: random.Random | None = None,
     ) -> None:
-        """Schedule a retry for a transient error with attempts left, else give up."""
+        """Wait and retry after a transient error until the deadline, else give up."""
         if self.status is not ExportStatus.DELIVERING:
             raise IllegalTransition(f"cannot record a failed attempt of a {self.status} export")
         self.error_json = {**error.as_json(), "attempts": self.attempts}
-        if error.is_transient and policy.may_retry(self.attempts):
-            self.status = ExportStatus.PENDING
-            self.next_attempt_at = now + policy.delay(self.attempts, rng)
-            self._release()
+        later = policy.next_attempt(self.attempts, now, self.deliver_by, rng)
+        if not error.is_transient or later is None:
+            self.fail(error, now, deadline_passed=error.is_transient)
             return
-        self.fail(error, now)
+        self.status = ExportStatus.PENDING
+        self.next_attempt_at = later
+        self.error_json["reason"] = WAITING_FOR_DROPZONE
+        self._release()
+        self._record(
+            ExportDelayedV1(
+                draft_id=self.draft_order_id,
+                erp_export_id=self.id,
+                connection_id=self.connection_id,
+                error_code=str(error.code),
+                error_message=error.message,
+                attempts=max(self.attempts, 1),
+                next_attempt_at=later,
+                deliver_by=self.deliver_by,
+                delayed_at=now,
+            )
+        )
 
-    def fail(self, error: DeliveryError, now: datetime) -> None:
+    def expire(self, now: datetime) -> None:
+        """The deadline passed while the export waited: fail with the last error seen."""
+        if not self.is_overdue(now):
+            raise IllegalTransition(f"export {self.id} is not overdue")
+        last = self.error_json or {}
+        try:
+            code = ErrorCode(str(last.get("code")))
+        except ValueError:
+            code = ErrorCode.DEADLINE_PASSED
+        message = str(last.get("error") or "no attempt could run before the deadline")
+        self.fail(DeliveryError(code, message), now, deadline_passed=True)
+
+    def fail(self, error: DeliveryError, now: datetime, *, deadline_passed: bool = False) -> None:
         if self.is_final:
             raise IllegalTransition(f"export {self.id} is already {self.status}")
         self.status = ExportStatus.FAILED
         self.error_json = {**error.as_json(), "attempts": self.attempts}
+        if deadline_passed:
+            self.error_json["deadline_passed"] = True
+            message = f"delivery deadline passed; last error: {error.message}"
+            error = DeliveryError(error.code, message)
         self.next_attempt_at = None
         self._release()
         self._record(
@@ -170,7 +228,7 @@ class Export:
         self.lease_owner = None
         self.lease_expires_at = None
 
-    def _record(self, data: ExportSentV1 | ExportFailedV1) -> None:
+    def _record(self, data: ExportSentV1 | ExportFailedV1 | ExportDelayedV1) -> None:
         self.events.append(
             Message(
                 data=data,

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 
 from orderflow_shared.contracts import DraftPushRequestedV1, Topic
 from orderflow_shared.messaging.consumer import BatchHandler, ConsumerRunner
 from orderflow_shared.messaging.envelope import Envelope
 
+from export_service.domain.retry import DEFAULT_DEADLINE
 from export_service.entrypoints.metrics import export_metrics
 from export_service.service_layer.exports import CONSUMER, PushRequest, record_push_requests
 from export_service.service_layer.ports import Clock, UnitOfWorkFactory
@@ -17,9 +19,14 @@ log = logging.getLogger(__name__)
 
 
 def make_push_handler(
-    uow_factory: UnitOfWorkFactory, clock: Clock, on_due: Callable[[], None]
+    uow_factory: UnitOfWorkFactory,
+    clock: Clock,
+    on_due: Callable[[], None],
+    *,
+    deadline: timedelta = DEFAULT_DEADLINE,
 ) -> BatchHandler:
-    """Record a batch of push requests in one transaction, then wake the workers."""
+    """Record a batch of push requests in one transaction, then wake the workers;
+    each export is retried until `deadline` after it was recorded."""
 
     async def handle(events: list[Envelope]) -> None:
         requests = []
@@ -35,7 +42,7 @@ def make_push_handler(
             requests.append(PushRequest(envelope.id, envelope.org_id, data))
         if not requests:
             return
-        due = await record_push_requests(uow_factory(), requests, clock)
+        due = await record_push_requests(uow_factory(), requests, clock, deadline=deadline)
         export_metrics().recorded.inc(len(requests))
         if due:
             on_due()

@@ -14,6 +14,7 @@ from orderflow_shared.web import error_responses
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from sqlalchemy.exc import IntegrityError
 
+from export_service.domain.circuit import Circuit
 from export_service.domain.connection import (
     ConnectorType,
     ErpConnection,
@@ -25,6 +26,7 @@ from export_service.domain.errors import ConnectionNotFound, DomainError, Invali
 from export_service.domain.filenames import DEFAULT_TEMPLATE
 from export_service.domain.renderers import FileFormat
 from export_service.service_layer import connections as uc
+from export_service.service_layer.circuits import circuit_of
 from export_service.service_layer.ports import Clock, Transports, UnitOfWorkFactory
 
 Admin = Annotated[Principal, Depends(require_roles("admin"))]
@@ -117,6 +119,26 @@ class SftpOut(BaseModel):
     has_password: bool
 
 
+class CircuitOut(BaseModel):
+    """The connection's delivery circuit (`open`: exports wait, one probe at a time)."""
+
+    state: Literal["closed", "open", "half_open"]
+    since: datetime
+    consecutive_failures: int
+    last_error_code: str | None
+    next_probe_at: datetime | None
+
+    @classmethod
+    def of(cls, c: Circuit) -> CircuitOut:
+        return cls(
+            state=c.state.value,
+            since=c.since,
+            consecutive_failures=c.consecutive_failures,
+            last_error_code=c.last_error_code,
+            next_probe_at=c.next_probe_at,
+        )
+
+
 class ConnectionOut(BaseModel):
     id: uuid.UUID
     org_id: str
@@ -129,9 +151,12 @@ class ConnectionOut(BaseModel):
     local: LocalIn | None
     created_at: datetime
     updated_at: datetime
+    circuit: CircuitOut | None = Field(
+        default=None, description="Delivery circuit; given by `GET /erp-connections/{id}`."
+    )
 
     @classmethod
-    def of(cls, c: ErpConnection) -> ConnectionOut:
+    def of(cls, c: ErpConnection, circuit: Circuit | None = None) -> ConnectionOut:
         sftp = None
         if c.sftp is not None:
             sftp = SftpOut(
@@ -151,6 +176,7 @@ class ConnectionOut(BaseModel):
             local=LocalIn(directory=c.local.directory) if c.local else None,
             created_at=c.created_at,
             updated_at=c.updated_at,
+            circuit=CircuitOut.of(circuit) if circuit else None,
         )
 
 
@@ -267,7 +293,8 @@ def connections_router() -> APIRouter:
     ) -> ConnectionOut:
         uow_factory, _ = _deps(request)
         found = await uc.get_connection(uow_factory(), _actor(principal), connection_id)
-        return ConnectionOut.of(found)
+        circuit = await circuit_of(uow_factory(), found.org_id, found.id, found.created_at)
+        return ConnectionOut.of(found, circuit)
 
     @router.patch(
         "/{connection_id}", response_model=ConnectionOut, responses=_errors(404, 409, 413, 422)

@@ -16,6 +16,7 @@ class ExportMetrics:
     end_to_end_seconds: Histogram
     in_flight: Gauge
     recorded: Counter
+    circuits: Gauge
 
 
 @cache
@@ -23,7 +24,8 @@ def export_metrics() -> ExportMetrics:
     return ExportMetrics(
         outcomes=Counter(
             "orderflow_export_attempts_total",
-            "Delivery attempts by outcome (SENT, PENDING = retry scheduled, FAILED, lost_lease).",
+            "Delivery attempts by outcome (SENT, PENDING = waiting for the dropzone, FAILED,"
+            " lost_lease).",
             ["outcome"],
         ),
         failures=Counter(
@@ -44,5 +46,11 @@ def export_metrics() -> ExportMetrics:
         in_flight=Gauge("orderflow_export_deliveries_in_flight", "Deliveries running now."),
         recorded=Counter(
             "orderflow_export_push_requests_total", "Push requests recorded as exports."
+        ),
+        circuits=Gauge(
+            "orderflow_export_circuits",
+            "ERP connections by delivery circuit state (closed, open, half_open); a"
+            " connection whose deliveries never failed counts as closed only once it has.",
+            ["state"],
         ),
     )

@@ -5,6 +5,10 @@
 - A claimed export holds one of `concurrency` slots until its outcome is recorded, and
   the worker claims only when half the slots are free (or it is idle): claims come in
   batches and no claimed export waits long under its lease.
+- Claims skip connections whose circuit is open (their exports wait without spending
+  attempts; one probe goes through per probe interval) and keep at most
+  `per_connection` deliveries in flight per connection, so one org's dead or slow
+  dropzone neither takes the slots of the others nor gets a burst when it comes back.
 - Outcomes are recorded by one recorder task, all that are ready in one transaction.
   Each outcome writes an outbox event whose NOTIFY serialises commits in Postgres, so
   one commit per batch instead of one per export is what lets deliveries scale.
@@ -21,6 +25,7 @@ import time
 import uuid
 from datetime import timedelta
 
+from export_service.domain.circuit import CircuitPolicy, CircuitState
 from export_service.domain.export import ExportStatus
 from export_service.domain.retry import RetryPolicy
 from export_service.entrypoints.metrics import export_metrics
@@ -29,6 +34,7 @@ from export_service.service_layer.exports import (
     Outcome,
     Result,
     attempt,
+    circuit_counts,
     claim_due_exports,
     record_outcomes,
 )
@@ -36,6 +42,8 @@ from export_service.service_layer.ports import ArtifactStore, Clock, Transports,
 
 log = logging.getLogger(__name__)
 MAX_RECORD_BATCH = 200
+#: how often each process reads the circuits' states into its metrics
+CIRCUIT_METRICS_INTERVAL = 5.0
 
 
 def worker_identity() -> str:
@@ -55,11 +63,15 @@ class DeliveryWorker:
         concurrency: int,
         poll_interval: float,
         owner: str | None = None,
+        circuit_policy: CircuitPolicy | None = None,
+        per_connection: int = 1_000_000,
     ) -> None:
         self._uow_factory = uow_factory
         self._transports = transports
         self._store = store
         self._policy = policy
+        self._circuit_policy = circuit_policy or CircuitPolicy()
+        self._per_connection = per_connection
         self._clock = clock
         self._lease = lease
         self._concurrency = concurrency
@@ -80,13 +92,27 @@ class DeliveryWorker:
 
     async def run(self, stop: asyncio.Event) -> None:
         recorder = asyncio.create_task(self._record_forever(), name="export-recorder")
+        gauges = asyncio.create_task(self._circuit_metrics(stop), name="circuit-metrics")
         try:
             await self._claim_forever(stop)
         finally:
             await self._drain()
-            recorder.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await recorder
+            for task in (recorder, gauges):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _circuit_metrics(self, stop: asyncio.Event) -> None:
+        metrics = export_metrics()
+        while not stop.is_set():
+            try:
+                counts = await circuit_counts(self._uow_factory())
+            except Exception:  # the database is down: the claim loop reports it
+                counts = None
+            if counts is not None:
+                for state in CircuitState:
+                    metrics.circuits.labels(state.value).set(counts.get(state.value, 0))
+            await _sleep_or_stop(stop, CIRCUIT_METRICS_INTERVAL)
 
     async def _claim_forever(self, stop: asyncio.Event) -> None:
         failures = 0
@@ -102,6 +128,7 @@ class DeliveryWorker:
                         lease=self._lease,
                         limit=free,
                         clock=self._clock,
+                        per_connection=self._per_connection,
                     )
                 except Exception:
                     failures += 1
@@ -146,6 +173,7 @@ class DeliveryWorker:
                 owner=self.owner,
                 policy=self._policy,
                 clock=self._clock,
+                circuit_policy=self._circuit_policy,
             )
         except Exception:
             # The database is unreachable: the leases expire and the exports are claimed

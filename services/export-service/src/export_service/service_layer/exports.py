@@ -10,12 +10,13 @@ from datetime import datetime, timedelta
 
 from orderflow_shared.contracts import DraftPushRequestedV1
 
+from export_service.domain.circuit import CircuitPolicy
 from export_service.domain.connection import ErpConnection
 from export_service.domain.errors import DeliveryError, ErrorCode, InvalidFileNameTemplate
 from export_service.domain.export import Delivery, Export, ExportStatus
 from export_service.domain.filenames import render_file_name
 from export_service.domain.renderers import checksum, render
-from export_service.domain.retry import RetryPolicy
+from export_service.domain.retry import DEFAULT_DEADLINE, RetryPolicy
 from export_service.service_layer.ports import (
     ArtifactStore,
     Clock,
@@ -50,8 +51,15 @@ class Outcome:
     error_code: str | None = None
 
 
-async def record_push_requests(uow: UnitOfWork, requests: list[PushRequest], clock: Clock) -> int:
-    """Record one PENDING export per new request (one transaction); how many are due."""
+async def record_push_requests(
+    uow: UnitOfWork,
+    requests: list[PushRequest],
+    clock: Clock,
+    *,
+    deadline: timedelta = DEFAULT_DEADLINE,
+) -> int:
+    """Record one PENDING export per new request (one transaction); how many are due.
+    Each is retried on transient errors until `deadline` from now."""
     async with uow:
         fresh = await uow.claim_events(CONSUMER, [r.event_id for r in requests])
         active: dict[str, ErpConnection | None] = {}
@@ -61,7 +69,7 @@ async def record_push_requests(uow: UnitOfWork, requests: list[PushRequest], clo
                 continue
             if request.org_id not in active:
                 active[request.org_id] = await uow.connections.active_for_org(request.org_id)
-            export = _new_export(request, active[request.org_id], clock())
+            export = _new_export(request, active[request.org_id], clock(), deadline)
             exports[export.id] = export
         inserted = await uow.exports.add_many(list(exports.values()))
         due = 0
@@ -73,7 +81,9 @@ async def record_push_requests(uow: UnitOfWork, requests: list[PushRequest], clo
     return due
 
 
-def _new_export(request: PushRequest, connection: ErpConnection | None, now: datetime) -> Export:
+def _new_export(
+    request: PushRequest, connection: ErpConnection | None, now: datetime, deadline: timedelta
+) -> Export:
     data = request.data
     export = Export(
         id=data.erp_export_id,
@@ -83,6 +93,7 @@ def _new_export(request: PushRequest, connection: ErpConnection | None, now: dat
         snapshot=data.order,
         created_at=now,
         next_attempt_at=now,
+        deliver_by=now + deadline,
     )
     if connection is None:
         export.fail_without_connection(now)
@@ -103,22 +114,68 @@ def _new_export(request: PushRequest, connection: ErpConnection | None, now: dat
     return export
 
 
+#: overdue exports failed per claim (the rest on the next claims)
+OVERDUE_BATCH = 200
+
+
 async def claim_due_exports(
-    uow: UnitOfWork, *, owner: str, lease: timedelta, limit: int, clock: Clock
+    uow: UnitOfWork,
+    *,
+    owner: str,
+    lease: timedelta,
+    limit: int,
+    clock: Clock,
+    per_connection: int = 1_000_000,
 ) -> list[Job]:
-    """Claim up to `limit` due exports under a lease; other workers skip them."""
+    """Claim up to `limit` due exports under a lease; other workers skip them.
+
+    First the exports whose deadline passed while they waited fail; then each open
+    circuit whose probe is due gets one waiting export as its probe; then due exports
+    of closed circuits, at most `per_connection` in flight per connection.
+    """
     async with uow:
         now = clock()
-        exports = await uow.exports.lock_due(now, limit)
-        if not exports:
-            return []
-        for export in exports:
+        await uow.exports.lock_claims()
+        for export in await uow.exports.lock_overdue(now, OVERDUE_BATCH):
+            export.expire(now)
+            await uow.exports.save(export)
+            uow.publish(export.events)
+        probes = await _claim_probes(uow, owner, lease, limit, now)
+        due = await uow.exports.lock_due(now, limit - len(probes), per_connection)
+        for export in due:
             export.claim(owner, now, lease)
-        await uow.exports.save_claimed(exports)
-        ids = {e.connection_id for e in exports if e.connection_id is not None}
-        connections = await uow.connections.get_many(ids)
+        exports = probes + due
+        connections: dict[uuid.UUID, ErpConnection] = {}
+        if exports:
+            await uow.exports.save_claimed(exports)
+            ids = {e.connection_id for e in exports if e.connection_id is not None}
+            connections = await uow.connections.get_many(ids)
         await uow.commit()
     return [Job(e, connections.get(e.connection_id) if e.connection_id else None) for e in exports]
+
+
+async def _claim_probes(
+    uow: UnitOfWork, owner: str, lease: timedelta, limit: int, now: datetime
+) -> list[Export]:
+    probes: list[Export] = []
+    if limit <= 0:
+        return probes
+    for circuit in await uow.circuits.lock_probe_due(now, limit):
+        export = await uow.exports.lock_next_waiting(circuit.connection_id, now)
+        if export is None:
+            continue  # nothing waits: the next export to come is the probe
+        export.claim(owner, now, lease, probe=True)
+        circuit.start_probe(export.id, now, lease)
+        await uow.circuits.save(circuit)
+        uow.publish(circuit.events)
+        probes.append(export)
+    return probes
+
+
+async def circuit_counts(uow: UnitOfWork) -> dict[str, int]:
+    """How many connections' circuits are in each state (rows only: no row is closed)."""
+    async with uow:
+        return await uow.circuits.count_by_state()
 
 
 def storage_key(export: Export) -> str:
@@ -149,8 +206,10 @@ async def record_outcomes(
     policy: RetryPolicy,
     clock: Clock,
     rng: random.Random | None = None,
+    circuit_policy: CircuitPolicy | None = None,
 ) -> list[Outcome]:
-    """Record the outcome of several attempts in one transaction (one commit)."""
+    """Record the outcome of several attempts in one transaction (one commit), and
+    what they say about each connection's circuit."""
     updated: list[Export] = []
     for job, result in results:
         # The claim gave this worker the export under a lease; while the lease holds,
@@ -166,8 +225,45 @@ async def record_outcomes(
         for export in updated:
             if export.id in saved:
                 uow.publish(export.events)
+        recorded = [(job, result) for job, result in results if job.export.id in saved]
+        await _update_circuits(uow, recorded, circuit_policy or CircuitPolicy(), clock())
         await uow.commit()
     return [_outcome(export, export.id in saved) for export in updated]
+
+
+async def _update_circuits(
+    uow: UnitOfWork, results: list[tuple[Job, Result]], policy: CircuitPolicy, now: datetime
+) -> None:
+    """Count each connection's successes and failures; lock and write a circuit only
+    when it changes (a success on a healthy connection writes nothing)."""
+    orgs = {
+        job.export.connection_id: job.export.org_id
+        for job, _ in results
+        if job.export.connection_id is not None
+    }
+    if not orgs:
+        return
+    known = await uow.circuits.get_many(orgs)
+    failing = {
+        job.export.connection_id for job, result in results if isinstance(result, DeliveryError)
+    }
+    touched = {
+        cid: org
+        for cid, org in orgs.items()
+        if cid in failing or (cid in known and not known[cid].is_pristine)
+    }
+    circuits = await uow.circuits.lock_many(touched, now)
+    for job, result in results:
+        circuit = circuits.get(job.export.connection_id) if job.export.connection_id else None
+        if circuit is None:
+            continue
+        if isinstance(result, Delivery):
+            circuit.delivered(now)
+        else:
+            circuit.failed(result, now, policy, job.export.id)
+    for circuit in circuits.values():
+        await uow.circuits.save(circuit)
+        uow.publish(circuit.events)
 
 
 def _outcome(export: Export, saved: bool) -> Outcome:
@@ -187,11 +283,18 @@ async def deliver(
     policy: RetryPolicy,
     clock: Clock,
     rng: random.Random | None = None,
+    circuit_policy: CircuitPolicy | None = None,
 ) -> Outcome:
     """Attempt one claimed export and record its outcome."""
     result = await attempt(job, transports, store)
     (outcome,) = await record_outcomes(
-        uow, [(job, result)], owner=owner, policy=policy, clock=clock, rng=rng
+        uow,
+        [(job, result)],
+        owner=owner,
+        policy=policy,
+        clock=clock,
+        rng=rng,
+        circuit_policy=circuit_policy,
     )
     return outcome
 

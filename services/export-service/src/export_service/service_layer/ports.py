@@ -9,6 +9,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Protocol
 
+from export_service.domain.circuit import Circuit
 from export_service.domain.connection import ConnectorType, ErpConnection
 from export_service.domain.events import Message
 from export_service.domain.export import Export
@@ -47,14 +48,47 @@ class ExportRepository(Protocol):
         """Save attempt outcomes of the exports `owner` still holds the lease of; their ids."""
         ...
 
-    async def lock_due(self, now: datetime, limit: int) -> list[Export]:
-        """Due exports, row-locked, skipping rows another worker holds."""
+    async def lock_claims(self) -> None:
+        """Serialise the claims of all workers until the transaction ends."""
         ...
+
+    async def lock_due(self, now: datetime, limit: int, per_connection: int) -> list[Export]:
+        """Due exports of connections with a closed circuit, row-locked, skipping rows
+        another worker holds, at most `per_connection` in flight per connection."""
+        ...
+
+    async def lock_next_waiting(self, connection_id: uuid.UUID, now: datetime) -> Export | None:
+        """The connection's oldest waiting export, row-locked (a circuit's probe)."""
+        ...
+
+    async def lock_overdue(self, now: datetime, limit: int) -> list[Export]:
+        """PENDING exports past their deadline, row-locked."""
+        ...
+
+
+class CircuitRepository(Protocol):
+    async def get(self, org_id: str, connection_id: uuid.UUID) -> Circuit | None: ...
+
+    async def get_many(self, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Circuit]: ...
+
+    async def lock_many(
+        self, connections: dict[uuid.UUID, str], now: datetime
+    ) -> dict[uuid.UUID, Circuit]:
+        """Circuits of these connections (id -> org id), created closed when missing,
+        row-locked."""
+        ...
+
+    async def lock_probe_due(self, now: datetime, limit: int) -> list[Circuit]: ...
+
+    async def save(self, circuit: Circuit) -> None: ...
+
+    async def count_by_state(self) -> dict[str, int]: ...
 
 
 class UnitOfWork(Protocol):
     connections: ConnectionRepository
     exports: ExportRepository
+    circuits: CircuitRepository
 
     async def __aenter__(self) -> UnitOfWork: ...
 

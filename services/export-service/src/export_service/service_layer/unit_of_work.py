@@ -7,12 +7,17 @@ from collections.abc import Iterable
 from types import TracebackType
 
 from export_service.domain.events import Message
-from export_service.service_layer.ports import ConnectionRepository, ExportRepository
+from export_service.service_layer.ports import (
+    CircuitRepository,
+    ConnectionRepository,
+    ExportRepository,
+)
 
 
 class AbstractUnitOfWork:
     connections: ConnectionRepository
     exports: ExportRepository
+    circuits: CircuitRepository
 
     def __init__(self) -> None:
         self._pending: list[Message] = []
