@@ -5,18 +5,25 @@
 - `JwtVerifier(settings)`: created once (holds one `PyJWKClient` for RS256);
   `verify(token) -> Principal`, raising `AuthError(detail)` for anything wrong
   (expired, bad signature, `alg: none`, wrong iss/aud, missing claims). `algorithms`,
-  `iss`, `aud`, `exp` are always checked.
+  `iss`, `aud`, `exp` are always checked, and the claims are strictly typed: `exp`,
+  `iat` (required) and `nbf` are JSON numbers, `exp - iat` is at most
+  `JWT_MAX_LIFETIME_SECONDS`, `roles` is a list of strings, `sub` and `org_id` are
+  non-empty strings without control characters; a token longer than
+  `JWT_MAX_TOKEN_BYTES` is refused before it is decoded.
 - `mint_token(secret, *, sub, org_id, roles, issuer="orderflow", audience="orderflow",
   ttl_seconds=3600*12) -> str`: dev/test tokens (HS256).
 - FastAPI: `install_auth(app, verifier)` stores the verifier on app.state;
   `CurrentPrincipal = Annotated[Principal, Depends(current_principal)]` (401 with
-  `WWW-Authenticate: Bearer` when missing/invalid); `require_roles(*roles)` dependency
+  `WWW-Authenticate: Bearer` when missing, `Bearer error="invalid_token"` plus an
+  `error_description` when invalid, RFC 6750); `require_roles(*roles)` dependency
   factory (403 `{"detail": "Requires one of the roles: ..."}`).
 """
 
 from __future__ import annotations
 
+import math
 import time
+import unicodedata
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -28,7 +35,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from orderflow_shared.settings import ServiceSettings
 
 ROLES: frozenset[str] = frozenset({"viewer", "operator", "approver", "admin"})
-_REQUIRED_CLAIMS = ["exp", "iss", "aud", "sub"]
+_REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub"]
+_TIME_CLAIMS = ("exp", "iat", "nbf")
+#: the longest `sub` / `org_id` accepted
+MAX_IDENTIFIER_LENGTH = 255
 
 
 class AuthError(Exception):
@@ -63,6 +73,8 @@ class JwtVerifier:
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
         self._leeway = leeway_seconds
+        self._max_lifetime = settings.jwt_max_lifetime_seconds
+        self._max_token_bytes = settings.jwt_max_token_bytes
         self._secret = settings.jwt_secret.get_secret_value()
         self._jwks: jwt.PyJWKClient | None = None
         if self._algorithm == "RS256":
@@ -83,9 +95,11 @@ class JwtVerifier:
             raise AuthError("Unknown signing key") from exc
 
     def verify(self, token: str) -> Principal:
+        if len(token) > self._max_token_bytes:
+            raise AuthError(f"Token longer than {self._max_token_bytes} bytes")
         try:
             header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError as exc:
+        except (jwt.PyJWTError, ValueError, TypeError) as exc:
             raise AuthError("Malformed token") from exc
         if header.get("alg") != self._algorithm:
             raise AuthError("Token algorithm not accepted")
@@ -109,22 +123,52 @@ class JwtVerifier:
             raise AuthError(f"Token lacks the {exc.claim} claim") from exc
         except jwt.InvalidSignatureError as exc:
             raise AuthError("Token signature invalid") from exc
-        except jwt.PyJWTError as exc:
+        except (jwt.PyJWTError, ValueError, TypeError, OverflowError) as exc:
             raise AuthError("Invalid token") from exc
+        _check_times(claims, self._max_lifetime)
         return _principal(claims)
 
 
+def _check_times(claims: dict[str, Any], max_lifetime: int) -> None:
+    """`exp`, `iat`, `nbf` as JSON numbers (PyJWT also takes "123"), and a bounded life."""
+    for name in _TIME_CLAIMS:
+        if name in claims and not _is_number(claims[name]):
+            raise AuthError(f"Token claim {name} must be a number")
+    if claims["exp"] - claims["iat"] > max_lifetime:
+        raise AuthError(f"Token lifetime (exp - iat) exceeds {max_lifetime} seconds")
+
+
+def _is_number(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return math.isfinite(value)
+
+
 def _principal(claims: dict[str, Any]) -> Principal:
-    sub, org_id, roles = claims.get("sub"), claims.get("org_id"), claims.get("roles")
-    if not isinstance(sub, str) or not sub:
-        raise AuthError("Token lacks the sub claim")
-    if not isinstance(org_id, str) or not org_id:
-        raise AuthError("Token lacks the org_id claim")
-    if isinstance(roles, str):
-        roles = roles.split()
-    if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+    sub = _identifier(claims, "sub")
+    org_id = _identifier(claims, "org_id")
+    roles = claims.get("roles")
+    if roles is None:
         raise AuthError("Token lacks the roles claim")
+    if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+        raise AuthError("Token claim roles must be a list of strings")
     return Principal(user_id=sub, org_id=org_id, roles=frozenset(roles))
+
+
+def _identifier(claims: dict[str, Any], name: str) -> str:
+    value = claims.get(name)
+    if value is None or value == "":
+        raise AuthError(f"Token lacks the {name} claim")
+    if (
+        not isinstance(value, str)
+        or len(value) > MAX_IDENTIFIER_LENGTH
+        or any(unicodedata.category(c) in ("Cc", "Cs") for c in value)
+    ):
+        raise AuthError(
+            f"Token claim {name} must be a string of at most {MAX_IDENTIFIER_LENGTH} "
+            "characters without control characters"
+        )
+    return value
 
 
 def mint_token(
@@ -160,11 +204,15 @@ def install_auth(app: FastAPI, verifier: JwtVerifier) -> None:
     app.state.jwt_verifier = verifier
 
 
-def _unauthorized(detail: str) -> HTTPException:
+def _unauthorized(detail: str, *, invalid_token: bool = False) -> HTTPException:
+    """401; RFC 6750 names the error only when a token was presented."""
+    challenge = "Bearer"
+    if invalid_token:
+        challenge = f'Bearer error="invalid_token", error_description="{detail}"'
     return HTTPException(
         status_code=status.HTTP_401_UNAUTHORIZED,
         detail=detail,
-        headers={"WWW-Authenticate": "Bearer"},
+        headers={"WWW-Authenticate": challenge},
     )
 
 
@@ -180,7 +228,7 @@ async def current_principal(
     try:
         return verifier.verify(credentials.credentials)
     except AuthError as exc:
-        raise _unauthorized(exc.detail) from exc
+        raise _unauthorized(exc.detail, invalid_token=True) from exc
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

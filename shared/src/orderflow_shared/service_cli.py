@@ -24,18 +24,26 @@ def alembic_config(migrations: Path, url: str, **attributes: Any) -> Config:
     return config
 
 
+def uvicorn_options(settings: ServiceSettings) -> dict[str, Any]:
+    """What every service's uvicorn runs with: our JSON logging, and limits (requests in
+    flight, idle keep-alive, header bytes) that suit the gateway in front of it."""
+    return {
+        "host": settings.http_host,
+        "port": settings.http_port,
+        "log_config": None,
+        "proxy_headers": True,
+        "access_log": settings.access_log,
+        "limit_concurrency": settings.http_limit_concurrency,
+        "timeout_keep_alive": settings.http_keepalive_timeout_seconds,
+        "h11_max_incomplete_event_size": settings.http_max_header_bytes,
+    }
+
+
 def serve_http(app: FastAPI, settings: ServiceSettings) -> None:
-    """uvicorn the same way for every service (logs go through our JSON logging)."""
+    """uvicorn the same way for every service."""
     import uvicorn
 
-    uvicorn.run(
-        app,
-        host=settings.http_host,
-        port=settings.http_port,
-        log_config=None,
-        proxy_headers=True,
-        access_log=settings.access_log,
-    )
+    uvicorn.run(app, **uvicorn_options(settings))
 
 
 def run_migrations(schema: str, metadata: MetaData, *, create_schema: bool = True) -> None:

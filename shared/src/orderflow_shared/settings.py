@@ -29,6 +29,13 @@ class ServiceSettings(BaseSettings):
     db_pool_size: int = Field(default=20, ge=1)
     #: uvicorn access log of every request (the gateway logs every request already)
     access_log: bool = False
+    #: connections + requests in flight per process before uvicorn answers 503
+    http_limit_concurrency: int = Field(default=1000, ge=1)
+    #: idle keep-alive connections are closed after this; longer than the gateway's
+    #: upstream keepalive_timeout (60 s) so the gateway never reuses a closing one
+    http_keepalive_timeout_seconds: int = Field(default=75, ge=1)
+    #: the most header bytes uvicorn's h11 parser buffers (the gateway allows 64 KB)
+    http_max_header_bytes: int = Field(default=65536, ge=1024)
 
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     kafka_topic_partitions: int = Field(default=6, ge=1)
@@ -48,6 +55,10 @@ class ServiceSettings(BaseSettings):
         return self.migration_database_url or self.database_url
 
     @model_validator(mode="after")
+    #: the longest lifetime (`exp - iat`) a token may claim
+    jwt_max_lifetime_seconds: int = Field(default=24 * 3600, ge=60)
+    #: longer bearer tokens are refused before any decoding
+    jwt_max_token_bytes: int = Field(default=8192, ge=512)
     def _refuse_dev_secret_in_production(self) -> ServiceSettings:
         if self.orderflow_env == "production":
             if self.jwt_algorithm == "HS256" and (

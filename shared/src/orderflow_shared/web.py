@@ -2,8 +2,17 @@
 
 - `install_error_handlers(app)`: JSON bodies with `detail` for every error; 422 for
   request validation (with `detail` a list of pydantic errors, no input echoed for
-  secrets); unexpected exceptions → 500 `{"detail": "Internal error"}` logged with a
-  request id (must never happen, but never leaks internals).
+  secrets).
+- `UnhandledErrorMiddleware`: an unexpected exception → 500
+  `{"detail": "Internal error", "request_id": ...}` logged with that request id (must
+  never happen, but never leaks internals) and the keep-alive connection stays usable.
+  Starlette's own `ServerErrorMiddleware` re-raises after answering, and uvicorn then
+  closes the connection; a proxy that pooled it (nginx `keepalive`) fails the next
+  request it sends there.
+- `HostileTextMiddleware` + `reject_hostile_parameters`: NUL characters and lone
+  surrogates (which Postgres and UTF-8 cannot store) are a 422 naming the field, in
+  JSON bodies (any string, at any depth), query and path parameters; a JSON body that
+  is not UTF-8 is a 400.
 - `body_size_limit(app, max_bytes=1_048_576)`: 413 with `detail` for larger bodies
   (pure ASGI middleware: checks Content-Length and counts streamed bodies).
 - `health_router(checks: dict[str, Callable[[], Awaitable[bool]]]) -> APIRouter` with
@@ -19,6 +28,9 @@
   request so every log line of it can be found.
 - `make_service_app(title, version, lifespan, checks, ...)`: a FastAPI app with all of
   the above installed (and auth, when a verifier is given).
+- `PatchIn`: base of PATCH bodies; a field left out stays as it is, an explicit `null`
+  is a 422 naming the field unless the model lists it in `nullable_fields` (and the
+  published schema says which fields take null).
 - `ErrorOut`, `RequestErrorOut` and `error_responses(*codes)`: the error bodies above
   as OpenAPI models, for a route's `responses=` (so the published schema declares
   every status a route can answer and the body it then carries).
@@ -27,20 +39,23 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import structlog
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, GetJsonSchemaHandler, field_validator
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, PydanticCustomError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -100,17 +115,28 @@ async def _validation_exception(request: Request, exc: Exception) -> Response:
     return JSONResponse({"detail": _validation_errors(exc)}, status_code=422)
 
 
-async def _unexpected_exception(request: Request, exc: Exception) -> Response:
-    request_id = request.scope.get(_REQUEST_ID_KEY) or str(uuid.uuid4())
+def _log_unexpected(scope: Scope, exc: BaseException) -> str:
+    request_id = scope.get(_REQUEST_ID_KEY) or str(uuid.uuid4())
     _log.error(
         "unhandled error on %s %s (request id %s)",
-        request.method,
-        request.url.path,
+        scope.get("method"),
+        scope.get("path"),
         request_id,
         exc_info=exc,
     )
+    return str(request_id)
+
+
+def _internal_error_body(request_id: str) -> dict[str, Any]:
+    return {"detail": "Internal error", "request_id": request_id}
+
+
+async def _unexpected_exception(request: Request, exc: Exception) -> Response:
+    """Last resort (Starlette's ServerErrorMiddleware) for an error outside the app's
+    own middleware; `UnhandledErrorMiddleware` answers everything raised inside it."""
+    request_id = _log_unexpected(request.scope, exc)
     return JSONResponse(
-        {"detail": "Internal error"}, status_code=500, headers={"X-Request-ID": request_id}
+        _internal_error_body(request_id), status_code=500, headers={"X-Request-ID": request_id}
     )
 
 
@@ -120,10 +146,48 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _unexpected_exception)
 
 
+class UnhandledErrorMiddleware:
+    """An exception no handler took becomes a JSON 500, and the connection stays open.
+
+    The exception is not re-raised (Starlette's ServerErrorMiddleware would, and then
+    uvicorn closes the keep-alive connection under a proxy that may reuse it). After the
+    response has started there is nothing sane to send: then it is re-raised.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            if started:
+                raise
+            request_id = _log_unexpected(scope, exc)
+            await _send_json(send, 500, _internal_error_body(request_id))
+
+
 class ErrorOut(BaseModel):
     """The body of every error response except request validation."""
 
     detail: str = Field(description="What went wrong, for a human.")
+
+
+class InternalErrorOut(ErrorOut):
+    """A 500: a bug; the request id finds its log lines."""
+
+    request_id: str
 
 
 class ValidationIssueOut(BaseModel):
@@ -143,15 +207,56 @@ class RequestErrorOut(BaseModel):
     detail: str | list[ValidationIssueOut]
 
 
+class PatchIn(BaseModel):
+    """A PATCH body: only the fields sent change; `null` only where it means something.
+
+    Declare every field `X | None = None` (so it can be left out) and list in
+    `nullable_fields` those where an explicit `null` has a meaning (e.g. "clear it");
+    for every other field `null` is refused with 422 at that field.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    nullable_fields: ClassVar[frozenset[str]] = frozenset()
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _null_only_where_it_means_something(cls, value: Any, info: Any) -> Any:
+        if value is None and info.field_name not in cls.nullable_fields:
+            raise PydanticCustomError(
+                "null_not_allowed",
+                "{field} cannot be null: leave it out to keep the current value",
+                {"field": info.field_name},
+            )
+        return value
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        resolved = handler.resolve_ref_schema(schema)
+        for name, prop in resolved.get("properties", {}).items():
+            if name in cls.nullable_fields or "anyOf" not in prop:
+                continue
+            rest = [branch for branch in prop["anyOf"] if branch.get("type") != "null"]
+            if len(rest) == 1:
+                del prop["anyOf"]
+                prop.update(rest[0])
+            else:
+                prop["anyOf"] = rest
+            prop.pop("default", None)
+        return schema
+
+
 _ERROR_DESCRIPTIONS = {
-    400: "Bad request (e.g. an invalid Content-Length header)",
+    400: "Bad request (e.g. an invalid Content-Length header, a body that is not UTF-8)",
     401: "Missing or invalid bearer token",
     403: "The token lacks a required role",
     404: "Not found in the caller's organisation",
     409: "Conflict with the current state or a concurrent change",
     413: "Request body too large",
     415: "Unsupported media type",
-    422: "Invalid input",
+    422: "Invalid input (also: a NUL character or a lone surrogate in any string)",
     503: "Temporarily unavailable, try again shortly",
 }
 
@@ -170,6 +275,151 @@ def error_responses(
         model = RequestErrorOut if code == 422 else ErrorOut
         out[code] = {"model": model, "description": wording.get(code, "Error")}
     return out
+
+
+# --- hostile text ---------------------------------------------------------------------
+
+#: cheap look at raw UTF-8 JSON: a `\u0000` or surrogate escape (a pair is fine, but
+#: then json.loads decides); raw NUL bytes are never UTF-8 JSON text
+_SUSPECT_JSON = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
+_NOT_UTF8 = "Request body must be JSON encoded as UTF-8"
+
+
+def text_problem(value: str) -> str | None:
+    """Why `value` cannot be stored or encoded as UTF-8 text, or None when it is fine."""
+    if "\x00" in value:
+        return "must not contain NUL characters (\\u0000)"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "must not contain lone surrogates"
+    return None
+
+
+def _problem(loc: list[str | int], kind: str, what: str, why: str) -> dict[str, Any]:
+    return {"type": kind, "loc": loc, "msg": f"{what} {why}"}
+
+
+def _json_text_problems(document: Any) -> list[dict[str, Any]]:
+    """Every string (values and keys) at any depth with NUL or a lone surrogate."""
+    found: list[dict[str, Any]] = []
+    stack: list[tuple[list[str | int], Any]] = [(["body"], document)]
+    while stack and len(found) < 20:
+        loc, value = stack.pop()
+        if isinstance(value, str):
+            why = text_problem(value)
+            if why:
+                found.append(_problem(loc, "string_unacceptable_character", "String", why))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                why = text_problem(key)
+                if why:
+                    found.append(_problem(loc, "key_unacceptable_character", "A key", why))
+                    continue
+                stack.append(([*loc, key], item))
+        elif isinstance(value, list):
+            stack.extend(([*loc, index], item) for index, item in enumerate(value))
+    found.sort(key=lambda problem: [str(part) for part in problem["loc"]])
+    return found
+
+
+def _is_json_body(scope: Scope) -> bool:
+    """What FastAPI would parse as JSON: no Content-Type, `application/json`, `+json`."""
+    content_type = _header(scope, b"content-type")
+    if content_type is None:
+        return True
+    media = content_type.split(";")[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
+class HostileTextMiddleware:
+    """Looks at JSON request bodies before the app parses them.
+
+    Not UTF-8 (or raw NUL bytes, e.g. UTF-16): 400. A string holding NUL or a lone
+    surrogate, anywhere in the document: 422 with the `loc` of each. The body is
+    decoded and parsed here only when a cheap byte scan finds a suspect escape.
+    Runs inside the body size limit, so it never buffers more than that.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        if not _is_json_body(scope):
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                await self.app(scope, _replay([], message, receive), send)
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        problem = _body_problem(body)
+        if problem is not None:
+            status, detail = problem
+            await _send_json(send, status, {"detail": detail})
+            return
+        await self.app(scope, _replay([body], None, receive), send)
+
+
+def _body_problem(body: bytes) -> tuple[int, Any] | None:
+    if not body:
+        return None
+    if b"\x00" in body:
+        return 400, _NOT_UTF8
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return 400, _NOT_UTF8
+    if not _SUSPECT_JSON.search(body):
+        return None
+    try:
+        document = json.loads(text)
+    except (ValueError, RecursionError):
+        return None  # not JSON: the app answers that as it always did
+    problems = _json_text_problems(document)
+    return (422, problems) if problems else None
+
+
+def _replay(bodies: list[bytes], pending: Message | None, receive: Receive) -> Receive:
+    """A `receive` that hands out the buffered body once, then the real channel."""
+    queue: list[Message] = [
+        {"type": "http.request", "body": body, "more_body": False} for body in bodies
+    ]
+    if pending is not None:
+        queue.append(pending)
+
+    async def replayed() -> Message:
+        if queue:
+            return queue.pop(0)
+        return await receive()
+
+    return replayed
+
+
+async def reject_hostile_parameters(request: Request) -> None:
+    """App-wide dependency: NUL or a lone surrogate in a path or query parameter → 422."""
+    problems = [
+        _problem(["path", name], "string_unacceptable_character", "Path parameter", why)
+        for name, value in request.path_params.items()
+        if isinstance(value, str) and (why := text_problem(value))
+    ]
+    problems += [
+        _problem(["query", name], "string_unacceptable_character", "Query parameter", why)
+        for name, value in request.query_params.multi_items()
+        if (why := text_problem(value) or text_problem(name))
+    ]
+    if problems:
+        raise RequestValidationError(problems)
 
 
 # --- request id ---------------------------------------------------------------------
@@ -390,12 +640,19 @@ def make_service_app(
 ) -> FastAPI:
     """A FastAPI app with error handlers, body limit, HTTP metrics, health and metrics.
 
-    Add the service's own routers to the result. `checks=None` reads
-    `app.state.health_checks` (set it in the lifespan).
+    Add the service's own routers to the result (they inherit the app-wide check of
+    path and query parameters). `checks=None` reads `app.state.health_checks` (set it
+    in the lifespan).
     """
-    app = FastAPI(title=title, version=version, lifespan=lifespan, **fastapi_kwargs)
+    dependencies = [Depends(reject_hostile_parameters), *fastapi_kwargs.pop("dependencies", [])]
+    app = FastAPI(
+        title=title, version=version, lifespan=lifespan, dependencies=dependencies, **fastapi_kwargs
+    )
     install_error_handlers(app)
+    # outermost last: request id > metrics > unhandled errors > body limit > hostile text
+    app.add_middleware(HostileTextMiddleware)
     body_size_limit(app, max_body_bytes)
+    app.add_middleware(UnhandledErrorMiddleware)
     install_http_metrics(app, service or title)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health_router(checks))

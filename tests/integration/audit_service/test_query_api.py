@@ -122,3 +122,59 @@ def test_health_and_docs(audit_service):
     assert ready["checks"] == {"database": "ok", "kafka": "ok"}
     paths = httpx.get(f"{audit_service.url}/openapi.json", timeout=10).json()["paths"]
     assert {"/audit-log", "/audit-log/verify"} <= set(paths)
+
+
+@pytest.mark.parametrize("name", ["entity_id", "action", "actor_user_id"])
+def test_a_nul_in_a_filter_is_422_naming_it_and_the_connection_stays_usable(audit_service, name):
+    import httpx
+    from orderflow_shared.auth import mint_token
+
+    token = mint_token(audit_service.env["JWT_SECRET"], sub="a", org_id="org-x", roles=["viewer"])
+    headers = {"Authorization": f"Bearer {token}"}
+
+    with httpx.Client(base_url=audit_service.url, headers=headers, timeout=10) as client:
+        bad = client.get("/audit-log", params={name: "x\x00y"})
+        assert bad.status_code == 422, bad.text
+        assert bad.json()["detail"][0]["loc"] == ["query", name]
+        assert "NUL" in bad.json()["detail"][0]["msg"]
+        assert bad.headers.get("connection") != "close"
+        good = client.get("/audit-log", params={name: "x"})
+        assert good.status_code == 200 and good.json() == []
+        # percent-encoded surrogate bytes decode to U+FFFD, never to a lone surrogate
+        odd = client.get(f"/audit-log?{name}=%ED%A0%80")
+        assert odd.status_code == 200 and odd.json() == []
+
+
+def test_loose_jwt_claims_are_401_invalid_token(audit_service):
+    import time
+
+    import httpx
+    import jwt
+
+    now = int(time.time())
+    base = {
+        "sub": "a",
+        "org_id": "org-x",
+        "roles": ["viewer"],
+        "iss": "orderflow",
+        "aud": "orderflow",
+        "iat": now,
+        "exp": now + 600,
+    }
+    hostile = {
+        "NUL in org_id": {"org_id": "org-x\u0000"},
+        "roles a string": {"roles": "viewer"},
+        "exp a string": {"exp": str(now + 600)},
+        "exp 10**30": {"exp": 10**30},
+        "no iat": {"iat": None},
+    }
+    for name, change in hostile.items():
+        claims = {k: v for k, v in {**base, **change}.items() if v is not None}
+        token = jwt.encode(claims, audit_service.env["JWT_SECRET"], algorithm="HS256")
+        response = httpx.get(
+            f"{audit_service.url}/audit-log",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        )
+        assert response.status_code == 401, (name, response.text)
+        assert response.headers["www-authenticate"].startswith('Bearer error="invalid_token"')

@@ -6,14 +6,22 @@ the routes are checked without the services themselves.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import httpx
 import pytest
+import uvicorn
+from fastapi import FastAPI, Request
 from orderflow_devstack.pytest_plugin import StackHandle
+from orderflow_shared.service_cli import uvicorn_options
+from orderflow_shared.settings import ServiceSettings
+from orderflow_shared.web import make_service_app
 
 SERVICES = ("draft-api", "export-service", "audit-service")
 #: the stand-in servers of the running test, by service
@@ -100,6 +108,95 @@ def test_authorization_and_idempotency_key_are_passed_on(gateway: httpx.Client) 
     ).json()
     assert seen["authorization"] == "Bearer abc.def.ghi"
     assert seen["idempotency_key"] == "key-123"
+
+
+def test_a_blank_idempotency_key_reaches_the_service_as_sent(gateway: httpx.Client) -> None:
+    # draft-api answers a blank key with 400; the gateway must not drop it (no key: push)
+    seen = gateway.post("/draft-orders/d1/push", headers={"Idempotency-Key": ""}).json()
+    assert seen["idempotency_key"] == ""
+    assert gateway.post("/draft-orders/d1/push").json()["idempotency_key"] is None
+
+
+# --- a 500 never costs the pooled upstream connection --------------------------------
+
+
+def _raising_app() -> FastAPI:
+    """A service app (the shared kit) with a route that fails like a bug would."""
+    app = make_service_app("stand-in draft-api", "0")
+
+    @app.api_route("/draft-orders/boom", methods=["GET", "POST"])
+    async def boom() -> None:
+        raise RuntimeError("a bug that knows the password hunter2")
+
+    @app.api_route("/draft-orders/ok", methods=["GET", "POST"])
+    async def ok(request: Request) -> dict[str, Any]:
+        # the gateway's source port: the same port means the same pooled connection
+        client = request.scope["client"]
+        return {"upstream_port": client[1] if client else None}
+
+    return app
+
+
+@contextlib.contextmanager
+def _uvicorn_in_place_of(infra: StackHandle, service: str, app: FastAPI) -> Iterator[None]:
+    """The stand-in of `service` swapped for uvicorn run as the services run it."""
+    echo = _servers.pop(service)
+    echo.shutdown()
+    echo.server_close()
+    options = uvicorn_options(ServiceSettings(orderflow_env="test"))
+    options.update(host="127.0.0.1", port=infra.ports[service], proxy_headers=False, lifespan="off")
+    server = uvicorn.Server(uvicorn.Config(app, **options))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        _serve(infra, service)
+
+
+def test_a_500_keeps_the_upstream_connection_and_the_next_request_succeeds(
+    infra: StackHandle, gateway: httpx.Client
+) -> None:
+    with _uvicorn_in_place_of(infra, "draft-api", _raising_app()):
+        first = gateway.get("/draft-orders/ok")
+        assert first.status_code == 200, first.text
+        for method in ("GET", "POST"):
+            failed = gateway.request(method, "/draft-orders/boom")
+            assert failed.status_code == 500
+            assert failed.json() == {
+                "detail": "Internal error",
+                "request_id": failed.headers["X-Request-ID"],
+            }
+            assert "hunter2" not in failed.text
+            following = gateway.request(method, "/draft-orders/ok")
+            assert following.status_code == 200, (method, following.text)
+            assert following.json() == first.json(), "the 500 cost the pooled connection"
+
+
+def test_requests_interleaved_with_500s_all_get_their_own_answers(
+    infra: StackHandle, gateway: httpx.Client
+) -> None:
+    answers: list[tuple[str, int]] = []
+    ports: set[int] = set()
+    with (
+        _uvicorn_in_place_of(infra, "draft-api", _raising_app()),
+        httpx.Client(base_url=infra.gateway_url, timeout=10) as neighbour,
+    ):
+        for _ in range(20):
+            answers.append(("hostile", gateway.post("/draft-orders/boom").status_code))
+            response = neighbour.post("/draft-orders/ok")
+            answers.append(("neighbour", response.status_code))
+            if response.status_code == 200:
+                ports.add(response.json()["upstream_port"])
+    assert [code for who, code in answers if who == "hostile"] == [500] * 20
+    assert [code for who, code in answers if who == "neighbour"] == [200] * 20
+    assert len(ports) == 1, f"upstream connections used: {len(ports)}"
 
 
 def test_bodies_over_one_megabyte_are_refused(gateway: httpx.Client) -> None:

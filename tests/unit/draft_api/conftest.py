@@ -13,7 +13,7 @@ from draft_api.domain.connector import ErpConnector
 from draft_api.domain.events import DomainEvent
 from draft_api.domain.idempotency import IdempotencyRecord
 from draft_api.domain.model import DraftOrder, DraftStatus, ExportStatus
-from draft_api.service_layer.ports import CacheEntry, CacheState
+from draft_api.service_layer.ports import CacheEntry, CacheState, DraftSummary
 
 
 class Store:
@@ -52,14 +52,14 @@ class FakeDrafts:
 
     async def page(
         self, org_id: str, *, status: DraftStatus | None, limit: int, offset: int
-    ) -> tuple[list[DraftOrder], int]:
+    ) -> tuple[list[DraftSummary], int]:
         found = [
             d
             for d in self.uow.store.drafts.values()
             if d.org_id == org_id and (status is None or d.status is status)
         ]
         found.sort(key=lambda d: d.created_at, reverse=True)
-        return found[offset : offset + limit], len(found)
+        return [DraftSummary.of(d) for d in found[offset : offset + limit]], len(found)
 
     async def external_ref_taken(
         self, org_id: str, external_ref: str, *, exclude: uuid.UUID

@@ -67,7 +67,7 @@ def test_a_minted_token_verifies_to_its_principal() -> None:
         (claims(sub=None), "Token lacks the sub claim"),
         (claims(org_id=None), "Token lacks the org_id claim"),
         (claims(roles=None), "Token lacks the roles claim"),
-        (claims(roles=[1, 2]), "Token lacks the roles claim"),
+        (claims(roles=[1, 2]), "Token claim roles must be a list of strings"),
         (claims(org_id=""), "Token lacks the org_id claim"),
         (claims(exp=None), "Token lacks the exp claim"),
         (claims(aud=None), "Token lacks the aud claim"),
@@ -78,6 +78,77 @@ def test_a_token_with_bad_claims_is_refused(token_claims: dict[str, Any], detail
     with pytest.raises(AuthError) as caught:
         JwtVerifier(hs_settings()).verify(token)
     assert caught.value.detail == detail
+
+
+NOW = int(time.time())
+STRICT_CLAIMS = [
+    ("roles as a plain string", claims(roles="admin"), "Token claim roles must be a list"),
+    ("roles as an object", claims(roles={"admin": True}), "Token claim roles must be a list"),
+    ("exp as a string", claims(exp=str(NOW + 600)), "Token claim exp must be a number"),
+    ("iat as a string", claims(iat=str(NOW)), "Token claim iat must be a number"),
+    ("nbf as a string", claims(nbf=str(NOW - 5)), "Token claim nbf must be a number"),
+    ("exp as a boolean", claims(exp=True), "Token expired"),
+    ("no iat", claims(iat=None), "Token lacks the iat claim"),
+    ("exp of 10**30", claims(exp=10**30), "Token lifetime (exp - iat) exceeds 86400 seconds"),
+    ("a two-day lifetime", claims(exp=NOW + 2 * 86400), "Token lifetime (exp - iat)"),
+    ("NUL in org_id", claims(org_id="demo\u0000evil"), "Token claim org_id must be a string"),
+    ("newline in org_id", claims(org_id="demo\nx"), "Token claim org_id must be a string"),
+    ("control char in sub", claims(sub="user\x1b[31m"), "Token claim sub must be a string"),
+    ("org_id a number", claims(org_id=42), "Token claim org_id must be a string"),
+    ("org_id too long", claims(org_id="o" * 256), "Token claim org_id must be a string"),
+    ("sub a list", claims(sub=["user-1"]), "Invalid token"),
+]
+
+
+@pytest.mark.parametrize(
+    ("token_claims", "detail"),
+    [(c, d) for _, c, d in STRICT_CLAIMS],
+    ids=[name for name, _, _ in STRICT_CLAIMS],
+)
+def test_loosely_typed_or_unbounded_claims_are_refused(
+    token_claims: dict[str, Any], detail: str
+) -> None:
+    token = jwt.encode(token_claims, SECRET, algorithm="HS256")
+    with pytest.raises(AuthError) as caught:
+        JwtVerifier(hs_settings()).verify(token)
+    assert caught.value.detail.startswith(detail), caught.value.detail
+
+
+def test_a_lifetime_up_to_the_setting_is_accepted_and_the_setting_is_honoured() -> None:
+    day = claims(exp=NOW + 86400)
+    assert JwtVerifier(hs_settings()).verify(jwt.encode(day, SECRET, algorithm="HS256"))
+    with pytest.raises(AuthError, match="exceeds 3600 seconds"):
+        JwtVerifier(hs_settings(jwt_max_lifetime_seconds=3600)).verify(
+            jwt.encode(day, SECRET, algorithm="HS256")
+        )
+
+
+def test_numeric_dates_may_be_floats_and_nbf_in_the_past_is_fine() -> None:
+    token = jwt.encode(claims(iat=NOW + 0.5, exp=NOW + 600.25, nbf=NOW - 1), SECRET, "HS256")
+    assert JwtVerifier(hs_settings()).verify(token).org_id == "org-a"
+
+
+def test_an_oversized_token_is_refused_before_it_is_decoded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def must_not_run(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the oversized token was decoded")
+
+    monkeypatch.setattr(jwt, "get_unverified_header", must_not_run)
+    monkeypatch.setattr(jwt, "decode", must_not_run)
+    huge = jwt.encode(claims(padding="x" * 200_000), SECRET, algorithm="HS256")
+    with pytest.raises(AuthError) as caught:
+        JwtVerifier(hs_settings()).verify(huge)
+    assert caught.value.detail == "Token longer than 8192 bytes"
+
+
+def test_the_dev_token_minters_carry_iat_and_pass_the_strict_checks() -> None:
+    from orderflow_devstack.tokens import mint
+
+    verifier = JwtVerifier(hs_settings())
+    for token in (mint(SECRET), mint_token(SECRET, sub="u", org_id="demo", roles=["admin"])):
+        assert "iat" in jwt.decode(token, options={"verify_signature": False})
+        assert verifier.verify(token).org_id == "demo"
 
 
 def test_a_token_signed_with_another_secret_is_refused() -> None:
@@ -213,6 +284,17 @@ def test_a_request_with_a_bad_token_gets_401_with_the_reason(client: TestClient)
     response = client.get("/me", headers={"Authorization": "Bearer nope"})
     assert response.status_code == 401
     assert response.json() == {"detail": "Malformed token"}
+    assert response.headers["WWW-Authenticate"] == (
+        'Bearer error="invalid_token", error_description="Malformed token"'
+    )
+
+
+def test_a_token_with_roles_as_a_string_gets_401_invalid_token(client: TestClient) -> None:
+    token = jwt.encode(claims(roles="admin"), SECRET, algorithm="HS256")
+    response = client.get("/me", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 401
+    assert response.json() == {"detail": "Token claim roles must be a list of strings"}
+    assert response.headers["WWW-Authenticate"].startswith('Bearer error="invalid_token"')
 
 
 def test_a_valid_token_reaches_the_route(client: TestClient) -> None:

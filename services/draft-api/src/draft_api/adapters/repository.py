@@ -6,11 +6,12 @@ import copy
 import functools
 import uuid
 from collections import defaultdict
+from decimal import Decimal
 from typing import Any
 
 from orderflow_shared.messaging import inbox, outbox
-from sqlalchemy import Table, delete, exists, func, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Table, cast, delete, exists, func, literal, select, update
+from sqlalchemy.dialects.postgresql import JSONPATH, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from draft_api.adapters.event_mapping import to_envelope
@@ -26,6 +27,7 @@ from draft_api.domain.model import (
     PushAttempt,
 )
 from draft_api.domain.validation import Issue
+from draft_api.service_layer.ports import ISSUES_IN_SUMMARY, DraftSummary
 
 
 class SqlDraftRepository:
@@ -82,7 +84,7 @@ class SqlDraftRepository:
 
     async def page(
         self, org_id: str, *, status: DraftStatus | None, limit: int, offset: int
-    ) -> tuple[list[DraftOrder], int]:
+    ) -> tuple[list[DraftSummary], int]:
         d = self.t.draft_order
         where = [d.c.org_id == org_id]
         if status is not None:
@@ -90,10 +92,18 @@ class SqlDraftRepository:
         total = (
             await self.session.execute(select(func.count()).select_from(d).where(*where))
         ).scalar_one()
+        header = [c for c in d.c if c.name != "validation_issues"]
+        issues_head = func.jsonb_path_query_array(
+            d.c.validation_issues, cast(literal(f"$[0 to {ISSUES_IN_SUMMARY - 1}]"), JSONPATH)
+        )
         rows = (
             (
                 await self.session.execute(
-                    select(d)
+                    select(
+                        *header,
+                        issues_head.label("issues_head"),
+                        func.jsonb_array_length(d.c.validation_issues).label("issue_count"),
+                    )
                     .where(*where)
                     .order_by(d.c.created_at.desc(), d.c.id)
                     .limit(limit)
@@ -103,7 +113,55 @@ class SqlDraftRepository:
             .mappings()
             .all()
         )
-        return await self._hydrate(list(rows)), int(total)
+        return await self._summaries(list(rows)), int(total)
+
+    async def _summaries(self, rows: list[Any]) -> list[DraftSummary]:
+        """Line counts and totals per currency aggregated in SQL; lines stay in Postgres."""
+        if not rows:
+            return []
+        ids = [row["id"] for row in rows]
+        ln = self.t.draft_order_line
+        per_currency: dict[uuid.UUID, dict[str, tuple[int, Decimal]]] = defaultdict(dict)
+        aggregates = (
+            select(
+                ln.c.draft_id,
+                ln.c.currency,
+                func.count().label("lines"),
+                func.sum(ln.c.quantity * ln.c.unit_price).label("total"),
+            )
+            .where(ln.c.draft_id.in_(ids))
+            .group_by(ln.c.draft_id, ln.c.currency)
+        )
+        for r in (await self.session.execute(aggregates)).mappings():
+            per_currency[r["draft_id"]][r["currency"]] = (int(r["lines"]), Decimal(r["total"]))
+        attempts = await self._attempts(ids)
+        summaries = []
+        for row in rows:
+            sums = per_currency[row["id"]]
+            summaries.append(
+                DraftSummary(
+                    id=row["id"],
+                    org_id=row["org_id"],
+                    customer_id=row["customer_id"],
+                    external_ref=row["external_ref"],
+                    status=DraftStatus(row["status"]),
+                    currency=row["currency"],
+                    line_count=sum(count for count, _ in sums.values()),
+                    total=sum((amount for _, amount in sums.values()), Decimal(0)),
+                    totals={currency: amount for currency, (_, amount) in sums.items()},
+                    issue_count=int(row["issue_count"] or 0),
+                    created_by_user_id=row["created_by_user_id"],
+                    approved_by_user_id=row["approved_by_user_id"],
+                    approved_at=row["approved_at"],
+                    created_at=row["created_at"],
+                    updated_at=row["updated_at"],
+                    current_export_id=row["current_export_id"],
+                    version=row["version"],
+                    validation_issues=[Issue(**i) for i in row["issues_head"] or []],
+                    attempts=attempts[row["id"]],
+                )
+            )
+        return summaries
 
     async def external_ref_taken(
         self, org_id: str, external_ref: str, *, exclude: uuid.UUID
@@ -212,24 +270,7 @@ class SqlDraftRepository:
                     currency=r["currency"],
                 )
             )
-        attempts: dict[uuid.UUID, list[PushAttempt]] = defaultdict(list)
-        p = self.t.push_attempt
-        for r in (
-            await self.session.execute(
-                select(p).where(p.c.draft_id.in_(ids)).order_by(p.c.draft_id, p.c.attempt)
-            )
-        ).mappings():
-            attempts[r["draft_id"]].append(
-                PushAttempt(
-                    erp_export_id=r["erp_export_id"],
-                    attempt=r["attempt"],
-                    status=ExportStatus(r["status"]),
-                    requested_by_user_id=r["requested_by_user_id"],
-                    requested_at=r["requested_at"],
-                    finished_at=r["finished_at"],
-                    error=r["error_json"],
-                )
-            )
+        attempts = await self._attempts(ids)
         drafts = []
         for row in rows:
             draft = DraftOrder(
@@ -252,6 +293,27 @@ class SqlDraftRepository:
             self._remember(draft)
             drafts.append(draft)
         return drafts
+
+    async def _attempts(self, ids: list[uuid.UUID]) -> dict[uuid.UUID, list[PushAttempt]]:
+        attempts: dict[uuid.UUID, list[PushAttempt]] = defaultdict(list)
+        p = self.t.push_attempt
+        for r in (
+            await self.session.execute(
+                select(p).where(p.c.draft_id.in_(ids)).order_by(p.c.draft_id, p.c.attempt)
+            )
+        ).mappings():
+            attempts[r["draft_id"]].append(
+                PushAttempt(
+                    erp_export_id=r["erp_export_id"],
+                    attempt=r["attempt"],
+                    status=ExportStatus(r["status"]),
+                    requested_by_user_id=r["requested_by_user_id"],
+                    requested_at=r["requested_at"],
+                    finished_at=r["finished_at"],
+                    error=r["error_json"],
+                )
+            )
+        return attempts
 
 
 class SqlConnectorReadModel:

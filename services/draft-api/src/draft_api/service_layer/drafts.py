@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from draft_api.domain import errors
 from draft_api.domain.model import Actor, DraftOrder, DraftStatus, NewLine
 from draft_api.service_layer.clock import utcnow
-from draft_api.service_layer.ports import UnitOfWork
+from draft_api.service_layer.ports import DraftSummary, UnitOfWork
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,8 @@ async def get_draft(uow: UnitOfWork, actor: Actor, draft_id: uuid.UUID) -> Draft
 
 async def list_drafts(
     uow: UnitOfWork, actor: Actor, *, status: DraftStatus | None, limit: int, offset: int
-) -> tuple[list[DraftOrder], int]:
+) -> tuple[list[DraftSummary], int]:
+    """A page of summaries (counts and totals, no lines) and the org's total count."""
     async with uow:
         return await uow.drafts.page(actor.org_id, status=status, limit=limit, offset=offset)
 

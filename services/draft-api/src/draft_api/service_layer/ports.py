@@ -3,14 +3,77 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
 from enum import StrEnum
 from types import TracebackType
 from typing import Protocol
 
 from draft_api.domain.connector import ErpConnector
 from draft_api.domain.idempotency import IdempotencyRecord
-from draft_api.domain.model import DraftOrder, DraftStatus, ExportStatus
+from draft_api.domain.model import DraftOrder, DraftStatus, ExportStatus, PushAttempt
+from draft_api.domain.validation import Issue
+
+#: validation issues a list item carries at most (the draft itself has all of them)
+ISSUES_IN_SUMMARY = 20
+
+
+@dataclass(frozen=True)
+class DraftSummary:
+    """A draft as a list shows it: its header, counts and totals, no lines.
+
+    `totals` is per currency; `total` is their sum (as `DraftOrder.total`).
+    `validation_issues` holds the first `ISSUES_IN_SUMMARY`, `issue_count` all.
+    """
+
+    id: uuid.UUID
+    org_id: str
+    customer_id: str
+    external_ref: str | None
+    status: DraftStatus
+    currency: str | None
+    line_count: int
+    total: Decimal
+    totals: dict[str, Decimal]
+    issue_count: int
+    created_by_user_id: str
+    approved_by_user_id: str | None
+    approved_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    current_export_id: uuid.UUID | None
+    version: int
+    validation_issues: list[Issue] = field(default_factory=list)
+    attempts: list[PushAttempt] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, draft: DraftOrder) -> DraftSummary:
+        """The summary of a loaded draft (what the SQL of a list computes)."""
+        totals: dict[str, Decimal] = {}
+        for line in draft.lines:
+            totals[line.currency] = totals.get(line.currency, Decimal(0)) + line.total
+        return cls(
+            id=draft.id,
+            org_id=draft.org_id,
+            customer_id=draft.customer_id,
+            external_ref=draft.external_ref,
+            status=draft.status,
+            currency=draft.currency,
+            line_count=len(draft.lines),
+            total=draft.total,
+            totals=totals,
+            issue_count=len(draft.validation_issues),
+            created_by_user_id=draft.created_by_user_id,
+            approved_by_user_id=draft.approved_by_user_id,
+            approved_at=draft.approved_at,
+            created_at=draft.created_at,
+            updated_at=draft.updated_at,
+            current_export_id=draft.current_export_id,
+            version=draft.version,
+            validation_issues=list(draft.validation_issues[:ISSUES_IN_SUMMARY]),
+            attempts=list(draft.attempts),
+        )
 
 
 class DraftRepository(Protocol):
@@ -30,8 +93,11 @@ class DraftRepository(Protocol):
 
     async def page(
         self, org_id: str, *, status: DraftStatus | None, limit: int, offset: int
-    ) -> tuple[list[DraftOrder], int]:
-        """A page of the org's drafts (newest first) and the total count."""
+    ) -> tuple[list[DraftSummary], int]:
+        """A page of the org's drafts (newest first) as summaries, and the total count.
+
+        Counts and totals are aggregated by the store: lines are never loaded.
+        """
 
     async def external_ref_taken(
         self, org_id: str, external_ref: str, *, exclude: uuid.UUID

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, FastAPI, Request, status
 from fastapi.responses import JSONResponse
 from orderflow_shared.auth import Principal, require_roles
-from orderflow_shared.web import error_responses
+from orderflow_shared.web import PatchIn, error_responses
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from sqlalchemy.exc import IntegrityError
 
@@ -48,8 +48,10 @@ class SftpIn(BaseModel):
     password: SecretStr | None = None
 
 
-class SftpPatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class SftpPatch(PatchIn):
+    """Only the fields sent change; `null` for a secret keeps it, elsewhere it is a 422."""
+
+    nullable_fields = frozenset({"private_key", "password"})
 
     host: str | None = Field(default=None, min_length=1, max_length=255)
     port: int | None = Field(default=None, ge=1, le=65535)
@@ -98,8 +100,8 @@ class ConnectionIn(BaseModel):
     local: LocalIn | None = None
 
 
-class ConnectionPatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ConnectionPatch(PatchIn):
+    """Only the fields sent change; `null` is a 422 (leave a field out to keep it)."""
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
     is_active: bool | None = None

@@ -24,6 +24,7 @@ from draft_api.entrypoints.http.schemas import (
     DraftOut,
     DraftPage,
     DraftPatch,
+    DraftSummaryOut,
     IssueOut,
     PushOut,
     ValidationOut,
@@ -76,7 +77,12 @@ async def create_draft(
     return DraftOut.of(draft)
 
 
-@router.get("", response_model=DraftPage, responses=responses(422), summary="List draft orders")
+@router.get(
+    "",
+    response_model=DraftPage,
+    responses=responses(422),
+    summary="List draft orders (summaries: line count and totals, no lines)",
+)
 async def list_drafts(
     actor: Reader,
     services: ServicesDep,
@@ -87,7 +93,9 @@ async def list_drafts(
     page, total = await drafts.list_drafts(
         services.uow_factory(), actor, status=status_, limit=limit, offset=offset
     )
-    return DraftPage(items=[DraftOut.of(d) for d in page], total=total, limit=limit, offset=offset)
+    return DraftPage(
+        items=[DraftSummaryOut.of(d) for d in page], total=total, limit=limit, offset=offset
+    )
 
 
 @router.get(

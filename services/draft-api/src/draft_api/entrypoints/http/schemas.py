@@ -7,9 +7,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
+from orderflow_shared.web import PatchIn
 from pydantic import BaseModel, ConfigDict, Field
 
-from draft_api.domain.model import DraftOrder, DraftStatus, NewLine
+from draft_api.domain.model import DraftOrder, DraftStatus, NewLine, PushAttempt
+from draft_api.service_layer.ports import ISSUES_IN_SUMMARY, DraftSummary
 
 Amount = Annotated[
     Decimal,
@@ -58,8 +60,12 @@ class DraftIn(_In):
     lines: list[LineIn] = Field(default_factory=list, max_length=1000)
 
 
-class DraftPatch(_In):
-    """Only the fields sent change; `external_ref: null` clears it. The draft goes back to NEW."""
+class DraftPatch(PatchIn):
+    """Only the fields sent change; `external_ref: null` clears it (`null` elsewhere is a
+    422). The draft goes back to NEW."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    nullable_fields = frozenset({"external_ref"})
 
     customer_id: ShortText | None = None
     external_ref: ShortText | None = None
@@ -93,6 +99,21 @@ class ExportOut(BaseModel):
     requested_at: datetime
     finished_at: datetime | None
     error: dict[str, Any] | None
+
+
+def _exports(attempts: list[PushAttempt]) -> list[ExportOut]:
+    return [
+        ExportOut(
+            erp_export_id=a.erp_export_id,
+            attempt=a.attempt,
+            status=a.status.value,
+            requested_by_user_id=a.requested_by_user_id,
+            requested_at=a.requested_at,
+            finished_at=a.finished_at,
+            error=a.error,
+        )
+        for a in attempts
+    ]
 
 
 class DraftOut(BaseModel):
@@ -145,23 +166,65 @@ class DraftOut(BaseModel):
             updated_at=draft.updated_at,
             current_export_id=draft.current_export_id,
             version=draft.version,
-            exports=[
-                ExportOut(
-                    erp_export_id=a.erp_export_id,
-                    attempt=a.attempt,
-                    status=a.status.value,
-                    requested_by_user_id=a.requested_by_user_id,
-                    requested_at=a.requested_at,
-                    finished_at=a.finished_at,
-                    error=a.error,
-                )
-                for a in draft.attempts
-            ],
+            exports=_exports(draft.attempts),
+        )
+
+
+class DraftSummaryOut(BaseModel):
+    """A draft in a list: the header, counts and totals; its lines are in
+    `GET /draft-orders/{id}`."""
+
+    id: uuid.UUID
+    org_id: str
+    customer_id: str
+    external_ref: str | None
+    status: DraftStatus
+    currency: str | None = Field(description="The currency of the first line.")
+    total: Decimal = Field(description="Sum of every line total (as in the draft).")
+    line_count: int
+    totals: dict[str, Decimal] = Field(
+        description="Sum of the line totals per currency.", examples=[{"EUR": "28.50"}]
+    )
+    validation_issues: list[IssueOut] = Field(
+        description=f"The first {ISSUES_IN_SUMMARY} issues (`issue_count` says how many)."
+    )
+    issue_count: int
+    created_by_user_id: str
+    approved_by_user_id: str | None
+    approved_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    current_export_id: uuid.UUID | None
+    version: int
+    exports: list[ExportOut] = Field(description="Push history, oldest first.")
+
+    @classmethod
+    def of(cls, summary: DraftSummary) -> DraftSummaryOut:
+        return cls(
+            id=summary.id,
+            org_id=summary.org_id,
+            customer_id=summary.customer_id,
+            external_ref=summary.external_ref,
+            status=summary.status,
+            currency=summary.currency,
+            total=summary.total,
+            line_count=summary.line_count,
+            totals=summary.totals,
+            validation_issues=[IssueOut(**vars(i)) for i in summary.validation_issues],
+            issue_count=summary.issue_count,
+            created_by_user_id=summary.created_by_user_id,
+            approved_by_user_id=summary.approved_by_user_id,
+            approved_at=summary.approved_at,
+            created_at=summary.created_at,
+            updated_at=summary.updated_at,
+            current_export_id=summary.current_export_id,
+            version=summary.version,
+            exports=_exports(summary.attempts),
         )
 
 
 class DraftPage(BaseModel):
-    items: list[DraftOut]
+    items: list[DraftSummaryOut]
     total: int
     limit: int
     offset: int
