@@ -46,6 +46,10 @@ class ServiceSettings(BaseSettings):
     jwt_jwks_url: str | None = None
     jwt_issuer: str = "orderflow"
     jwt_audience: str = "orderflow"
+    #: the longest lifetime (`exp - iat`) a token may claim
+    jwt_max_lifetime_seconds: int = Field(default=24 * 3600, ge=60)
+    #: longer bearer tokens are refused before any decoding
+    jwt_max_token_bytes: int = Field(default=8192, ge=512)
 
     outbox_batch_size: int = Field(default=500, ge=1)
     outbox_poll_interval_seconds: float = Field(default=0.5, gt=0)
@@ -55,10 +59,6 @@ class ServiceSettings(BaseSettings):
         return self.migration_database_url or self.database_url
 
     @model_validator(mode="after")
-    #: the longest lifetime (`exp - iat`) a token may claim
-    jwt_max_lifetime_seconds: int = Field(default=24 * 3600, ge=60)
-    #: longer bearer tokens are refused before any decoding
-    jwt_max_token_bytes: int = Field(default=8192, ge=512)
     def _refuse_dev_secret_in_production(self) -> ServiceSettings:
         if self.orderflow_env == "production":
             if self.jwt_algorithm == "HS256" and (
