@@ -34,7 +34,9 @@ class ServiceSettings(BaseSettings):
     #: idle keep-alive connections are closed after this; longer than the gateway's
     #: upstream keepalive_timeout (60 s) so the gateway never reuses a closing one
     http_keepalive_timeout_seconds: int = Field(default=75, ge=1)
-    #: the most header bytes uvicorn's h11 parser buffers (the gateway allows 64 KB)
+    #: the most header bytes uvicorn buffers when it parses with h11 (the gateway allows
+    #: 64 KB); with httptools (uvicorn's choice when installed) headers and their
+    #: deadline are bounded only by the gateway, the one way in besides loopback
     http_max_header_bytes: int = Field(default=65536, ge=1024)
 
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
