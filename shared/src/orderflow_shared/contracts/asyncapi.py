@@ -345,8 +345,10 @@ def _servers() -> dict[str, Any]:
             "title": "Local stack",
             "description": (
                 "The broker of `make up` (port 9092 plus `ORDERFLOW_PORT_OFFSET`), "
-                f"SASL_PLAINTEXT on loopback with {SASL_MECHANISM}. Each service and an "
-                "`integration` principal have their own credentials and ACLs."
+                f"SASL_PLAINTEXT on loopback with {SASL_MECHANISM}. Each service has its own "
+                "principal and ACLs; integrators log in as the read-only `integration` "
+                "principal (`make kafka-credentials`), which reads every channel but "
+                "`dead_letter` in consumer groups named `integration-...`."
             ),
             "security": [scheme],
         },
