@@ -16,11 +16,11 @@ PYTEST_ARGS ?=
 MYPY_PATHS := shared/src services/draft-api/src services/export-service/src \
 	services/audit-service/src deploy/devstack/src
 
-.PHONY: help venv install up down clean status token restart kill psql redis-cli \
+.PHONY: help venv install up down clean status token kafka-credentials restart kill psql redis-cli \
 	lint test test-unit test-integration test-e2e bench schemas audit-verify
 
 help:
-	@echo "make up | down | clean | status | token [ROLE=approver] [ORG=demo]"
+	@echo "make up | down | clean | status | token [ROLE=approver] [ORG=demo] | kafka-credentials"
 	@echo "make restart SVC=name | kill SVC=name   (postgres redis kafka sftp gateway"
 	@echo "                                          draft-api export-service audit-service)"
 	@echo "make psql | redis-cli | install | lint | test | test-unit | test-integration"
@@ -52,6 +52,10 @@ status:
 # the JWT is the last line of the output
 token:
 	@$(DEVSTACK) token --roles '$(ROLE)' --org '$(ORG)'
+
+# the read-only Kafka principal for integrators
+kafka-credentials:
+	@$(DEVSTACK) kafka-credentials
 
 restart:
 	@test -n "$(SVC)" || { echo "usage: make restart SVC=<component>"; exit 2; }

@@ -46,7 +46,7 @@ def _envelopes(org: str, count: int) -> list[Envelope]:
 
 
 async def _produce(bench: Bench, envelopes: list[Envelope]) -> None:
-    producer = make_idempotent_producer(bench.cfg.kafka_bootstrap, client_id="bench-audit")
+    producer = make_idempotent_producer(bench.cfg.kafka_options("admin"), client_id="bench-audit")
     await producer.start()
     try:
         futures = [

@@ -53,8 +53,8 @@ def _rows(n: int) -> list[tuple[Any, ...]]:
     return rows
 
 
-async def _make_topic(bootstrap: str, topic: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def _make_topic(kafka: dict[str, Any], topic: str) -> None:
+    admin = AIOKafkaAdminClient(**kafka)
     await admin.start()
     try:
         await admin.create_topics([NewTopic(topic, num_partitions=6, replication_factor=1)])
@@ -62,8 +62,8 @@ async def _make_topic(bootstrap: str, topic: str) -> None:
         await admin.close()
 
 
-async def _drop_topic(bootstrap: str, topic: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def _drop_topic(kafka: dict[str, Any], topic: str) -> None:
+    admin = AIOKafkaAdminClient(**kafka)
     await admin.start()
     try:
         await admin.delete_topics([topic])
@@ -106,7 +106,7 @@ async def _relay_phase(bench: Bench, topic: str) -> dict[str, Any]:
     relay = OutboxRelay(
         engine,
         table,
-        bootstrap_servers=bench.cfg.kafka_bootstrap,
+        kafka=bench.cfg.kafka_options("admin"),  # a scratch topic: no service owns it
         batch_size=1000,
         poll_interval=0.2,
         client_id="bench-relay",
@@ -165,7 +165,7 @@ async def _relay_phase(bench: Bench, topic: str) -> dict[str, Any]:
 
 async def _producer_anchor(bench: Bench, topic: str, count: int) -> dict[str, Any]:
     rows = _rows(count)
-    producer = make_idempotent_producer(bench.cfg.kafka_bootstrap, client_id="bench-anchor")
+    producer = make_idempotent_producer(bench.cfg.kafka_options("admin"), client_id="bench-anchor")
     await producer.start()
     try:
         started = time.monotonic()
@@ -196,12 +196,12 @@ def run(bench: Bench) -> dict[str, Any]:
         metadata.create_all(engine)
     finally:
         engine.dispose()
-    asyncio.run(_make_topic(bench.cfg.kafka_bootstrap, topic))
+    asyncio.run(_make_topic(bench.cfg.kafka_options("admin"), topic))
     try:
         relay = asyncio.run(_relay_phase(bench, topic))
         anchor = asyncio.run(_producer_anchor(bench, topic, relay["events"]))
     finally:
-        asyncio.run(_drop_topic(bench.cfg.kafka_bootstrap, topic))
+        asyncio.run(_drop_topic(bench.cfg.kafka_options("admin"), topic))
         bench.sql(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
     return {
         "relay": relay,

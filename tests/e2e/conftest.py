@@ -65,4 +65,16 @@ def reliability() -> Iterator[list[Outcome]]:
     if notes:
         lines.append("\n## Notes\n\n" + "\n".join(notes) + "\n")
     REPORT.parent.mkdir(parents=True, exist_ok=True)
-    REPORT.write_text("".join(lines))
+    REPORT.write_text("".join(lines) + kept_sections())
+
+
+#: Everything after this line in docs/reliability.md is written by hand and kept as it is.
+KEEP_MARKER = "<!-- written by hand below this line: kept when the matrix is regenerated -->"
+
+
+def kept_sections() -> str:
+    if not REPORT.exists():
+        return ""
+    text = REPORT.read_text()
+    at = text.find(KEEP_MARKER)
+    return "\n" + text[at:] if at >= 0 else ""

@@ -174,7 +174,7 @@ class Flow:
 
     def sent_events(self, export_ids: set[str]) -> tuple[Counter[str], Counter[str]]:
         """(distinct export.sent event ids per export, raw records per export)."""
-        return asyncio.run(_read_sent(self.stack.kafka_bootstrap_servers, export_ids))
+        return asyncio.run(_read_sent(self.stack.kafka_options("admin"), export_ids))
 
     def measure(
         self,
@@ -240,12 +240,14 @@ class Flow:
         return outcome
 
 
-async def _read_sent(bootstrap: str, export_ids: set[str]) -> tuple[Counter[str], Counter[str]]:
+async def _read_sent(
+    kafka: dict[str, Any], export_ids: set[str]
+) -> tuple[Counter[str], Counter[str]]:
     import json
 
     consumer = AIOKafkaConsumer(
         "export.sent",
-        bootstrap_servers=bootstrap,
+        **kafka,
         enable_auto_commit=False,
         group_id=None,
         auto_offset_reset="earliest",

@@ -166,8 +166,8 @@ POISON = [
 CONSUMED = ["draft.push_requested", "export.sent", "export.failed", "erp_connection.changed"]
 
 
-async def _poison_and_read_dead_letters(bootstrap: str, marker: str) -> list[dict[str, str]]:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+async def _poison_and_read_dead_letters(kafka: dict[str, Any], marker: str) -> list[dict[str, str]]:
+    producer = AIOKafkaProducer(**kafka)
     await producer.start()
     try:
         for topic in CONSUMED:
@@ -179,7 +179,7 @@ async def _poison_and_read_dead_letters(bootstrap: str, marker: str) -> list[dic
         await producer.stop()
     consumer = AIOKafkaConsumer(
         "dead_letter",
-        bootstrap_servers=bootstrap,
+        **kafka,
         auto_offset_reset="earliest",
         group_id=None,
         enable_auto_commit=False,
@@ -207,7 +207,7 @@ def test_a_poison_record_on_every_consumed_topic_lands_in_the_dead_letter_topic(
     stack: Any,
 ) -> None:
     marker = f"poison-{uuid.uuid4().hex}"
-    found = asyncio.run(_poison_and_read_dead_letters(stack.kafka_bootstrap_servers, marker))
+    found = asyncio.run(_poison_and_read_dead_letters(stack.kafka_options("admin"), marker))
     for topic in CONSUMED:
         reasons = [f for f in found if f.get("dlt_topic") == topic]
         assert len(reasons) >= len(POISON), f"poison records on {topic} not dead-lettered"

@@ -12,7 +12,7 @@ from pathlib import Path
 from orderflow_shared.auth import ROLES, mint_token
 from orderflow_shared.contracts.asyncapi import asyncapi_is_stale, write_asyncapi
 from orderflow_shared.contracts.schemas import stale_schemas, write_schemas
-from orderflow_shared.messaging.kafka import ensure_topics
+from orderflow_shared.messaging.kafka import client_options, ensure_topics
 from orderflow_shared.settings import ServiceSettings
 
 
@@ -20,12 +20,22 @@ def _topics_create(_args: argparse.Namespace) -> int:
     settings = ServiceSettings()
     created = asyncio.run(
         ensure_topics(
-            settings.kafka_bootstrap_servers,
+            client_options(settings),
             settings.kafka_topic_partitions,
             settings.kafka_replication_factor,
         )
     )
     print(f"created {len(created)} topic(s): {', '.join(created) or '-'}", file=sys.stderr)
+    return 0
+
+
+def _acls_apply(_args: argparse.Namespace) -> int:
+    """The broker's ACLs = the table of orderflow_shared.messaging.acls (run as admin)."""
+    from orderflow_shared.messaging.acls import apply_acls
+
+    settings = ServiceSettings()
+    created, deleted = asyncio.run(apply_acls(client_options(settings)))
+    print(f"ACLs in place: {created} created, {deleted} removed", file=sys.stderr)
     return 0
 
 
@@ -89,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     topics = commands.add_parser("topics", help="Kafka topics of the contract")
     topics.add_argument("action", choices=["create"])
     topics.set_defaults(func=_topics_create)
+
+    acls = commands.add_parser("acls", help="Kafka ACLs of the principals (as the super user)")
+    acls.add_argument("action", choices=["apply"])
+    acls.set_defaults(func=_acls_apply)
 
     token = commands.add_parser("token", help="print a development JWT (HS256, JWT_SECRET)")
     token.add_argument("--org", default="demo")

@@ -42,6 +42,15 @@ class ServiceSettings(BaseSettings):
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     kafka_topic_partitions: int = Field(default=6, ge=1)
     kafka_replication_factor: int = Field(default=1, ge=1)
+    #: how clients reach the brokers: SASL_PLAINTEXT on a trusted network (the local
+    #: stack's loopback), SASL_SSL where the deployment provides TLS
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    #: this service's own Kafka principal (the broker's ACLs name it)
+    kafka_username: str | None = None
+    kafka_password: SecretStr | None = None
+    #: CA bundle that signs the brokers' certificates (SASL_SSL); the system's if unset
+    kafka_ssl_cafile: str | None = None
 
     jwt_algorithm: Literal["HS256", "RS256"] = "HS256"
     jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
@@ -69,4 +78,13 @@ class ServiceSettings(BaseSettings):
                 raise ValueError("JWT_SECRET must be set to a real secret in production")
             if self.jwt_algorithm == "RS256" and not self.jwt_jwks_url:
                 raise ValueError("JWT_JWKS_URL is required with RS256")
+        return self
+
+    @model_validator(mode="after")
+    def _kafka_credentials_with_sasl(self) -> ServiceSettings:
+        if self.kafka_security_protocol != "PLAINTEXT" and not (
+            self.kafka_username and self.kafka_password
+        ):
+            protocol = self.kafka_security_protocol
+            raise ValueError(f"KAFKA_USERNAME and KAFKA_PASSWORD are required with {protocol}")
         return self

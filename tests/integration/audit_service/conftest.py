@@ -31,7 +31,11 @@ from audit_service.entrypoints.cli import migrate
 from audit_service.settings import AuditSettings
 from orderflow_shared.auth import mint_token
 from orderflow_shared.messaging.envelope import Envelope
-from orderflow_shared.messaging.kafka import ensure_topics, make_idempotent_producer
+from orderflow_shared.messaging.kafka import (
+    KafkaOptions,
+    ensure_topics,
+    make_idempotent_producer,
+)
 from sqlalchemy.engine import make_url
 
 DEADLINE = 90.0
@@ -61,8 +65,10 @@ class Servers:
     superuser_dsn: str  # libpq or SQLAlchemy URL of a superuser
     owner_url: str  # audit_owner (runs migrations)
     runtime_url: str  # audit_service (runs the service)
-    kafka: str
+    kafka: dict[str, Any]  # aiokafka options of the admin principal (test plumbing)
     jwt_secret: str
+    #: KAFKA_* settings of the audit-service principal (the service under test)
+    service_kafka_env: dict[str, str]
 
 
 @pytest.fixture(scope="session")
@@ -71,15 +77,19 @@ def servers(request: pytest.FixtureRequest) -> Servers:
     kafka = os.environ.get("AUDIT_IT_KAFKA")
     if all(env) and kafka:
         su, owner, runtime = (str(v) for v in env)
-        found = Servers(su, owner, runtime, kafka, JWT_SECRET_FALLBACK)
+        plain = {"KAFKA_BOOTSTRAP_SERVERS": kafka}
+        found = Servers(
+            su, owner, runtime, {"bootstrap_servers": kafka}, JWT_SECRET_FALLBACK, plain
+        )
     else:
         infra = request.getfixturevalue("infra")
         found = Servers(
             infra.superuser_dsn,
             infra.migration_database_urls["audit-service"],
             infra.database_urls["audit-service"],
-            infra.kafka_bootstrap_servers,
+            infra.kafka_options("admin"),
             infra.jwt_secret,
+            {k.upper(): v for k, v in infra.kafka_settings("audit-service").items()},
         )
     asyncio.run(ensure_topics(found.kafka, 6, 1))
     return found
@@ -155,7 +165,7 @@ class AuditDb:
             "orderflow_env": "test",
             "database_url": self.runtime_url,
             "migration_database_url": self.owner_url,
-            "kafka_bootstrap_servers": self.servers.kafka,
+            **{k.lower(): v for k, v in self.servers.service_kafka_env.items()},
             "jwt_secret": self.servers.jwt_secret,
             "db_pool_size": 4,
         }
@@ -191,7 +201,7 @@ class AuditProcess:
             "ORDERFLOW_ENV": "test",
             "DATABASE_URL": db.runtime_url,
             "MIGRATION_DATABASE_URL": db.owner_url,
-            "KAFKA_BOOTSTRAP_SERVERS": db.servers.kafka,
+            **db.servers.service_kafka_env,
             "JWT_SECRET": db.servers.jwt_secret,
             "HTTP_HOST": "127.0.0.1",
             "HTTP_PORT": str(self.port),
@@ -254,7 +264,7 @@ class AuditProcess:
 def audit_service(
     audit_db: AuditDb, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[AuditProcess]:
-    group = f"audit-it-{uuid.uuid4().hex[:10]}"
+    group = f"audit-service-it-{uuid.uuid4().hex[:10]}"  # the principal's own groups
     process = AuditProcess(audit_db, group, tmp_path_factory.mktemp("audit") / "serve.log")
     process.start()
     yield process
@@ -273,7 +283,9 @@ def wait_for(check: Callable[[], Any], what: str, deadline: float = DEADLINE) ->
         time.sleep(0.2)
 
 
-async def _produce(kafka: str, records: list[tuple[str, bytes | None, bytes, list[Any]]]) -> None:
+async def _produce(
+    kafka: KafkaOptions, records: list[tuple[str, bytes | None, bytes, list[Any]]]
+) -> None:
     producer = make_idempotent_producer(kafka, f"audit-it-{uuid.uuid4().hex[:6]}")
     await producer.start()
     try:
@@ -286,11 +298,13 @@ async def _produce(kafka: str, records: list[tuple[str, bytes | None, bytes, lis
         await producer.stop()
 
 
-def produce(kafka: str, envelopes: list[Envelope]) -> None:
+def produce(kafka: KafkaOptions, envelopes: list[Envelope]) -> None:
     asyncio.run(
         _produce(kafka, [(e.topic, e.key.encode(), e.data, e.kafka_headers()) for e in envelopes])
     )
 
 
-def produce_raw(kafka: str, topic: str, value: bytes, headers: list[tuple[str, bytes]]) -> None:
+def produce_raw(
+    kafka: KafkaOptions, topic: str, value: bytes, headers: list[tuple[str, bytes]]
+) -> None:
     asyncio.run(_produce(kafka, [(topic, b"poison", value, headers)]))

@@ -41,7 +41,9 @@ def _burst(org: str | list[str], t0, count: int = BURST) -> list[Envelope]:  # t
 def test_sigkill_during_a_burst_loses_nothing_and_duplicates_nothing(audit_db, samples, tmp_path):
     org = f"org-burst-{uuid.uuid4().hex[:8]}"
     envelopes = _burst(org, samples.T0)
-    service = AuditProcess(audit_db, f"audit-it-{uuid.uuid4().hex[:10]}", tmp_path / "a.log")
+    service = AuditProcess(
+        audit_db, f"audit-service-it-{uuid.uuid4().hex[:10]}", tmp_path / "a.log"
+    )
     service.start()
     try:
         chunks = [envelopes[i : i + CHUNK] for i in range(0, BURST, CHUNK)]
@@ -81,7 +83,7 @@ def test_sigkill_during_a_burst_loses_nothing_and_duplicates_nothing(audit_db, s
 def test_two_replicas_ingesting_at_once_keep_every_chain_whole(audit_db, samples, tmp_path):
     orgs = [f"org-pair-{uuid.uuid4().hex[:8]}" for _ in range(10)]
     envelopes = _burst(orgs, samples.T0, count=2000)
-    group = f"audit-it-{uuid.uuid4().hex[:10]}"
+    group = f"audit-service-it-{uuid.uuid4().hex[:10]}"
     replicas = [AuditProcess(audit_db, group, tmp_path / f"r{n}.log") for n in range(2)]
     for replica in replicas:
         replica.start()

@@ -26,8 +26,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 DEADLINE = 60.0
 
 
-async def _create_topics(kafka: str, *names: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka)
+async def _create_topics(kafka: dict[str, Any], *names: str) -> None:
+    admin = AIOKafkaAdminClient(**kafka)
     await admin.start()
     try:
         await admin.create_topics(
@@ -37,8 +37,8 @@ async def _create_topics(kafka: str, *names: str) -> None:
         await admin.close()
 
 
-async def _delete_topics(kafka: str, *names: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka)
+async def _delete_topics(kafka: dict[str, Any], *names: str) -> None:
+    admin = AIOKafkaAdminClient(**kafka)
     await admin.start()
     try:
         await admin.delete_topics(list(names))
@@ -46,10 +46,10 @@ async def _delete_topics(kafka: str, *names: str) -> None:
         await admin.close()
 
 
-async def _produce(kafka: str, topic: str, count: int) -> None:
+async def _produce(kafka: dict[str, Any], topic: str, count: int) -> None:
     from aiokafka import AIOKafkaProducer
 
-    producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all", enable_idempotence=True)
+    producer = AIOKafkaProducer(**kafka, acks="all", enable_idempotence=True)
     await producer.start()
     try:
         for n in range(count):
@@ -67,10 +67,22 @@ async def _until(check: Any, what: str) -> None:
         await asyncio.sleep(0.2)
 
 
-def _app(name: str, kafka: str, datadir: Path) -> faust.App:
+def _credentials(kafka: dict[str, Any]) -> faust.SASLCredentials | None:
+    """faust's form of the SASL login in the aiokafka options (the broker needs one)."""
+    if "sasl_plain_username" not in kafka:
+        return None
+    return faust.SASLCredentials(
+        username=kafka["sasl_plain_username"],
+        password=kafka["sasl_plain_password"],
+        mechanism=kafka["sasl_mechanism"],
+    )
+
+
+def _app(name: str, kafka: dict[str, Any], datadir: Path) -> faust.App:
     return faust.App(
         name,
-        broker=f"kafka://{kafka}",
+        broker=f"kafka://{kafka['bootstrap_servers']}",
+        broker_credentials=_credentials(kafka),
         store="memory://",
         datadir=str(datadir),
         web_enabled=False,
@@ -146,7 +158,7 @@ def test_faust_take_commits_a_batch_whose_processing_raised(servers, tmp_path):
         tp = TopicPartition(topic, 0)
 
         async def committed() -> int:
-            admin = AIOKafkaAdminClient(bootstrap_servers=servers.kafka)
+            admin = AIOKafkaAdminClient(**servers.kafka)
             await admin.start()
             try:
                 offsets = await admin.list_consumer_group_offsets(group, partitions=[tp])
@@ -164,7 +176,7 @@ def test_faust_take_commits_a_batch_whose_processing_raised(servers, tmp_path):
             await _until(all_committed, "faust to commit every offset")
         finally:
             await app.stop()
-        probe = AIOKafkaConsumer(bootstrap_servers=servers.kafka)
+        probe = AIOKafkaConsumer(**servers.kafka)
         await probe.start()
         try:
             end = (await probe.end_offsets([tp]))[tp]

@@ -53,7 +53,7 @@ def test_a_topic_created_later_is_consumed_by_the_pattern(audit_service, audit_d
     )
 
     async def create_and_produce() -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=audit_db.servers.kafka)
+        admin = AIOKafkaAdminClient(**audit_db.servers.kafka)
         await admin.start()
         try:
             await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
@@ -65,7 +65,7 @@ def test_a_topic_created_later_is_consumed_by_the_pattern(audit_service, audit_d
         )
 
     async def delete() -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=audit_db.servers.kafka)
+        admin = AIOKafkaAdminClient(**audit_db.servers.kafka)
         await admin.start()
         try:
             await admin.delete_topics([topic])

@@ -55,7 +55,7 @@ def test_unqualified_quickstart_sql_resolves_through_the_database_search_path(
 
 def test_every_contract_topic_exists(infra: StackHandle) -> None:
     async def topics() -> set[str]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap_servers)
+        admin = AIOKafkaAdminClient(**infra.kafka_options("admin"))
         await admin.start()
         try:
             return set(await admin.list_topics())

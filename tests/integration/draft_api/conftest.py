@@ -54,7 +54,7 @@ def settings_for(infra: Any, db: Database, **overrides: Any) -> DraftApiSettings
         "database_url": db.url,
         "migration_database_url": db.url,
         "redis_url": infra.redis_url,
-        "kafka_bootstrap_servers": infra.kafka_bootstrap_servers,
+        **infra.kafka_settings("draft-api"),
         "jwt_secret": infra.jwt_secret,
         "run_outbox_relay": False,
         "run_consumer": False,

@@ -185,7 +185,8 @@ async def kafka_app(infra: Any, db: Any, make_settings: Any) -> Any:
 
 
 async def produce(infra: Any, envelope: Envelope) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap_servers)
+    # export-service's topics: produced as the admin (test plumbing)
+    producer = AIOKafkaProducer(**infra.kafka_options("admin"))
     await producer.start()
     try:
         await producer.send_and_wait(
@@ -220,7 +221,7 @@ async def test_through_kafka_connector_push_request_and_result(
 
     reader = AIOKafkaConsumer(
         Topic.DRAFT_PUSH_REQUESTED,
-        bootstrap_servers=infra.kafka_bootstrap_servers,
+        **infra.kafka_options("admin"),
         group_id=f"test-reader-{uuid.uuid4().hex[:8]}",
         auto_offset_reset="earliest",
         enable_auto_commit=False,

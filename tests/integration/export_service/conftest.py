@@ -201,8 +201,8 @@ def snapshot(org_id: str, external_ref: str | None = "PO-4711") -> OrderSnapshot
 
 @dataclass
 class Kafka:
-    bootstrap: str
-    producer: AIOKafkaProducer
+    reader: dict[str, Any]  # aiokafka options of the admin principal (reads any topic)
+    producer: AIOKafkaProducer  # logged in as draft-api, the producer of the push requests
     sent: list[Envelope] = field(default_factory=list)
 
     async def push(self, org_id: str, external_ref: str | None = "PO-4711") -> Envelope:
@@ -236,7 +236,7 @@ class Kafka:
         (a relay killed mid-batch may publish an event twice, with the same id)."""
         consumer = AIOKafkaConsumer(
             topic,
-            bootstrap_servers=self.bootstrap,
+            **self.reader,
             auto_offset_reset="earliest",
             enable_auto_commit=False,
             group_id=None,
@@ -263,9 +263,9 @@ class Kafka:
 
 @pytest.fixture
 async def kafka(infra: Any) -> AsyncIterator[Kafka]:
-    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap_servers)
+    producer = AIOKafkaProducer(**infra.kafka_options("draft-api"))
     await producer.start()
-    yield Kafka(infra.kafka_bootstrap_servers, producer)
+    yield Kafka(infra.kafka_options("admin"), producer)
     await producer.stop()
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,12 +27,14 @@ DEADLINE_SECONDS = 60.0
 @dataclass(frozen=True)
 class Backbone:
     dsn: str  # superuser, SQLAlchemy URL
-    bootstrap_servers: str
+    kafka: dict[str, Any]  # aiokafka options of the `admin` principal (test plumbing)
+    kafka_env: dict[str, str]  # the same as KAFKA_* settings, for subprocesses
 
 
 @pytest.fixture(scope="session")
 def backbone(infra: Any) -> Backbone:
-    return Backbone(infra.superuser_dsn, infra.kafka_bootstrap_servers)
+    env = {key.upper(): value for key, value in infra.kafka_settings("admin").items()}
+    return Backbone(infra.superuser_dsn, infra.kafka_options("admin"), env)
 
 
 @dataclass
@@ -89,7 +91,7 @@ async def scratch(backbone: Backbone) -> AsyncIterator[Scratch]:
 async def new_topic(backbone: Backbone) -> Callable[..., Awaitable[str]]:
     async def make(partitions: int = 3) -> str:
         name = f"it.shared.{uuid.uuid4().hex[:12]}"
-        await ensure_topics(backbone.bootstrap_servers, partitions, 1, [name])
+        await ensure_topics(backbone.kafka, partitions, 1, [name])
         return name
 
     return make
@@ -111,12 +113,12 @@ async def wait_for(
 
 
 async def read_topic(
-    bootstrap_servers: str, topic: str, expected: int, deadline: float = DEADLINE_SECONDS
+    kafka: Mapping[str, Any], topic: str, expected: int, deadline: float = DEADLINE_SECONDS
 ) -> list[ConsumerRecord[bytes, bytes]]:
     """Every record of `topic` (all partitions, from the start), once at least `expected`
     arrived and the topic's end offsets are reached."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers,
+        **kafka,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         isolation_level="read_committed",

@@ -53,12 +53,12 @@ async def test_relay_and_consumer_survive_a_killed_broker(
     relay = OutboxRelay(
         scratch.engine,
         scratch.outbox,
-        bootstrap_servers=backbone.bootstrap_servers,
+        kafka=backbone.kafka,
         poll_interval=0.2,
         max_backoff=1.0,
     )
     runner = ConsumerRunner(
-        bootstrap_servers=backbone.bootstrap_servers,
+        kafka=backbone.kafka,
         group_id=f"it-restart-{uuid.uuid4().hex[:8]}",
         topics=[topic],
         handler=handle,

@@ -33,7 +33,7 @@ def event(key: str = "draft-1", note: str = "") -> Envelope:
 async def produce(
     backbone: Backbone, topic: str, records: Sequence[tuple[str, bytes | None, Headers]]
 ) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=backbone.bootstrap_servers, acks="all")
+    producer = AIOKafkaProducer(**backbone.kafka, acks="all")
     await producer.start()
     try:
         for key, value, headers in records:
@@ -79,7 +79,7 @@ def runner_for(
     backbone: Backbone, topic: str, group: str, handler: Any, **options: Any
 ) -> ConsumerRunner:
     return ConsumerRunner(
-        bootstrap_servers=backbone.bootstrap_servers,
+        kafka=backbone.kafka,
         group_id=group,
         topics=[topic],
         handler=handler,
@@ -91,7 +91,7 @@ def runner_for(
 
 async def committed(backbone: Backbone, group: str) -> dict[int, int]:
     """partition -> committed offset of the group (empty when nothing was committed)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=backbone.bootstrap_servers)
+    admin = AIOKafkaAdminClient(**backbone.kafka)
     await admin.start()
     try:
         loop = asyncio.get_running_loop()
@@ -179,7 +179,7 @@ async def test_poison_records_go_to_the_dead_letter_topic_and_the_consumer_goes_
     notes = await scratch.count("SELECT count(*) FROM {s}.effect WHERE note LIKE 'good-%'")
     assert notes == 2
 
-    letters = await read_topic(backbone.bootstrap_servers, dead_letters, expected=4)
+    letters = await read_topic(backbone.kafka, dead_letters, expected=4)
     assert len(letters) == 4
     assert [header(r, "dlt_offset") for r in letters] == ["1", "2", "3", "4"]
     assert {header(r, "dlt_topic") for r in letters} == {topic}
@@ -238,13 +238,13 @@ async def test_a_pattern_subscription_reads_every_matching_topic(
 
     prefix = f"it.pattern.{uuid.uuid4().hex[:10]}"
     topics = [f"{prefix}.a", f"{prefix}.b"]
-    await ensure_topics(backbone.bootstrap_servers, 1, 1, topics)
+    await ensure_topics(backbone.kafka, 1, 1, topics)
     for topic in topics:
         await produce(backbone, topic, [as_record(event(note=topic))])
 
     group = group_name()
     runner = ConsumerRunner(
-        bootstrap_servers=backbone.bootstrap_servers,
+        kafka=backbone.kafka,
         group_id=group,
         pattern=prefix.replace(".", r"\.") + r"\..*",
         handler=applying_handler(scratch),
@@ -306,6 +306,6 @@ async def test_a_retried_batch_dead_letters_its_poison_only_once(
     async with running(runner):
         await wait_for(committed_reaches(backbone, group, 2), "both records committed")
     assert calls == 3
-    letters = await read_topic(backbone.bootstrap_servers, dead_letters, expected=1)
+    letters = await read_topic(backbone.kafka, dead_letters, expected=1)
     assert len(letters) == 1
     assert await scratch.count("SELECT count(*) FROM {s}.effect") == 1

@@ -32,8 +32,8 @@ from .conftest import Backbone, Scratch
 
 
 async def test_reachability_probes_tell_up_from_down(backbone: Backbone) -> None:
-    assert await kafka_reachable(backbone.bootstrap_servers)
-    assert not await kafka_reachable("127.0.0.1:9", timeout=1.0)
+    assert await kafka_reachable(backbone.kafka)
+    assert not await kafka_reachable({"bootstrap_servers": "127.0.0.1:9"}, timeout=1.0)
     engine = make_engine(backbone.dsn, pool_size=1)
     dead = make_engine("postgresql://nobody@127.0.0.1:9/none", pool_size=1)
     try:
@@ -47,9 +47,9 @@ async def test_reachability_probes_tell_up_from_down(backbone: Backbone) -> None
 async def test_ensure_topics_is_idempotent_and_compacts_the_connection_topic(
     backbone: Backbone,
 ) -> None:
-    await ensure_topics(backbone.bootstrap_servers, 3, 1)
-    assert await ensure_topics(backbone.bootstrap_servers, 3, 1) == []
-    admin = AIOKafkaAdminClient(bootstrap_servers=backbone.bootstrap_servers)
+    await ensure_topics(backbone.kafka, 3, 1)
+    assert await ensure_topics(backbone.kafka, 3, 1) == []
+    admin = AIOKafkaAdminClient(**backbone.kafka)
     await admin.start()
     try:
         listed = set(await admin.list_topics())
@@ -67,8 +67,8 @@ async def test_ensure_topics_creates_the_missing_ones_with_the_partitions_asked(
     backbone: Backbone,
 ) -> None:
     name = f"it.shared.new.{uuid.uuid4().hex[:10]}"
-    assert await ensure_topics(backbone.bootstrap_servers, 4, 1, [name]) == [name]
-    admin = AIOKafkaAdminClient(bootstrap_servers=backbone.bootstrap_servers)
+    assert await ensure_topics(backbone.kafka, 4, 1, [name]) == [name]
+    admin = AIOKafkaAdminClient(**backbone.kafka)
     await admin.start()
     try:
         [described] = await admin.describe_topics([name])
@@ -152,7 +152,7 @@ async def test_claim_many_returns_only_the_new_ids(scratch: Scratch) -> None:
 async def test_topics_create_command_reads_the_kafka_settings(backbone: Backbone) -> None:
     env = {
         **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": backbone.bootstrap_servers,
+        **backbone.kafka_env,
         "KAFKA_TOPIC_PARTITIONS": "2",
         "KAFKA_REPLICATION_FACTOR": "1",
     }
@@ -170,7 +170,7 @@ async def test_topics_create_command_reads_the_kafka_settings(backbone: Backbone
     assert process.returncode == 0, err.decode()
     assert out == b""
     assert b"created" in err
-    admin = AIOKafkaAdminClient(bootstrap_servers=backbone.bootstrap_servers)
+    admin = AIOKafkaAdminClient(**backbone.kafka)
     await admin.start()
     try:
         assert {str(t) for t in ALL_TOPICS} <= set(await admin.list_topics())

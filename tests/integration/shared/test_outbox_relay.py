@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -49,7 +50,7 @@ def relay_for(scratch: Scratch, backbone: Backbone, **options: object) -> Outbox
     return OutboxRelay(
         scratch.engine,
         scratch.outbox,
-        bootstrap_servers=backbone.bootstrap_servers,
+        kafka=backbone.kafka,
         **params,
     )
 
@@ -108,7 +109,7 @@ async def test_the_relay_publishes_exactly_the_committed_events_in_order_per_key
 
     async with running(relay_for(scratch, backbone)):
         await wait_for(unpublished(scratch), "every committed event marked published")
-    records = await read_topic(backbone.bootstrap_servers, topic, expected=150)
+    records = await read_topic(backbone.kafka, topic, expected=150)
 
     assert len(records) == 150
     assert {header(r, "ce_id") for r in records} == {str(e.id) for e in committed}
@@ -131,7 +132,7 @@ async def test_a_committed_event_wakes_the_relay_through_notify(
         await wait_for(relay.ready, "the relay is ready")
         await store(scratch, topic, [event("draft-n", 1)])
         await wait_for(unpublished(scratch), "the notified relay published", deadline=60)
-    records = await read_topic(backbone.bootstrap_servers, topic, expected=1)
+    records = await read_topic(backbone.kafka, topic, expected=1)
     assert len(records) == 1
 
 
@@ -173,13 +174,13 @@ async def test_the_relay_marks_only_acknowledged_events_and_recovers_from_kafka_
         )
         assert stuck_marked == 0
 
-        await ensure_topics(backbone.bootstrap_servers, 1, 1, [missing])
+        await ensure_topics(backbone.kafka, 1, 1, [missing])
         await wait_for(unpublished(scratch), "the relay recovered and published the rest")
 
-    good_records = await read_topic(backbone.bootstrap_servers, good, expected=5)
+    good_records = await read_topic(backbone.kafka, good, expected=5)
     assert ids_by_key(good_records) == expected_by_key(first + after)
     assert len(good_records) == 5
-    stuck_records = await read_topic(backbone.bootstrap_servers, missing, expected=2)
+    stuck_records = await read_topic(backbone.kafka, missing, expected=2)
     assert ids_by_key(stuck_records) == expected_by_key(stuck)
 
 
@@ -190,7 +191,7 @@ async def test_the_relay_does_not_die_while_kafka_is_unreachable(
     relay = OutboxRelay(
         scratch.engine,
         scratch.outbox,
-        bootstrap_servers="127.0.0.1:9",
+        kafka={"bootstrap_servers": "127.0.0.1:9"},
         poll_interval=0.1,
         max_backoff=0.2,
     )
@@ -209,19 +210,20 @@ async def test_the_relay_does_not_die_while_kafka_is_unreachable(
 
 
 RELAY_SCRIPT = """
-import asyncio, sys
+import asyncio, json, os, sys
 from sqlalchemy import MetaData
 from orderflow_shared.db import make_engine
 from orderflow_shared.messaging.outbox import OutboxRelay, outbox_table
 
-async def main(dsn, bootstrap, schema):
+async def main(dsn, schema):
     engine = make_engine(dsn, pool_size=1)
     table = outbox_table(MetaData(), schema)
-    relay = OutboxRelay(engine, table, bootstrap_servers=bootstrap, batch_size=5,
+    kafka = json.loads(os.environ["RELAY_KAFKA_OPTIONS"])
+    relay = OutboxRelay(engine, table, kafka=kafka, batch_size=5,
                         poll_interval=0.1, producer_options={"linger_ms": 20})
     await relay.run(asyncio.Event())
 
-asyncio.run(main(*sys.argv[1:4]))
+asyncio.run(main(*sys.argv[1:3]))
 """
 
 
@@ -238,8 +240,8 @@ async def test_a_relay_killed_mid_batch_and_restarted_loses_nothing(
         "-c",
         RELAY_SCRIPT,
         backbone.dsn,
-        backbone.bootstrap_servers,
         scratch.schema,
+        env={**os.environ, "RELAY_KAFKA_OPTIONS": json.dumps(backbone.kafka)},
         start_new_session=True,
     )
     try:
@@ -261,7 +263,7 @@ async def test_a_relay_killed_mid_batch_and_restarted_loses_nothing(
     async with running(relay_for(scratch, backbone, batch_size=200)):
         await wait_for(unpublished(scratch), "the restarted relay published everything")
 
-    records = await read_topic(backbone.bootstrap_servers, topic, expected=len(events))
+    records = await read_topic(backbone.kafka, topic, expected=len(events))
     assert {header(r, "ce_id") for r in records} == {str(e.id) for e in events}
     assert ids_by_key(records) == expected_by_key(events)
 
@@ -325,7 +327,7 @@ async def test_two_relays_at_once_one_publishes_and_the_other_takes_over(
         await asyncio.wait_for(asyncio.gather(*tasks), timeout=60)
 
     assert not both_led
-    records = await read_topic(backbone.bootstrap_servers, topic, expected=len(written))
+    records = await read_topic(backbone.kafka, topic, expected=len(written))
     assert {header(r, "ce_id") for r in records} == {str(e.id) for e in written}
     assert ids_by_key(records) == expected_by_key(written)
 
@@ -333,7 +335,7 @@ async def test_two_relays_at_once_one_publishes_and_the_other_takes_over(
 async def test_the_relay_does_not_die_while_postgres_is_unreachable(scratch: Scratch) -> None:
     dead_engine = make_engine("postgresql://nobody@127.0.0.1:9/orderflow", pool_size=1)
     relay = OutboxRelay(
-        dead_engine, scratch.outbox, bootstrap_servers="127.0.0.1:9", max_backoff=0.2
+        dead_engine, scratch.outbox, kafka={"bootstrap_servers": "127.0.0.1:9"}, max_backoff=0.2
     )
     stop = asyncio.Event()
     task = asyncio.create_task(relay.run(stop))
@@ -362,5 +364,5 @@ async def test_published_rows_past_the_retention_are_deleted(
 
     async with running(relay):
         await wait_for(table_empty, "published rows deleted")
-    records = await read_topic(backbone.bootstrap_servers, topic, expected=5)
+    records = await read_topic(backbone.kafka, topic, expected=5)
     assert len(records) == 5

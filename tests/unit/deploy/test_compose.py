@@ -188,3 +188,43 @@ def test_only_export_service_has_a_writable_directory_and_it_is_its_storage(
     assert chowned == [("10001:10001", storage)]
     assert f"chmod 0750 {storage}" in runs
     assert any(volume.endswith(f":{storage}") for volume in spec["volumes"])
+
+
+KAFKA_SCRIPT = (ROOT / "deploy" / "kafka" / "compose-entrypoint.sh").read_text()
+REQUIRED = re.compile(r"^\$\{[A-Z_]+:\?[^}]+\}$")  # set in .env, no default in the repo
+
+
+@pytest.mark.parametrize(("container", "service"), APP_CONTAINERS.items())
+def test_every_app_container_logs_in_to_kafka_as_its_own_principal(
+    container: str, service: str | None
+) -> None:
+    from orderflow_shared.messaging.acls import ADMIN, SERVICE_PRINCIPALS
+
+    env = COMPOSE["services"][container]["environment"]
+    assert env["KAFKA_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT"
+    assert env["KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+    assert env["KAFKA_USERNAME"] == (SERVICE_PRINCIPALS[service] if service else ADMIN)
+    assert REQUIRED.match(env["KAFKA_PASSWORD"]), env["KAFKA_PASSWORD"]
+    principal = env["KAFKA_USERNAME"].upper().replace("-", "_")
+    assert f"KAFKA_{principal}_PASSWORD:?" in env["KAFKA_PASSWORD"]
+
+
+def test_the_compose_broker_authenticates_every_principal_and_authorises_with_acls() -> None:
+    from orderflow_shared.messaging.acls import PRINCIPALS
+
+    kafka = COMPOSE["services"]["kafka"]
+    assert "./deploy/kafka/compose-entrypoint.sh" in " ".join(kafka["volumes"])
+    for principal in PRINCIPALS:
+        var = f"KAFKA_{principal.upper().replace('-', '_')}_PASSWORD"
+        assert REQUIRED.match(kafka["environment"][var]), var
+        assert f" {principal} " in f" {KAFKA_SCRIPT.split('for user in ')[1].split(';')[0]} "
+    for line in (
+        "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "allow.everyone.if.no.acl.found=false",
+        "super.users=User:admin",
+        "listener.name.sasl.sasl.enabled.mechanisms=SCRAM-SHA-512",
+    ):
+        assert line in KAFKA_SCRIPT
+    assert "PLAINTEXT:PLAINTEXT" not in KAFKA_SCRIPT
+    assert "--command-config" in " ".join(kafka["healthcheck"]["test"])
+    assert "acls apply" in " ".join(COMPOSE["services"]["topics"]["command"])

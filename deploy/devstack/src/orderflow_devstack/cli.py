@@ -36,6 +36,9 @@ def _parser() -> argparse.ArgumentParser:
     for name in ("restart", "kill", "start", "stop"):
         cmd = sub.add_parser(name, help=f"{name} one component")
         cmd.add_argument("name")
+    sub.add_parser(
+        "kafka-credentials", help="the integration principal's Kafka credentials (read-only)"
+    )
     sub.add_parser("psql", help="psql on the orderflow database as superuser")
     sub.add_parser("redis-cli", help="redis-cli on the stack's Redis")
     exe = sub.add_parser("exec", help="run a command with a service's environment")
@@ -93,6 +96,8 @@ def _dispatch(args: argparse.Namespace, cfg: StackConfig, stack: Stack) -> int:
         else:
             component.stop()
         say(f"{args.name}: {component.status()}")
+    elif command == "kafka-credentials":
+        print("\n".join(stack.integration_credentials()))
     elif command == "psql":
         _exec_psql(cfg)
     elif command == "exec":

@@ -18,12 +18,17 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterable
 from pathlib import Path
 from typing import Any, ClassVar
 
 from orderflow_devstack import accounts, install
-from orderflow_devstack.config import SFTP_USER, StackConfig
+from orderflow_devstack.config import (
+    KAFKA_PRINCIPALS,
+    KAFKA_SASL_MECHANISM,
+    SFTP_USER,
+    StackConfig,
+)
 from orderflow_devstack.procs import (
     StackError,
     descendants,
@@ -81,6 +86,17 @@ def link_or_mkdir(link: Path, target: Path) -> None:
         shutil.rmtree(link)
     link.parent.mkdir(parents=True, exist_ok=True)
     link.symlink_to(target)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read (it holds a password); the owner is the
+    owner of its directory (the component's OS user when it has one)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    path.chmod(0o600)
+    parent = path.parent.stat()
+    os.chown(path, parent.st_uid, parent.st_gid)
 
 
 class Component:
@@ -403,14 +419,28 @@ class Kafka(Component):
             self._classpath(),
         ]
 
+    @property
+    def users_file(self) -> Path:
+        """The SCRAM users this data dir has (written once they exist in its metadata)."""
+        return self.home / "scram-users"
+
     def prepare(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         props = self.home / "server.properties"
-        props.write_text(self.server_properties())
+        formatted = (self.data_dir / "meta.properties").exists()
+        # a data dir formatted without SCRAM users starts once with PLAIN for admin on
+        # the client listener too, so that wait_ready() can add them (see add_users)
+        write_private(props, self.server_properties(admin_plain=formatted and self._lacks_users()))
+        write_private(self.admin_plain_properties, self.admin_plain_config())
         (self.home / "log4j.properties").write_text(LOG4J_PROPERTIES)
-        if (self.data_dir / "meta.properties").exists():
+        if formatted:
             return
         cluster_id = self._cluster_id()
+        scram: list[str] = []
+        for principal in KAFKA_PRINCIPALS:
+            password = self.cfg.kafka_password(principal)
+            user = f"{KAFKA_SASL_MECHANISM}=[name={principal},password={password}]"
+            scram += ["--add-scram", user]
         run(
             [
                 self._java(),
@@ -421,10 +451,89 @@ class Kafka(Component):
                 f"--cluster-id={cluster_id}",  # an id may start with "-"
                 "-c",
                 str(props),
+                *scram,
             ],
             log_file=self.log_file,
             what="kafka: storage format",
             timeout=120,
+            secrets=self._passwords(),
+        )
+        self._record_users(KAFKA_PRINCIPALS)
+
+    def _passwords(self) -> list[str]:
+        return [self.cfg.kafka_password(p) for p in KAFKA_PRINCIPALS]
+
+    def missing_users(self) -> list[str]:
+        """Principals the data dir has no SCRAM credentials for: a state dir formatted
+        before the broker authenticated, or a principal added since."""
+        known = set(self.users_file.read_text().split()) if self.users_file.exists() else set()
+        return [p for p in KAFKA_PRINCIPALS if p not in known]
+
+    def _lacks_users(self) -> bool:
+        return bool(self.missing_users())
+
+    def _record_users(self, principals: Iterable[str]) -> None:
+        known = set(self.users_file.read_text().split()) if self.users_file.exists() else set()
+        self.users_file.write_text("".join(f"{p}\n" for p in sorted(known | set(principals))))
+
+    def add_users(self, principals: list[str]) -> None:
+        """Create SCRAM credentials on the running node, logged in as `admin` with PLAIN
+        (a static JAAS user, so it works before any SCRAM user exists). The controller
+        listener cannot do it: Kafka 4.0 answers "not yet supported when communicating
+        directly with the controller quorum"."""
+        for principal in principals:
+            password = self.cfg.kafka_password(principal)
+            run(
+                [
+                    self._java(),
+                    *self._jvm_flags(),
+                    "kafka.admin.ConfigCommand",
+                    "--bootstrap-server",
+                    self.cfg.kafka_bootstrap,
+                    "--command-config",
+                    str(self.admin_plain_properties),
+                    "--alter",
+                    "--entity-type",
+                    "users",
+                    "--entity-name",
+                    principal,
+                    "--add-config",
+                    f"{KAFKA_SASL_MECHANISM}=[iterations=4096,password={password}]",
+                ],
+                log_file=self.log_file,
+                what=f"kafka: SCRAM credentials of {principal}",
+                timeout=120,
+                secrets=[password],
+            )
+        self._record_users(principals)
+
+    def wait_ready(self) -> None:
+        missing = self.missing_users()
+        if missing and self.is_running():
+            wait_until(
+                lambda: port_open(self.port),
+                timeout=self.ready_timeout,
+                what=f"{self.name} listener (log {self.log_file})",
+                interval=0.2,
+                failed=self._died,
+            )
+            self.add_users(missing)
+            # back to SCRAM only on the client listener
+            self.stop()
+            self.start(wait=False)
+        super().wait_ready()
+
+    @property
+    def admin_plain_properties(self) -> Path:
+        return self.home / "admin-plain.properties"
+
+    def admin_plain_config(self) -> str:
+        password = self.cfg.kafka_password("admin")
+        return (
+            "security.protocol=SASL_PLAINTEXT\n"
+            "sasl.mechanism=PLAIN\n"
+            "sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required "
+            f'username="admin" password="{password}";\n'
         )
 
     def _cluster_id(self) -> str:
@@ -434,10 +543,18 @@ class Kafka(Component):
             id_file.write_text(base64.urlsafe_b64encode(raw).decode().rstrip("="))
         return id_file.read_text().strip()
 
-    def server_properties(self) -> str:
-        broker = self.cfg.ports["kafka"]
-        controller = self.cfg.ports["kafka-controller"]
-        return KAFKA_PROPERTIES.format(broker=broker, controller=controller, data=self.data_dir)
+    def server_properties(self, *, admin_plain: bool = False) -> str:
+        values = {
+            "broker": self.cfg.ports["kafka"],
+            "controller": self.cfg.ports["kafka-controller"],
+            "data": self.data_dir,
+            "admin_password": self.cfg.kafka_password("admin"),
+            "mechanism": KAFKA_SASL_MECHANISM,
+        }
+        text = KAFKA_PROPERTIES.format(**values)
+        if admin_plain:
+            text += KAFKA_ADMIN_PLAIN_PROPERTIES.format(**values)
+        return text
 
     def command(self) -> list[str]:
         return [
@@ -450,17 +567,17 @@ class Kafka(Component):
     def is_ready(self) -> bool:
         if not port_open(self.port):
             return False
-        return bool(run_coroutine(kafka_metadata_ok(self.cfg.kafka_bootstrap)))
+        return bool(run_coroutine(kafka_metadata_ok(self.cfg.kafka_options("admin"))))
 
     @property
     def port(self) -> int:
         return self.cfg.ports["kafka"]
 
 
-async def kafka_metadata_ok(bootstrap: str) -> bool:
+async def kafka_metadata_ok(options: dict[str, Any]) -> bool:
     from aiokafka.admin import AIOKafkaAdminClient
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+    admin = AIOKafkaAdminClient(**options, request_timeout_ms=3000)
     try:
         await admin.start()
         await admin.list_topics()
@@ -477,11 +594,27 @@ KAFKA_PROPERTIES = """\
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:{controller}
-listeners=PLAINTEXT://127.0.0.1:{broker},CONTROLLER://127.0.0.1:{controller}
-advertised.listeners=PLAINTEXT://127.0.0.1:{broker}
+# every client logs in: SCRAM on the client listener (users in the cluster metadata,
+# made at format time), PLAIN with a static admin on the controller listener
+listeners=SASL://127.0.0.1:{broker},CONTROLLER://127.0.0.1:{controller}
+advertised.listeners=SASL://127.0.0.1:{broker}
 controller.listener.names=CONTROLLER
-inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=SASL
+listener.security.protocol.map=SASL:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT
+sasl.mechanism.inter.broker.protocol={mechanism}
+sasl.mechanism.controller.protocol=PLAIN
+listener.name.sasl.sasl.enabled.mechanisms={mechanism}
+listener.name.sasl.scram-sha-512.sasl.jaas.config=\
+  org.apache.kafka.common.security.scram.ScramLoginModule required \
+  username="admin" password="{admin_password}";
+listener.name.controller.sasl.enabled.mechanisms=PLAIN
+listener.name.controller.plain.sasl.jaas.config=\
+  org.apache.kafka.common.security.plain.PlainLoginModule required \
+  username="admin" password="{admin_password}" user_admin="{admin_password}";
+# Kafka's own authorizer; nothing is allowed that no ACL allows (orderflow_shared.messaging.acls)
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+allow.everyone.if.no.acl.found=false
+super.users=User:admin
 log.dirs={data}
 num.partitions=6
 default.replication.factor=1
@@ -502,6 +635,15 @@ log.retention.hours=168
 log.segment.bytes=67108864
 num.network.threads=2
 num.io.threads=2
+"""
+
+#: appended while SCRAM users are added to a data dir formatted without them
+KAFKA_ADMIN_PLAIN_PROPERTIES = """\
+# until the SCRAM users exist: admin may also log in with PLAIN on the client listener
+listener.name.sasl.sasl.enabled.mechanisms={mechanism},PLAIN
+listener.name.sasl.plain.sasl.jaas.config=\\
+  org.apache.kafka.common.security.plain.PlainLoginModule required \\
+  username="admin" password="{admin_password}" user_admin="{admin_password}";
 """
 
 LOG4J_PROPERTIES = """\

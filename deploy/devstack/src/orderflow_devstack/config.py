@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orderflow_shared.messaging.acls import INTEGRATION_GROUP_PREFIX, PRINCIPALS
+
 #: Dev default ports (docs/DEVELOPING.md); ORDERFLOW_PORT_OFFSET is added to each.
 DEFAULT_PORTS: dict[str, int] = {
     "gateway": 8000,
@@ -49,6 +51,37 @@ SFTP_USER = "orderflow-sftp"
 DEMO_ORG = "demo"
 ALL_ROLES = ("viewer", "operator", "approver", "admin")
 SYSTEM_BASE = Path("/var/lib/orderflow")
+
+
+#: Kafka principals (SCRAM users); the ACL table names them
+KAFKA_PRINCIPALS = PRINCIPALS
+KAFKA_SECURITY_PROTOCOL = "SASL_PLAINTEXT"  # loopback only
+KAFKA_SASL_MECHANISM = "SCRAM-SHA-512"
+
+
+def kafka_secret_key(principal: str) -> str:
+    return f"kafka_{principal.replace('-', '_')}_password"
+
+
+def _password() -> str:
+    return secrets.token_urlsafe(18)
+
+
+def _secret_makers() -> dict[str, Any]:
+    from orderflow_shared.settings import DEV_JWT_SECRET
+
+    makers: dict[str, Any] = {
+        "postgres_password": _password,
+        "draft_api_password": _password,
+        "export_service_password": _password,
+        "audit_owner_password": _password,
+        "audit_service_password": _password,
+        "export_encryption_key": lambda: base64.urlsafe_b64encode(os.urandom(32)).decode(),
+        "jwt_secret": lambda: DEV_JWT_SECRET,
+    }
+    for principal in KAFKA_PRINCIPALS:
+        makers[kafka_secret_key(principal)] = _password
+    return makers
 
 
 #: Delivery settings of the test stack: deadlines and backoff in seconds, not hours,
@@ -181,27 +214,47 @@ class StackConfig:
 
     # --- secrets -----------------------------------------------------------------
     def secrets(self) -> dict[str, str]:
-        """Passwords and keys, generated once per state dir."""
+        """Passwords and keys, generated once per state dir (a state dir made before a
+        secret existed gets it added)."""
+        loaded: dict[str, str] = {}
         if self.secrets_file.exists():
-            loaded: dict[str, str] = json.loads(self.secrets_file.read_text())
+            loaded = json.loads(self.secrets_file.read_text())
+        missing = {key: make() for key, make in _secret_makers().items() if key not in loaded}
+        if not missing:
             return loaded
-        from orderflow_shared.settings import DEV_JWT_SECRET
-
-        values = {
-            "postgres_password": secrets.token_urlsafe(18),
-            "draft_api_password": secrets.token_urlsafe(18),
-            "export_service_password": secrets.token_urlsafe(18),
-            "audit_owner_password": secrets.token_urlsafe(18),
-            "audit_service_password": secrets.token_urlsafe(18),
-            "export_encryption_key": base64.urlsafe_b64encode(os.urandom(32)).decode(),
-            "jwt_secret": DEV_JWT_SECRET,
-        }
+        values = {**loaded, **missing}
         self.state_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.secrets_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(values, indent=2))
         tmp.chmod(0o600)
         tmp.replace(self.secrets_file)
         return values
+
+    def kafka_password(self, principal: str) -> str:
+        """The SCRAM password of a Kafka principal (orderflow_shared.messaging.acls)."""
+        return self.secrets()[kafka_secret_key(principal)]
+
+    def kafka_options(self, principal: str = "admin") -> dict[str, Any]:
+        """aiokafka keyword arguments of a client that logs in as `principal`."""
+        from orderflow_shared.messaging.kafka import sasl_options
+
+        return sasl_options(
+            self.kafka_bootstrap,
+            username=principal,
+            password=self.kafka_password(principal),
+            security_protocol=KAFKA_SECURITY_PROTOCOL,
+            mechanism=KAFKA_SASL_MECHANISM,
+        )
+
+    def kafka_env(self, principal: str) -> dict[str, str]:
+        """The KAFKA_* settings of a process that connects as `principal`."""
+        return {
+            "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap,
+            "KAFKA_SECURITY_PROTOCOL": KAFKA_SECURITY_PROTOCOL,
+            "KAFKA_SASL_MECHANISM": KAFKA_SASL_MECHANISM,
+            "KAFKA_USERNAME": principal,
+            "KAFKA_PASSWORD": self.kafka_password(principal),
+        }
 
     # --- derived URLs ------------------------------------------------------------
     def role_password(self, role: str) -> str:
@@ -242,7 +295,7 @@ class StackConfig:
             "DATABASE_URL": self.sqlalchemy_url(runtime_role),
             "MIGRATION_DATABASE_URL": self.sqlalchemy_url(owner_role),
             "REDIS_URL": self.redis_url,
-            "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap,
+            **self.kafka_env(service),
             "KAFKA_TOPIC_PARTITIONS": "6",
             "KAFKA_REPLICATION_FACTOR": "1",
             "JWT_ALGORITHM": "HS256",
@@ -281,6 +334,14 @@ class StackConfig:
             },
             "redis_url": self.redis_url,
             "kafka_bootstrap_servers": self.kafka_bootstrap,
+            "kafka": {
+                "bootstrap_servers": self.kafka_bootstrap,
+                "security_protocol": KAFKA_SECURITY_PROTOCOL,
+                "sasl_mechanism": KAFKA_SASL_MECHANISM,
+                "principals": list(KAFKA_PRINCIPALS),
+                "integration_group_prefix": INTEGRATION_GROUP_PREFIX,
+                "passwords": f"{self.secrets_file} (kafka_<principal>_password)",
+            },
             "dropzone_dir": str(self.dropzone_dir),
             "inbox_dir": str(self.inbox_dir),
             "storage_dir": str(self.storage_dir),

@@ -206,8 +206,10 @@ def run(
     log_file: Path | None = None,
     what: str | None = None,
     timeout: float = 300,
+    secrets: Sequence[str] = (),
 ) -> str:
-    """Run a command to completion; raise StackError with its output when it fails."""
+    """Run a command to completion; raise StackError with its output when it fails.
+    `secrets` (passwords on the command line) are masked in the log and the error."""
     uid, gid, groups = _identity(user)
     full_env = dict(os.environ)
     if env:
@@ -225,13 +227,21 @@ def run(
         timeout=timeout,
         check=False,
     )
-    output = (result.stdout or "") + (result.stderr or "")
+    output = _mask((result.stdout or "") + (result.stderr or ""), secrets)
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
+        line = _mask(" ".join(argv), secrets)
         with log_file.open("a") as log:
-            log.write(f"\n=== run: {' '.join(argv)} (exit {result.returncode})\n{output}")
+            log.write(f"\n=== run: {line} (exit {result.returncode})\n{output}")
     if result.returncode != 0:
-        label = what or " ".join(argv)
+        label = what or _mask(" ".join(argv), secrets)
         last = "\n".join(output.strip().splitlines()[-25:])
         raise StackError(f"{label} failed (exit {result.returncode}):\n{last}")
     return result.stdout
+
+
+def _mask(text: str, secrets: Sequence[str]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[REDACTED]")
+    return text

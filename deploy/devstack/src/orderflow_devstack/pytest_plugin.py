@@ -103,10 +103,18 @@ class StackHandle:
 
     def kafka_options(self, principal: str = "admin") -> dict[str, Any]:
         """Keyword arguments for any aiokafka client (producer, consumer, admin) that
-        connects as `principal` ("admin", a service name, or "integration"):
-        bootstrap servers plus, once the broker authenticates, its SASL settings.
-        Tests create every Kafka client with `**stack.kafka_options(...)`."""
-        return {"bootstrap_servers": self.kafka_bootstrap_servers}
+        connects as `principal`: "admin" (super user: test plumbing), "draft-api",
+        "export-service", "audit-service" (a service's own rights) or "integration"
+        (read-only). Bootstrap servers, security protocol, SASL mechanism, username and
+        password. Tests create every Kafka client with `**stack.kafka_options(...)`, and
+        pass the same dict as `kafka=` to the shared helpers."""
+        return self._stack.cfg.kafka_options(principal)
+
+    def kafka_settings(self, principal: str) -> dict[str, Any]:
+        """The Kafka fields of a service's settings for `principal` (for tests that build
+        settings in-process): `kafka_bootstrap_servers`, `kafka_security_protocol`,
+        `kafka_sasl_mechanism`, `kafka_username`, `kafka_password`."""
+        return {key.lower(): value for key, value in self._stack.cfg.kafka_env(principal).items()}
 
     def service_env(self, service: str) -> dict[str, str]:
         """The env a service runs with here (DATABASE_URL, KAFKA_..., JWT_SECRET, ...),

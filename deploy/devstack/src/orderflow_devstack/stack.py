@@ -12,6 +12,8 @@ from orderflow_devstack.config import (
     ALL_ROLES,
     DATABASE,
     DEMO_ORG,
+    KAFKA_SASL_MECHANISM,
+    KAFKA_SECURITY_PROTOCOL,
     SERVICE_ROLES,
     SERVICE_SCHEMAS,
     SERVICES,
@@ -197,8 +199,9 @@ class Stack:
 
     # --- kafka ---------------------------------------------------------------------
     def create_topics(self) -> None:
+        """The contract topics (as `admin`, the super user), then the ACL table."""
         env = {
-            "KAFKA_BOOTSTRAP_SERVERS": self.cfg.kafka_bootstrap,
+            **self.cfg.kafka_env("admin"),
             "KAFKA_TOPIC_PARTITIONS": "6",
             "KAFKA_REPLICATION_FACTOR": "1",
             "ORDERFLOW_ENV": self.cfg.environment,
@@ -211,12 +214,21 @@ class Stack:
             what="topics: python -m orderflow_shared topics create",
             timeout=120,
         )
-        missing = c.run_coroutine(missing_topics(self.cfg.kafka_bootstrap))
+        missing = c.run_coroutine(missing_topics(self.cfg.kafka_options("admin")))
         if missing:
             raise StackError(
                 "topics: `python -m orderflow_shared topics create` exited 0 but these "
                 f"topics do not exist: {', '.join(sorted(missing))}"
             )
+        self.apply_acls()
+
+    def apply_acls(self) -> None:
+        """Make the broker's ACLs equal orderflow_shared.messaging.acls.ACLS (idempotent)."""
+        from orderflow_shared.messaging.acls import apply_acls
+
+        created, deleted = c.run_coroutine(apply_acls(self.cfg.kafka_options("admin")))
+        if created or deleted:
+            self.say(f"kafka: ACLs in place ({created} created, {deleted} removed)")
 
     # --- stack.json, tokens, seed --------------------------------------------------
     def sftp_info(self) -> dict[str, Any]:
@@ -235,6 +247,9 @@ class Stack:
 
         seed_demo(self)
 
+    def integration_credentials(self) -> list[str]:
+        return integration_credentials_lines(self.cfg)
+
     def banner(self) -> str:
         token = self.token()
         gw = self.cfg.gateway_url
@@ -252,12 +267,14 @@ class Stack:
         lines += [
             f"  postgres         {self.cfg.superuser_dsn().split('@')[1]}   (make psql)",
             f"  redis            {self.cfg.redis_url}   (make redis-cli)",
-            f"  kafka            {self.cfg.kafka_bootstrap}",
+            f"  kafka            {self.cfg.kafka_bootstrap}   (SASL/SCRAM; make kafka-credentials)",
             f"  sftp dropzone    sftp://{sftp.get('username')}@127.0.0.1:{self.cfg.ports['sftp']}"
             f"/inbox   host key {sftp.get('host_key_fingerprint')}",
             f"  dropzone files   {self.cfg.inbox_dir}",
             f"  logs             {self.cfg.logs_dir}",
             f"  stack.json       {self.cfg.stack_file}",
+            "",
+            *self.integration_credentials(),
             "",
             f"Dev JWT for org {DEMO_ORG!r} with roles {', '.join(ALL_ROLES)} (12 h):",
             "",
@@ -266,11 +283,30 @@ class Stack:
         return "\n".join(lines)
 
 
-async def missing_topics(bootstrap: str) -> set[str]:
+def integration_credentials_lines(cfg: StackConfig) -> list[str]:
+    from orderflow_shared.messaging.acls import (
+        INTEGRATION,
+        INTEGRATION_GROUP_PREFIX,
+        PUBLISHED_TOPICS,
+    )
+
+    return [
+        "Kafka for integrators (read-only on the published topics):",
+        f"  bootstrap servers  {cfg.kafka_bootstrap}",
+        f"  security protocol  {KAFKA_SECURITY_PROTOCOL}",
+        f"  SASL mechanism     {KAFKA_SASL_MECHANISM}",
+        f"  username           {INTEGRATION}",
+        f"  password           {cfg.kafka_password(INTEGRATION)}",
+        f"  consumer groups    {INTEGRATION_GROUP_PREFIX}<anything>",
+        f"  topics             {', '.join(PUBLISHED_TOPICS)}",
+    ]
+
+
+async def missing_topics(options: dict[str, Any]) -> set[str]:
     from aiokafka.admin import AIOKafkaAdminClient
     from orderflow_shared.contracts.topics import ALL_TOPICS
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+    admin = AIOKafkaAdminClient(**options, request_timeout_ms=10000)
     await admin.start()
     try:
         existing = set(await admin.list_topics())

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from orderflow_shared.contracts.topics import DEAD_LETTER_TOPIC
 from orderflow_shared.db import make_engine, make_session_factory
 from orderflow_shared.messaging.consumer import ConsumerRunner
+from orderflow_shared.messaging.kafka import client_options
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from audit_service.adapters.kafka import LagProbe, RawRecordConsumer
@@ -58,7 +59,7 @@ def build_ingest(container: Container) -> Ingest:
     handlers = IngestHandlers(container.uow_factory)
     return Ingest(
         events=ConsumerRunner(
-            bootstrap_servers=s.kafka_bootstrap_servers,
+            kafka=client_options(s),
             group_id=s.audit_consumer_group,
             pattern=s.audit_topic_pattern,
             handler=handlers.on_events,
@@ -68,7 +69,7 @@ def build_ingest(container: Container) -> Ingest:
             consumer_options={"metadata_max_age_ms": s.audit_topic_refresh_ms},
         ),
         dead_letters=RawRecordConsumer(
-            bootstrap_servers=s.kafka_bootstrap_servers,
+            kafka=client_options(s),
             group_id=s.dead_letter_group,
             topics=[str(DEAD_LETTER_TOPIC)],
             handler=handlers.on_dead_letters,
@@ -76,7 +77,7 @@ def build_ingest(container: Container) -> Ingest:
             max_batch=s.audit_batch_size,
         ),
         lag=LagProbe(
-            s.kafka_bootstrap_servers,
+            client_options(s),
             {
                 s.audit_consumer_group: s.audit_topic_pattern,
                 s.dead_letter_group: f"^{DEAD_LETTER_TOPIC}$",

@@ -12,7 +12,7 @@ from orderflow_shared.auth import JwtVerifier
 from orderflow_shared.db import db_reachable, make_engine, make_session_factory
 from orderflow_shared.logging import configure_logging
 from orderflow_shared.messaging.consumer import ConsumerRunner
-from orderflow_shared.messaging.kafka import kafka_reachable
+from orderflow_shared.messaging.kafka import client_options, kafka_reachable
 from orderflow_shared.messaging.outbox import OutboxRelay
 from orderflow_shared.web import make_service_app
 from redis.asyncio import Redis
@@ -76,7 +76,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.health_checks = {
         "database": lambda: db_reachable(engine),
         "redis": redis_ok,
-        "kafka": lambda: kafka_reachable(settings.kafka_bootstrap_servers),
+        "kafka": lambda: kafka_reachable(client_options(settings)),
     }
     stop = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
@@ -84,7 +84,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         relay = OutboxRelay(
             engine,
             tables.outbox,
-            bootstrap_servers=settings.kafka_bootstrap_servers,
+            kafka=client_options(settings),
             batch_size=settings.outbox_batch_size,
             poll_interval=settings.outbox_poll_interval_seconds,
             client_id=f"{settings.service_name}-outbox",
@@ -92,7 +92,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         tasks.append(asyncio.create_task(relay.run(stop), name="outbox-relay"))
     if settings.run_consumer:
         runner = ConsumerRunner(
-            bootstrap_servers=settings.kafka_bootstrap_servers,
+            kafka=client_options(settings),
             group_id=settings.consumer_group_id,
             handler=consumer.make_handler(uow_factory),
             topics=consumer.TOPICS,

@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from orderflow_shared.auth import JwtVerifier
 from orderflow_shared.db import db_reachable, make_engine, make_session_factory
 from orderflow_shared.logging import configure_logging
-from orderflow_shared.messaging.kafka import kafka_reachable
+from orderflow_shared.messaging.kafka import client_options, kafka_reachable
 from orderflow_shared.messaging.outbox import OutboxRelay
 from orderflow_shared.web import make_service_app
 from pydantic import SecretStr
@@ -138,20 +138,20 @@ def make_app(settings: ExportSettings | None = None, *, background: bool = True)
         stop = asyncio.Event()
         checks: dict[str, Callable[[], object]] = {
             "database": lambda: db_reachable(container.engine),
-            "kafka": lambda: kafka_reachable(settings.kafka_bootstrap_servers),
+            "kafka": lambda: kafka_reachable(client_options(settings)),
         }
         tasks: list[asyncio.Task[None]] = []
         if background:
             relay = OutboxRelay(
                 container.engine,
                 container.tables.outbox,
-                bootstrap_servers=settings.kafka_bootstrap_servers,
+                kafka=client_options(settings),
                 batch_size=settings.outbox_batch_size,
                 poll_interval=settings.outbox_poll_interval_seconds,
                 client_id=f"{settings.service_name}-relay",
             )
             consumer = make_consumer(
-                settings.kafka_bootstrap_servers,
+                client_options(settings),
                 make_push_handler(
                     container.uow_factory,
                     container.clock,

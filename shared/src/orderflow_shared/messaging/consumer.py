@@ -3,8 +3,8 @@
 Contract:
 
     runner = ConsumerRunner(
-        bootstrap_servers=..., group_id="export-service", topics=[Topic.DRAFT_PUSH_REQUESTED],
-        handler=handle_batch, client_id="export-service",
+        kafka=client_options(settings), group_id="export-service",
+        topics=[Topic.DRAFT_PUSH_REQUESTED], handler=handle_batch, client_id="export-service",
     )
     await runner.run(stop)          # until stop is set
 
@@ -43,7 +43,7 @@ from prometheus_client import Counter
 
 from orderflow_shared.contracts.topics import DEAD_LETTER_TOPIC
 from orderflow_shared.messaging.envelope import Envelope, EnvelopeError
-from orderflow_shared.messaging.kafka import make_idempotent_producer
+from orderflow_shared.messaging.kafka import KafkaOptions, make_idempotent_producer
 
 _log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ class ConsumerRunner:
     def __init__(
         self,
         *,
-        bootstrap_servers: str,
+        kafka: KafkaOptions,
         group_id: str,
         handler: BatchHandler,
         topics: Sequence[str] = (),
@@ -102,7 +102,7 @@ class ConsumerRunner:
     ) -> None:
         if bool(topics) == bool(pattern):
             raise ValueError("give either topics or pattern")
-        self._bootstrap_servers = bootstrap_servers
+        self._kafka = dict(kafka)
         self._group_id = group_id
         self._handler = handler
         self._topics = [str(t) for t in topics]
@@ -154,7 +154,7 @@ class ConsumerRunner:
         options: dict[str, Any] = {"session_timeout_ms": 10_000, "heartbeat_interval_ms": 3_000}
         options.update(self._consumer_options)
         return AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap_servers,
+            **self._kafka,
             group_id=self._group_id,
             client_id=self._client_id,
             enable_auto_commit=False,
@@ -171,15 +171,14 @@ class ConsumerRunner:
             consumer.subscribe(pattern=self._pattern, listener=listener)
         else:
             consumer.subscribe(self._topics, listener=listener)
-        producer = make_idempotent_producer(
-            self._bootstrap_servers, f"{self._client_id}-dead-letter"
-        )
+        producer = make_idempotent_producer(self._kafka, f"{self._client_id}-dead-letter")
         started: list[AIOKafkaConsumer | AIOKafkaProducer] = []
         try:
-            await producer.start()
+            # stopped even when start() fails half way (a refused login, say)
             started.append(producer)
-            await consumer.start()
+            await producer.start()
             started.append(consumer)
+            await consumer.start()
             while not stop.is_set():
                 batches = await consumer.getmany(timeout_ms=500, max_records=self._max_batch)
                 if not batches:

@@ -59,7 +59,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from orderflow_shared.db import libpq_url
 from orderflow_shared.messaging.envelope import Envelope
-from orderflow_shared.messaging.kafka import make_idempotent_producer
+from orderflow_shared.messaging.kafka import KafkaOptions, make_idempotent_producer
 
 _log = logging.getLogger(__name__)
 
@@ -181,7 +181,7 @@ class OutboxRelay:
         engine: AsyncEngine,
         table: Table,
         *,
-        bootstrap_servers: str,
+        kafka: KafkaOptions,
         lock_key: int | None = None,
         batch_size: int = 500,
         poll_interval: float = 0.5,
@@ -194,7 +194,7 @@ class OutboxRelay:
         self._dsn = libpq_url(engine.url.render_as_string(hide_password=False))
         self._schema = table.schema or "public"
         self._table = sql.Identifier(self._schema, table.name)
-        self._bootstrap_servers = bootstrap_servers
+        self._kafka = dict(kafka)
         self._lock_key = default_lock_key(self._schema) if lock_key is None else lock_key
         self._batch_size = batch_size
         self._poll_interval = poll_interval
@@ -264,7 +264,7 @@ class OutboxRelay:
                 sql.SQL("LISTEN {}").format(sql.Identifier(notify_channel(self._schema)))
             )
             producer = make_idempotent_producer(
-                self._bootstrap_servers, self._client_id, **self._producer_options
+                self._kafka, self._client_id, **self._producer_options
             )
             await producer.start()
             await self._publish_loop(conn, producer, stop)

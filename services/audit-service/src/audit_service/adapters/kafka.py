@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import CommitFailedError, IllegalStateError
+from orderflow_shared.messaging.kafka import KafkaOptions
 from prometheus_client import Gauge
 
 from audit_service.domain.mapping import RawRecord
@@ -50,14 +51,14 @@ class RawRecordConsumer:
     def __init__(
         self,
         *,
-        bootstrap_servers: str,
+        kafka: KafkaOptions,
         group_id: str,
         topics: list[str],
         handler: RawBatchHandler,
         client_id: str,
         max_batch: int = 500,
     ) -> None:
-        self._bootstrap_servers = bootstrap_servers
+        self._kafka = dict(kafka)
         self._group_id = group_id
         self._topics = topics
         self._handler = handler
@@ -85,7 +86,7 @@ class RawRecordConsumer:
 
     async def _session(self, stop: asyncio.Event) -> None:
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap_servers,
+            **self._kafka,
             group_id=self._group_id,
             client_id=self._client_id,
             enable_auto_commit=False,
@@ -149,8 +150,8 @@ def _raw(record: ConsumerRecord[bytes, bytes]) -> RawRecord:
 class LagProbe:
     """Updates CONSUMER_LAG (log end offset minus committed offset) for some groups."""
 
-    def __init__(self, bootstrap_servers: str, groups: dict[str, str]) -> None:
-        self._bootstrap_servers = bootstrap_servers
+    def __init__(self, kafka: KafkaOptions, groups: dict[str, str]) -> None:
+        self._kafka = dict(kafka)
         self._groups = {group: re.compile(pattern) for group, pattern in groups.items()}
 
     async def run(self, stop: asyncio.Event, interval: float) -> None:
@@ -164,8 +165,8 @@ class LagProbe:
             await _wait(stop, interval)
 
     async def measure(self) -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap_servers)
-        probe = AIOKafkaConsumer(bootstrap_servers=self._bootstrap_servers, group_id=None)
+        admin = AIOKafkaAdminClient(**self._kafka)
+        probe = AIOKafkaConsumer(**self._kafka, group_id=None)
         await admin.start()
         try:
             await probe.start()

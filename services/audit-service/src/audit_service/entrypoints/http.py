@@ -12,7 +12,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
 from orderflow_shared.auth import JwtVerifier, Principal, require_roles
 from orderflow_shared.db import db_reachable
-from orderflow_shared.messaging.kafka import kafka_reachable
+from orderflow_shared.messaging.kafka import client_options, kafka_reachable
 from orderflow_shared.web import error_responses, make_service_app
 from pydantic import BaseModel, Field
 
@@ -196,7 +196,7 @@ def make_app(settings: AuditSettings | None = None, *, run_ingest: bool = True) 
             return await db_reachable(container.engine)
 
         async def kafka() -> bool:
-            return await kafka_reachable(settings.kafka_bootstrap_servers)
+            return await kafka_reachable(client_options(settings))
 
         app.state.health_checks = {"database": database, "kafka": kafka}
         stop = asyncio.Event()

@@ -9,6 +9,7 @@ from datetime import timedelta
 from orderflow_shared.contracts import DraftPushRequestedV1, Topic
 from orderflow_shared.messaging.consumer import BatchHandler, ConsumerRunner
 from orderflow_shared.messaging.envelope import Envelope
+from orderflow_shared.messaging.kafka import KafkaOptions
 
 from export_service.domain.retry import DEFAULT_DEADLINE
 from export_service.entrypoints.metrics import export_metrics
@@ -54,9 +55,9 @@ def _usable_org(org_id: str) -> bool:
     return bool(org_id) and len(org_id) <= 200 and org_id.isprintable()
 
 
-def make_consumer(bootstrap_servers: str, handler: BatchHandler) -> ConsumerRunner:
+def make_consumer(kafka: KafkaOptions, handler: BatchHandler) -> ConsumerRunner:
     return ConsumerRunner(
-        bootstrap_servers=bootstrap_servers,
+        kafka=kafka,
         group_id=CONSUMER,
         topics=[Topic.DRAFT_PUSH_REQUESTED],
         handler=handler,
