@@ -54,9 +54,23 @@ def test_the_first_closed_directory_on_the_way_is_named(open_dir: Path) -> None:
     assert accounts.blocked_at(closed / "inner" / "file", NOBODY) is None
     # what does not exist yet is made later by the devstack: not a blocker
     assert accounts.blocked_at(open_dir / "missing" / "deeper" / "file", NOBODY) is None
+    # a closed directory of another user is not ours to open: a clear error
+    os.chown(closed, NOBODY.pw_uid + 1, 0)
+    closed.chmod(0o700)
     with pytest.raises(StackError, match=f"cannot reach .*{closed.name}"):
-        closed.chmod(0o700)
         accounts.require_reachable([closed / "x" / "y"], NOBODY, who="t", fix="fix it")
+
+
+def test_a_closed_root_directory_on_the_way_is_opened_for_traverse_only(
+    open_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home = open_dir / "root-home"
+    (home / "clone").mkdir(parents=True)
+    home.chmod(0o700)
+    accounts.require_reachable([home / "clone" / "x"], NOBODY, who="t", fix="fix it")
+    assert home.stat().st_mode & 0o777 == 0o701
+    assert accounts.blocked_at(home / "clone" / "x", NOBODY) is None
+    assert f"{home} was closed to other users" in capsys.readouterr().out
 
 
 def test_own_tree_takes_over_what_root_made_without_following_symlinks(open_dir: Path) -> None:
@@ -129,6 +143,7 @@ def test_a_repository_the_user_cannot_reach_fails_early_and_says_where(open_dir:
     closed = open_dir / "home-alice"
     closed.mkdir()
     repo = _fake_repo(closed, Path("/usr/bin"), minor)
+    os.chown(closed, NOBODY.pw_uid + 1, 0)  # another user's home: not opened for us
     closed.chmod(0o700)
     with pytest.raises(StackError, match=f"nobody cannot reach .*{closed} is drwx------"):
         accounts.service_python(repo, open_dir / "state", NOBODY)

@@ -147,12 +147,33 @@ def require_reachable(
 ) -> None:
     for path in paths:
         blocked = blocked_at(path, account)
+        while blocked is not None and _grant_traverse(blocked):
+            blocked = blocked_at(path, account)
         if blocked is not None:
             mode = stat.filemode(blocked.stat().st_mode) if blocked.exists() else "missing"
             raise StackError(
                 f"{who}: OS user {account.pw_name} cannot reach {path}: {blocked} is "
                 f"{mode} (owner {_owner_name(blocked)}). {fix}"
             )
+
+
+def _grant_traverse(directory: Path) -> bool:
+    """Let every user pass through (not list) a root-owned directory on the way to the
+    repo or the state dir, e.g. a clone under /root (0700): o+x only, said aloud.
+    False when that is not possible or would not help (not root's, already o+x)."""
+    try:
+        info = directory.stat()
+    except OSError:
+        return False
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != 0 or info.st_mode & stat.S_IXOTH:
+        return False
+    os.chmod(directory, stat.S_IMODE(info.st_mode) | stat.S_IXOTH)
+    print(
+        f"[devstack] {directory} was closed to other users: granted traverse (o+x, no "
+        "listing) so the services' OS users reach the repository and state dir",
+        flush=True,
+    )
+    return True
 
 
 def _owner_name(path: Path) -> str:
