@@ -28,7 +28,7 @@ def _burst(org: str | list[str], t0, count: int = BURST) -> list[Envelope]:  # t
         envelopes.append(
             Envelope.wrap(
                 data,
-                source="tests",
+                source="/orderflow/draft-api",  # the producer of draft.* (else UNTRUSTED_EVENT)
                 subject=str(draft_id),
                 org_id=orgs[n % len(orgs)],
                 actor_id="user-1",

@@ -46,7 +46,7 @@ def test_a_topic_created_later_is_consumed_by_the_pattern(audit_service, audit_d
     draft_id = uuid.uuid4()
     envelope = Envelope.wrap(
         DraftCreatedV1(draft_id=draft_id, customer_id="C-1", line_count=0, created_at=samples.T0),
-        source="tests",
+        source="/orderflow/draft-api",  # the producer of draft.* (else UNTRUSTED_EVENT)
         subject=str(draft_id),
         org_id=org,
         actor_id="user-1",

@@ -23,7 +23,7 @@ def upload(name: str, content: bytes, *, check_existing: bool = False) -> Upload
 
 @pytest.fixture
 async def transport():
-    pool = SftpPool(connect_timeout=5)
+    pool = SftpPool(connect_timeout=5, allow_private_targets=True)  # sshd is on loopback
     yield SftpDropzoneTransport(pool, connect_timeout=5)
     await pool.close()
 
@@ -162,6 +162,7 @@ async def test_the_connection_test_reports_each_check(dropzone, box, transport):
     report = await transport.check(dropzone.connection(box.remote))
     assert report.ok, report
     assert [c.name for c in report.checks] == [
+        "target_allowed",
         "tcp_connect",
         "host_key",
         "authentication",
@@ -173,6 +174,10 @@ async def test_the_connection_test_reports_each_check(dropzone, box, transport):
     wrong_pin = dropzone.connection(box.remote, host_key_fingerprint="SHA256:" + "B" * 43)
     bad = await transport.check(wrong_pin)
     assert not bad.ok and bad.error_code == "host_key_mismatch"
-    assert [(c.name, c.ok) for c in bad.checks] == [("tcp_connect", True), ("host_key", False)]
+    assert [(c.name, c.ok) for c in bad.checks] == [
+        ("target_allowed", True),
+        ("tcp_connect", True),
+        ("host_key", False),
+    ]
     missing = await transport.check(dropzone.connection("/inbox/nope"))
     assert missing.error_code == "remote_dir_missing"

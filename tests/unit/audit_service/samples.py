@@ -20,7 +20,9 @@ from orderflow_shared.contracts.events import (
     ExportSentV1,
     OrderLineSnapshot,
     OrderSnapshot,
+    spec_for_model,
 )
+from orderflow_shared.contracts.services import expected_source
 from orderflow_shared.messaging.envelope import Envelope
 
 T0 = datetime(2025, 12, 27, 10, 30, tzinfo=UTC)
@@ -121,11 +123,11 @@ def flow(org_id: str, actor: str = "user-1", draft_id: uuid.UUID | None = None) 
         envelopes.append(
             Envelope.wrap(
                 data,
-                source="tests",
+                source=str(expected_source(spec_for_model(type(data)).topic)),
                 subject=subject,
                 org_id=org_id,
                 actor_id=actor,
-                key=org_id if isinstance(data, ErpConnectionChangedV1) else str(draft_id),
+                key=subject,
                 time=T0 + timedelta(seconds=n),
             )
         )

@@ -84,9 +84,9 @@ class FakeConnectors:
     async def has_active(self, org_id: str) -> bool:
         return any(c.org_id == org_id and c.is_active for c in self.uow.store.connectors.values())
 
-    async def upsert(self, connector: ErpConnector) -> None:
+    async def upsert(self, connector: ErpConnector, *, overwrite: bool = True) -> None:
         current = self.uow.store.connectors.get(connector.connection_id)
-        if current is None or current.changed_at <= connector.changed_at:
+        if current is None or (overwrite and current.org_id == connector.org_id):
             self.uow.pending_connectors[connector.connection_id] = connector
 
 

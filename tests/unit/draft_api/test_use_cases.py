@@ -284,20 +284,59 @@ async def test_a_redelivered_result_is_applied_once(uow_factory: Any, cache: Any
     assert await results.record_export_result(uow_factory(), event) is False
 
 
-async def test_an_older_connector_change_does_not_override_a_newer_one(
+async def _connector_change(
+    uow_factory: Any,
+    connection: uuid.UUID,
+    active: bool,
+    at: datetime,
+    *,
+    org: str = "demo",
+    keyed: bool = True,
+) -> None:
+    await results.record_connector_change(
+        uow_factory(),
+        uuid.uuid4(),
+        ErpConnector(connection, org, "ERP", "sftp_dropzone", active, at),
+        keyed_by_connection=keyed,
+    )
+
+
+async def _has_active(uow_factory: Any, org: str = "demo") -> bool:
+    uow = uow_factory()
+    async with uow:
+        return bool(await uow.connectors.has_active(org))
+
+
+async def test_a_far_future_connector_change_holds_only_until_the_next_one(
     uow_factory: Any,
 ) -> None:
     connection = uuid.uuid4()
+    await _connector_change(uow_factory, connection, False, T0 + timedelta(days=365 * 1000))
+    assert await _has_active(uow_factory) is False
+    # the next change export-service publishes (activate through the API) takes effect,
+    # although its changed_at is long before the forged one
+    await _connector_change(uow_factory, connection, True, T0)
+    assert await _has_active(uow_factory) is True
 
-    async def change(active: bool, at: datetime) -> None:
-        await results.record_connector_change(
-            uow_factory(),
-            uuid.uuid4(),
-            ErpConnector(connection, "demo", "ERP", "sftp_dropzone", active, at),
-        )
 
-    await change(False, T0 + timedelta(minutes=5))
-    await change(True, T0)
-    uow = uow_factory()
-    async with uow:
-        assert await uow.connectors.has_active("demo") is False
+async def test_an_org_keyed_record_only_fills_in_an_unknown_connection(
+    uow_factory: Any,
+) -> None:
+    connection = uuid.uuid4()
+    await _connector_change(uow_factory, connection, True, T0, keyed=True)
+    await _connector_change(uow_factory, connection, False, T0 + timedelta(days=1), keyed=False)
+    assert await _has_active(uow_factory) is True
+
+    other = uuid.uuid4()
+    await _connector_change(uow_factory, other, True, T0, org="org-b", keyed=False)
+    assert await _has_active(uow_factory, "org-b") is True
+
+
+async def test_a_connector_change_never_moves_a_connection_to_another_org(
+    uow_factory: Any,
+) -> None:
+    connection = uuid.uuid4()
+    await _connector_change(uow_factory, connection, True, T0)
+    await _connector_change(uow_factory, connection, False, T0, org="org-b")
+    assert await _has_active(uow_factory) is True
+    assert await _has_active(uow_factory, "org-b") is False

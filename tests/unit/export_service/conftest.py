@@ -69,6 +69,9 @@ class FakeConnections:
     async def get_many(self, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, ErpConnection]:
         return {i: copy.deepcopy(self.store[i]) for i in ids if i in self.store}
 
+    async def list_all(self) -> list[ErpConnection]:
+        return [copy.deepcopy(c) for c in self.store.values()]
+
     async def lock_org(self, org_id: str) -> None:
         return None
 

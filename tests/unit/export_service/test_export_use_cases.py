@@ -47,7 +47,7 @@ async def test_creating_an_active_connection_deactivates_the_orgs_other_one(uow,
         (str(second.id), "created"),
         (str(second.id), "activated"),
     ]
-    assert all(m.key == "org-a" for m in uow.outbox)
+    assert all(m.key == m.subject for m in uow.outbox)  # keyed by connection (compaction)
 
 
 async def test_connection_events_carry_no_secrets(uow, clock):
@@ -79,6 +79,16 @@ async def test_deactivate_then_activate(uow, clock):
     assert (await uc.set_active(uow, ADMIN, connection.id, True, clock)).is_active
 
 
+class AnyDirectory:
+    """A policy that lets every directory through (the transports here are fakes)."""
+
+    def refusal(self, org_id, directory):
+        return None
+
+
+ANY_DIRECTORY = AnyDirectory()
+
+
 async def local_connection(uow, clock, template="{external_ref}_{export_id}"):
     command = uc.CreateConnection(
         name="local",
@@ -90,7 +100,7 @@ async def local_connection(uow, clock, template="{external_ref}_{export_id}"):
         local=LocalSettings("/tmp/dropzone"),
         secrets=Secrets(),
     )
-    return await uc.create_connection(uow, ADMIN, command, clock)
+    return await uc.create_connection(uow, ADMIN, command, clock, local_policy=ANY_DIRECTORY)
 
 
 def push(make_push, org="org-a"):

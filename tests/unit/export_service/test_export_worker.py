@@ -1,6 +1,7 @@
 import asyncio
 import uuid
 from datetime import timedelta
+from types import SimpleNamespace
 
 from export_service.domain.connection import ConnectorType, LocalSettings, Secrets
 from export_service.domain.export import ExportStatus
@@ -59,7 +60,8 @@ async def test_the_consumer_wakes_the_worker_which_bounds_deliveries_in_flight(
         local=LocalSettings("/tmp/x"),
         secrets=Secrets(),
     )
-    await uc.create_connection(uow, uc.Actor("org-a", "u"), command, clock)
+    anywhere = SimpleNamespace(refusal=lambda org_id, directory: None)  # fake transport
+    await uc.create_connection(uow, uc.Actor("org-a", "u"), command, clock, local_policy=anywhere)
     transport = GatedTransport()
     worker = DeliveryWorker(
         uow_factory=lambda: uow,

@@ -200,6 +200,11 @@ class StackConfig:
         return self.state_dir / "storage"
 
     @property
+    def local_dropzone_root(self) -> Path:
+        """Root of `local_dropzone` connections (each org's inside `<root>/<org_id>/`)."""
+        return self.state_dir / "local-dropzones"
+
+    @property
     def secrets_file(self) -> Path:
         return self.state_dir / "secrets.json"
 
@@ -307,6 +312,10 @@ class StackConfig:
         if service == "export-service":
             env["EXPORT_ENCRYPTION_KEY"] = values["export_encryption_key"]
             env["EXPORT_STORAGE_DIR"] = str(self.storage_dir)
+            # local_dropzone directories: inside <state>/local-dropzones/<org_id>/
+            env["EXPORT_LOCAL_DROPZONE_ROOTS"] = str(self.local_dropzone_root)
+            # the stack's sshd listens on 127.0.0.1
+            env["EXPORT_SFTP_ALLOW_PRIVATE_TARGETS"] = "true"
             if self.environment == "test":
                 env.update(delivery_env_for_tests())
         return env

@@ -97,6 +97,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             handler=consumer.make_handler(uow_factory),
             topics=consumer.TOPICS,
             client_id=settings.service_name,
+            refuse=consumer.refuse_untrusted,
         )
         tasks.append(asyncio.create_task(runner.run(stop), name="consumer"))
     if settings.run_housekeeping:

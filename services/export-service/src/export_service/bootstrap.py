@@ -23,7 +23,7 @@ from orderflow_shared.web import make_service_app
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from export_service.adapters.local_dropzone import LocalDropzoneTransport
+from export_service.adapters.local_dropzone import LocalDropzoneTransport, LocalRoots
 from export_service.adapters.orm import Tables, make_tables
 from export_service.adapters.secret_box import FernetSecretBox
 from export_service.adapters.sftp import SftpDropzoneTransport, SftpPool
@@ -56,6 +56,7 @@ class Container:
     sftp_pool: SftpPool
     store: FsArtifactStore
     worker: DeliveryWorker
+    local_roots: LocalRoots
 
 
 def build(settings: ExportSettings, clock: Clock = utc_now) -> Container:
@@ -70,12 +71,14 @@ def build(settings: ExportSettings, clock: Clock = utc_now) -> Container:
         connect_timeout=settings.sftp_connect_timeout_seconds,
         sessions_per_target=settings.sftp_sessions_per_target,
         uploads_per_session=settings.sftp_uploads_per_session,
+        allow_private_targets=settings.sftp_private_targets_allowed,
     )
+    local_roots = LocalRoots(settings.local_dropzone_roots)
     transports: Transports = {
         ConnectorType.SFTP: SftpDropzoneTransport(
             pool, connect_timeout=settings.sftp_connect_timeout_seconds
         ),
-        ConnectorType.LOCAL: LocalDropzoneTransport(settings.local_dropzone_roots),
+        ConnectorType.LOCAL: LocalDropzoneTransport(local_roots),
     }
     store = FsArtifactStore(settings.export_storage_dir)
     worker = DeliveryWorker(
@@ -100,6 +103,7 @@ def build(settings: ExportSettings, clock: Clock = utc_now) -> Container:
         sftp_pool=pool,
         store=store,
         worker=worker,
+        local_roots=local_roots,
     )
 
 

@@ -33,8 +33,12 @@ class ExportSettings(ServiceSettings):
     export_worker_processes: int = Field(default=2, ge=1)
     export_lease_seconds: float = Field(default=30.0, gt=0)
     export_poll_interval_seconds: float = Field(default=0.25, gt=0)
-    #: local_dropzone directories must lie below one of these (comma-separated; empty: any)
+    #: local_dropzone directories must lie inside `<root>/<org_id>/` of one of these
+    #: (comma-separated); empty: the local_dropzone connector is disabled
     export_local_dropzone_roots: str = ""
+    #: SFTP targets on loopback / link-local addresses are refused outside development
+    #: unless this is set (the devstack and test stacks run their sshd on 127.0.0.1)
+    export_sftp_allow_private_targets: bool = False
     sftp_connect_timeout_seconds: float = Field(default=10.0, gt=0)
     sftp_sessions_per_target: int = Field(default=2, ge=1)
     sftp_uploads_per_session: int = Field(default=16, ge=1)
@@ -49,6 +53,10 @@ class ExportSettings(ServiceSettings):
         ):
             raise ValueError("EXPORT_ENCRYPTION_KEY must be set to a real key in production")
         return self
+
+    @property
+    def sftp_private_targets_allowed(self) -> bool:
+        return self.export_sftp_allow_private_targets or self.orderflow_env == "development"
 
     @property
     def local_dropzone_roots(self) -> list[Path]:

@@ -171,8 +171,14 @@ class ErpConnectionChangedV1(EventData):
     name: str
     connector_type: Literal["sftp_dropzone", "local_dropzone"]
     is_active: bool
-    change: Literal["created", "updated", "activated", "deactivated"]
-    changed_at: datetime
+    change: Literal["created", "updated", "activated", "deactivated", "restated"] = Field(
+        description="What happened; `restated` republishes a connection's current state "
+        "(e.g. once after the topic's key changed from the org to the connection id)."
+    )
+    changed_at: datetime = Field(
+        description="When export-service recorded the change (informational: consumers "
+        "apply the records of one connection in the order the topic holds them)."
+    )
 
 
 @dataclass(frozen=True)
@@ -253,8 +259,12 @@ _BY_MODEL: dict[type[EventData], EventSpec] = {spec.model: spec for spec in EVEN
 #: Audit action of a push that is a retry (same event type, `is_retry=True`).
 RETRY_AUDIT_ACTION = "DRAFT_PUSH_RETRIED"
 UNREADABLE_AUDIT_ACTION = "UNREADABLE_EVENT"
+#: A readable event whose claims disagree (envelope org vs. payload org, topic vs. type,
+#: source vs. the topic's producer); filed outside every organisation's chain.
+UNTRUSTED_AUDIT_ACTION = "UNTRUSTED_EVENT"
 AUDIT_ACTIONS: frozenset[str] = frozenset(
-    {spec.audit_action for spec in EVENT_SPECS} | {RETRY_AUDIT_ACTION, UNREADABLE_AUDIT_ACTION}
+    {spec.audit_action for spec in EVENT_SPECS}
+    | {RETRY_AUDIT_ACTION, UNREADABLE_AUDIT_ACTION, UNTRUSTED_AUDIT_ACTION}
 )
 
 

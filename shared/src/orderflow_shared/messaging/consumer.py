@@ -18,7 +18,10 @@ runner seeks back to the last committed offsets and retries the batch with backo
 A record that `Envelope.from_kafka` rejects (EnvelopeError) or whose `parse()` fails is
 produced to `dead_letter` with headers `dlt_reason`, `dlt_topic`, `dlt_partition`,
 `dlt_offset`, `dlt_consumer` (plus the original headers and value) before its offset
-is committed, and the runner carries on. Consumers use `enable_auto_commit=False`,
+is committed, and the runner carries on. So does a readable record that the consumer's
+own `refuse(envelope)` check rejects (e.g. an envelope org that disagrees with the
+payload's): `dlt_reason` is `refused: <reason>`. Each envelope carries the topic it
+was read from (`record_topic`). Consumers use `enable_auto_commit=False`,
 `auto_offset_reset="earliest"`, `isolation_level="read_committed"`. Topics may
 also be a regex pattern (`pattern=`) for the audit service.
 
@@ -50,6 +53,9 @@ _log = logging.getLogger(__name__)
 BatchHandler = Callable[[list[Envelope]], Awaitable[None]]
 #: Headers a dead letter carries after the original record's headers.
 DEAD_LETTER_HEADERS = ("dlt_reason", "dlt_topic", "dlt_partition", "dlt_offset", "dlt_consumer")
+#: A consumer's own check of a readable record: a reason to refuse it (the record goes to
+#: the dead-letter topic like an unreadable one), or None to hand it to the handler.
+RecordCheck = Callable[[Envelope], str | None]
 
 EVENTS_HANDLED = Counter(
     "orderflow_consumer_events_handled_total",
@@ -99,6 +105,7 @@ class ConsumerRunner:
         retry_initial_delay: float = 0.2,
         retry_max_delay: float = 30.0,
         consumer_options: dict[str, Any] | None = None,
+        refuse: RecordCheck | None = None,
     ) -> None:
         if bool(topics) == bool(pattern):
             raise ValueError("give either topics or pattern")
@@ -114,6 +121,7 @@ class ConsumerRunner:
         self._retry_initial_delay = retry_initial_delay
         self._retry_max_delay = retry_max_delay
         self._consumer_options = consumer_options or {}
+        self._refuse = refuse
         self._batch_lock = asyncio.Lock()
         self._joined = False
         self._failures = 0  # consecutive handler failures, for the retry backoff
@@ -210,10 +218,16 @@ class ConsumerRunner:
         for records in batches.values():
             for record in records:
                 try:
-                    envelope = Envelope.from_kafka(record.key, record.value, record.headers)
+                    envelope = Envelope.from_kafka(
+                        record.key, record.value, record.headers, topic=record.topic
+                    )
                     envelope.parse()
                 except EnvelopeError as exc:
                     poison.append((record, str(exc)))
+                    continue
+                refusal = self._refuse(envelope) if self._refuse else None
+                if refusal:
+                    poison.append((record, f"refused: {refusal}"))
                 else:
                     events.append(envelope)
         try:

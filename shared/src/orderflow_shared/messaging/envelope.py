@@ -65,6 +65,9 @@ class Envelope:
     key: str
     traceparent: str | None = None
     extra_headers: dict[str, str] = field(default_factory=dict)
+    #: the topic the record was read from (None for an envelope built here); `topic` is
+    #: where its type belongs, which a hostile producer may not have respected
+    record_topic: str | None = None
 
     @classmethod
     def wrap(
@@ -133,7 +136,12 @@ class Envelope:
 
     @classmethod
     def from_kafka(
-        cls, key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes]]
+        cls,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Sequence[tuple[str, bytes]],
+        *,
+        topic: str | None = None,
     ) -> Envelope:
         """Read a record's headers and value; EnvelopeError when anything required is off."""
         h: dict[str, str] = {}
@@ -190,6 +198,7 @@ class Envelope:
             key=(key or b"").decode(errors="replace"),
             traceparent=h.get("traceparent"),
             extra_headers={k: v for k, v in h.items() if k not in known},
+            record_topic=topic,
         )
 
     def data_json(self) -> Any:

@@ -33,6 +33,7 @@ audit_log = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("recorded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("source_topic", Text, nullable=False),
+    Column("producer", Text, nullable=True),
     Column("data", JSONB, nullable=False),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),

@@ -33,10 +33,16 @@ class AuditEntry:
     occurred_at: datetime
     source_topic: str
     data: Mapping[str, JsonValue]
+    #: the service whose Kafka principal alone may write `source_topic` (None: unknown,
+    #: e.g. entries recorded before it was kept, or read from the dead-letter topic)
+    producer: str | None = None
 
     def canonical(self) -> bytes:
-        """The bytes the hash covers: sorted keys, no whitespace, UTC microseconds."""
-        body = {
+        """The bytes the hash covers: sorted keys, no whitespace, UTC microseconds.
+
+        `producer` is covered when known; entries without it hash as they always did,
+        so chains written before it existed still verify."""
+        body: dict[str, JsonValue] = {
             "event_id": str(self.event_id),
             "org_id": self.org_id,
             "action": self.action,
@@ -47,6 +53,8 @@ class AuditEntry:
             "source_topic": self.source_topic,
             "data": self.data,
         }
+        if self.producer is not None:
+            body["producer"] = self.producer
         return json.dumps(
             body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
         ).encode()

@@ -15,8 +15,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from orderflow_shared.contracts.events import UNREADABLE_AUDIT_ACTION, audit_action_for
-from orderflow_shared.messaging.envelope import Envelope
+from orderflow_shared.contracts.events import (
+    UNREADABLE_AUDIT_ACTION,
+    UNTRUSTED_AUDIT_ACTION,
+    DraftPushRequestedV1,
+    ErpConnectionChangedV1,
+    EventData,
+    audit_action_for,
+)
+from orderflow_shared.contracts.services import producer_of, source_matches
+from orderflow_shared.messaging.envelope import (
+    LEGACY_ORG_HEADER,
+    ORG_HEADER,
+    Envelope,
+)
 
 from audit_service.domain.entry import AuditEntry, with_occurred_at_utc
 
@@ -24,6 +36,11 @@ from audit_service.domain.entry import AuditEntry, with_occurred_at_utc
 UNREADABLE_NAMESPACE = uuid.UUID("5f0c7a52-1d0e-4b8e-9a57-3c2d7f1e6a10")
 #: Org of a poison record that does not even say which org it belongs to.
 UNKNOWN_ORG = "_unknown"
+#: Chain of UNTRUSTED_EVENT entries: outside every organisation's chain (no org may be
+#: named so: org ids of the demo and of tokens never start with `_`).
+UNTRUSTED_ORG = "_untrusted"
+#: `dlt_reason` of a readable record a consumer refused (ConsumerRunner's `refuse`)
+REFUSED_PREFIX = "refused:"
 UNREADABLE_ENTITY_TYPE = "kafka_record"
 DLT_HEADERS = ("dlt_reason", "dlt_topic", "dlt_partition", "dlt_offset", "dlt_consumer")
 #: Headers kept (decoded) in the data of an UNREADABLE_EVENT entry for forensics.
@@ -42,10 +59,60 @@ class RawRecord:
     headers: Sequence[tuple[str, bytes | None]]
 
 
+def payload_org(data: EventData) -> str | None:
+    """The org the event's data names, for the types that carry one."""
+    if isinstance(data, ErpConnectionChangedV1):
+        return data.org_id
+    if isinstance(data, DraftPushRequestedV1):
+        return data.order.org_id
+    return None
+
+
+def distrust(envelope: Envelope, data: EventData) -> list[str]:
+    """What contradicts itself in a readable event (empty: nothing).
+
+    With the broker's ACLs only one principal may write each topic, so the topic a
+    record was read from names its producer. The event type must be one that producer
+    makes (on any of its topics, so a topic added later is read like the others), the
+    CloudEvents source must name that producer, and the envelope's org must be the org
+    the data name.
+    """
+    topic = envelope.record_topic or envelope.topic
+    producer = producer_of(topic)
+    reasons = []
+    owner = producer_of(envelope.topic)
+    if producer is not owner:
+        reasons.append(
+            f"{envelope.type} is {owner.value if owner else None!r}'s, "
+            f"read from {topic} ({producer.value if producer else None!r} writes it)"
+        )
+    if not source_matches(topic, envelope.source):
+        reasons.append(
+            f"source {envelope.source[:200]!r} is not {topic}'s producer "
+            f"{producer.value if producer else None!r}"
+        )
+    claimed = payload_org(data)
+    if claimed is not None and claimed != envelope.org_id:
+        reasons.append(
+            f"envelope org {envelope.org_id[:200]!r} is not the data's org {claimed[:200]!r}"
+        )
+    return reasons
+
+
 def entry_from_envelope(envelope: Envelope) -> AuditEntry:
-    """The entry of a readable event (EnvelopeError if its data does not parse)."""
+    """The entry of a readable event (EnvelopeError if its data does not parse).
+
+    `source_topic` is the topic the record was read from and `producer` the service
+    that alone may write it; an event whose claims disagree (see `distrust`) becomes an
+    UNTRUSTED_EVENT entry in the `_untrusted` chain, never in an organisation's.
+    """
     data = envelope.parse()
     spec = envelope.spec
+    topic = envelope.record_topic or envelope.topic
+    producer = producer_of(topic)
+    reasons = distrust(envelope, data)
+    if reasons:
+        return _untrusted(envelope, data, topic, producer.value if producer else None, reasons)
     return with_occurred_at_utc(
         AuditEntry(
             event_id=envelope.id,
@@ -55,8 +122,42 @@ def entry_from_envelope(envelope: Envelope) -> AuditEntry:
             entity_id=_json_safe(envelope.subject),
             actor_user_id=_json_safe(envelope.actor_id),
             occurred_at=envelope.time,
-            source_topic=envelope.topic,
+            source_topic=topic,
             data=_json_safe(envelope.data_json()),
+            producer=producer.value if producer else None,
+        )
+    )
+
+
+def _untrusted(
+    envelope: Envelope,
+    data: EventData,
+    topic: str,
+    producer: str | None,
+    reasons: list[str],
+) -> AuditEntry:
+    return with_occurred_at_utc(
+        AuditEntry(
+            event_id=envelope.id,
+            org_id=UNTRUSTED_ORG,
+            action=UNTRUSTED_AUDIT_ACTION,
+            entity_type=envelope.spec.entity_type,
+            entity_id=_json_safe(envelope.subject),
+            actor_user_id=_json_safe(envelope.actor_id),
+            occurred_at=envelope.time,
+            source_topic=topic,
+            producer=producer,
+            data=_json_safe(
+                {
+                    "reasons": reasons,
+                    "type": envelope.type,
+                    "source": envelope.source,
+                    "envelope_org": envelope.org_id,
+                    "data_org": payload_org(data),
+                    "claimed_action": audit_action_for(data),
+                    "data": envelope.data_json(),
+                }
+            ),
         )
     )
 
@@ -72,9 +173,12 @@ def entry_from_dead_letter(record: RawRecord) -> AuditEntry:
     dlt = {name: headers[name] for name in DLT_HEADERS if name in headers}
     kept = {name: headers[name] for name in _KEPT_HEADERS if name in headers}
     topic, partition, offset = origin
+    # a record a consumer refused for contradicting itself names an org it may not
+    # speak for: filed with the untrusted entries, not in that org's chain
+    refused = headers.get("dlt_reason", "").startswith(REFUSED_PREFIX)
     return AuditEntry(
         event_id=unreadable_event_id(topic, partition, offset),
-        org_id=_json_safe(headers.get("orgid")) or UNKNOWN_ORG,
+        org_id=UNTRUSTED_ORG if refused else _dead_letter_org(headers),
         action=UNREADABLE_AUDIT_ACTION,
         entity_type=UNREADABLE_ENTITY_TYPE,
         entity_id=_json_safe(f"{topic}/{partition}/{offset}"),
@@ -83,6 +187,11 @@ def entry_from_dead_letter(record: RawRecord) -> AuditEntry:
         source_topic=record.topic,
         data=_json_safe({**dlt, "original_headers": kept}),
     )
+
+
+def _dead_letter_org(headers: dict[str, str]) -> str:
+    found = _json_safe(headers.get(ORG_HEADER) or headers.get(LEGACY_ORG_HEADER))
+    return str(found) if found else UNKNOWN_ORG
 
 
 def _record_time(timestamp_ms: int) -> datetime:

@@ -326,7 +326,7 @@ class SqlConnectorReadModel:
         query = select(exists().where(c.c.org_id == org_id, c.c.is_active.is_(True)))
         return bool((await self.session.execute(query)).scalar())
 
-    async def upsert(self, connector: ErpConnector) -> None:
+    async def upsert(self, connector: ErpConnector, *, overwrite: bool = True) -> None:
         c = self.t.erp_connector
         stmt = insert(c).values(
             connection_id=connector.connection_id,
@@ -336,16 +336,21 @@ class SqlConnectorReadModel:
             is_active=connector.is_active,
             changed_at=connector.changed_at,
         )
+        if not overwrite:
+            await self.session.execute(
+                stmt.on_conflict_do_nothing(index_elements=["connection_id"])
+            )
+            return
+        # arrival order: the record read last wins (see results.record_connector_change)
         stmt = stmt.on_conflict_do_update(
             index_elements=["connection_id"],
             set_={
-                "org_id": stmt.excluded.org_id,
                 "name": stmt.excluded.name,
                 "connector_type": stmt.excluded.connector_type,
                 "is_active": stmt.excluded.is_active,
                 "changed_at": stmt.excluded.changed_at,
             },
-            where=c.c.changed_at <= stmt.excluded.changed_at,
+            where=c.c.org_id == stmt.excluded.org_id,
         )
         await self.session.execute(stmt)
 

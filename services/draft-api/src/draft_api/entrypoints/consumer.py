@@ -28,6 +28,17 @@ TOPICS = (
 )
 
 
+def refuse_untrusted(envelope: Envelope) -> str | None:
+    """Why a readable record must not be applied (the runner dead-letters it)."""
+    data = envelope.parse()
+    if isinstance(data, ErpConnectionChangedV1) and data.org_id != envelope.org_id:
+        return (
+            f"envelope org {envelope.org_id[:200]!r} is not the connection's org "
+            f"{data.org_id[:200]!r}"
+        )
+    return None
+
+
 def make_handler(uow_factory: UnitOfWorkFactory) -> BatchHandler:
     """One transaction per event (inbox claim + effect); the runner commits offsets after."""
 
@@ -88,6 +99,9 @@ async def apply(uow_factory: UnitOfWorkFactory, envelope: Envelope) -> None:
             },
         )
     elif isinstance(data, ErpConnectionChangedV1):
+        if refuse_untrusted(envelope):
+            _log.error("refused %s event %s: org mismatch", envelope.type, envelope.id)
+            return
         changed = await results.record_connector_change(
             uow_factory(),
             envelope.id,
@@ -99,6 +113,9 @@ async def apply(uow_factory: UnitOfWorkFactory, envelope: Envelope) -> None:
                 is_active=data.is_active,
                 changed_at=data.changed_at,
             ),
+            # records keyed by the connection id are in the order export-service wrote
+            # them; older ones were keyed by the org (see results.record_connector_change)
+            keyed_by_connection=envelope.key == str(data.connection_id),
         )
     else:
         _log.info("ignoring %s event %s", envelope.type, envelope.id)

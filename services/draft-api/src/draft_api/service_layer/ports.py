@@ -109,8 +109,9 @@ class DraftRepository(Protocol):
 class ConnectorReadModel(Protocol):
     async def has_active(self, org_id: str) -> bool: ...
 
-    async def upsert(self, connector: ErpConnector) -> None:
-        """Keep the newest state per connection (older `changed_at` is ignored)."""
+    async def upsert(self, connector: ErpConnector, *, overwrite: bool = True) -> None:
+        """Store the connection's state (in arrival order); with `overwrite=False` only
+        when the connection is not known yet. Never changes a known connection's org."""
 
 
 class IdempotencyKeys(Protocol):

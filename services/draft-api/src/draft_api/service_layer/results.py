@@ -62,12 +62,27 @@ async def record_export_delay(
 
 
 async def record_connector_change(
-    uow: UnitOfWork, event_id: uuid.UUID, connector: ErpConnector
+    uow: UnitOfWork,
+    event_id: uuid.UUID,
+    connector: ErpConnector,
+    *,
+    keyed_by_connection: bool = True,
 ) -> bool:
-    """Apply one erp_connection.changed once; False when it was seen before."""
+    """Apply one erp_connection.changed once; False when it was seen before.
+
+    The order of changes is the order of the topic, not a time the record claims:
+    `erp_connection.changed` is keyed by connection id, so one connection's records sit
+    in one partition in the order export-service committed them, and the last one read
+    wins (the inbox drops redeliveries; a replay from the start ends on the same state).
+    A `changed_at` far in the future therefore holds only until the next real change.
+    Records written while the topic was keyed by the org (before export-service
+    restated every connection keyed by its id) may sit in another partition than the
+    newer ones: they only fill in a connection not known yet, never overwrite one.
+    A record never moves a connection to another org.
+    """
     async with uow:
         if not await uow.inbox.claim(event_id):
             return False
-        await uow.connectors.upsert(connector)
+        await uow.connectors.upsert(connector, overwrite=keyed_by_connection)
         await uow.commit()
     return True

@@ -46,6 +46,7 @@ class SqlConnectionRepository:
         config: dict[str, Any] = {
             "file_format": c.file_format.value,
             "file_name_template": c.file_name_template,
+            "csv_formula_guard": c.csv_formula_guard,
         }
         if c.sftp is not None:
             config.update(
@@ -96,6 +97,7 @@ class SqlConnectionRepository:
             secrets=self._box.open(row.secrets_ciphertext),
             created_at=row.created_at,
             updated_at=row.updated_at,
+            csv_formula_guard=bool(config.get("csv_formula_guard", True)),
         )
 
     async def add(self, connection: ErpConnection) -> None:
@@ -131,6 +133,11 @@ class SqlConnectionRepository:
             )
         ).first()
         return self._load(row) if row else None
+
+    async def list_all(self) -> list[ErpConnection]:
+        """Every org's connections (for restating them on the topic; no request uses it)."""
+        rows = await self._session.execute(select(self._t).order_by(self._t.c.created_at))
+        return [self._load(row) for row in rows]
 
     async def get_many(self, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, ErpConnection]:
         wanted = list(ids)

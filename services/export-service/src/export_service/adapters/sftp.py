@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import ipaddress
 import logging
 import posixpath
 import socket
@@ -103,6 +104,40 @@ def classify(exc: BaseException, *, context: str = "connect") -> DeliveryError:
     return DeliveryError(ErrorCode.INTERNAL_ERROR, f"unexpected {type(exc).__name__}")
 
 
+PRIVATE_TARGET_REFUSED = (
+    "the SFTP host is a loopback or link-local address, refused outside development "
+    "(EXPORT_SFTP_ALLOW_PRIVATE_TARGETS allows it)"
+)
+
+
+def is_refused_address(address: str) -> bool:
+    """Loopback, link-local or unspecified (0.0.0.0 reaches this host too), IPv4-mapped too."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return True  # not an address we can judge: refuse
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback or ip.is_link_local or ip.is_unspecified
+
+
+async def allowed_address(host: str, port: int, *, allow_private: bool) -> str:
+    """The address to connect to: resolved once and checked, so a name that resolves
+    differently later (DNS rebinding) cannot lead to a refused address. With
+    `allow_private` the host is used as given."""
+    if allow_private:
+        return host
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise DeliveryError(ErrorCode.HOST_UNREACHABLE, "the host name cannot be resolved") from exc
+    addresses = [str(info[4][0]) for info in infos]
+    if not addresses or any(is_refused_address(a) for a in addresses):
+        raise DeliveryError(ErrorCode.INVALID_CONFIGURATION, PRIVATE_TARGET_REFUSED)
+    return addresses[0]
+
+
 @dataclass(frozen=True)
 class Target:
     """Everything a connection needs; equal targets share a pool."""
@@ -160,9 +195,16 @@ class Session:
 
 
 async def open_session(
-    target: Target, connect_timeout: float, host_key_algs: Sequence[str] | None = None
+    target: Target,
+    connect_timeout: float,
+    host_key_algs: Sequence[str] | None = None,
+    *,
+    allow_private: bool = False,
 ) -> tuple[Session, Sequence[str]]:
-    """Connect with the pinned host key; the host key algorithms that worked."""
+    """Connect with the pinned host key; the host key algorithms that worked.
+
+    Loopback and link-local targets are refused unless `allow_private`."""
+    address = await allowed_address(target.host, target.port, allow_private=allow_private)
     try:
         keys = [asyncssh.import_private_key(target.private_key)] if target.private_key else None
     except (asyncssh.KeyImportError, ValueError) as exc:
@@ -175,7 +217,7 @@ async def open_session(
         algs = attempts.pop(0)
         client = _PinnedHostKeyClient(target.fingerprint)
         try:
-            connection = await _connect(target, keys, algs, client, connect_timeout)
+            connection = await _connect(target, address, keys, algs, client, connect_timeout)
         except asyncssh.HostKeyNotVerifiable:
             if probing or host_key_algs:
                 continue
@@ -199,6 +241,7 @@ async def open_session(
 
 async def _connect(
     target: Target,
+    address: str,
     keys: list[asyncssh.SSHKey] | None,
     algs: Sequence[str],
     client: _PinnedHostKeyClient,
@@ -206,7 +249,7 @@ async def _connect(
 ) -> asyncssh.SSHClientConnection:
     connection, _ = await asyncssh.create_connection(
         lambda: client,
-        target.host,
+        address,
         target.port,
         username=target.username,
         known_hosts=([], [], []),  # trust nothing but the pin checked by the client
@@ -225,8 +268,16 @@ async def _connect(
 
 
 class _TargetPool:
-    def __init__(self, target: Target, size: int, per_session: int, timeout: float) -> None:
+    def __init__(
+        self,
+        target: Target,
+        size: int,
+        per_session: int,
+        timeout: float,
+        allow_private: bool = False,
+    ) -> None:
         self.target = target
+        self.allow_private = allow_private
         self.size = size
         self.per_session = per_session
         self.timeout = timeout
@@ -254,7 +305,12 @@ class _TargetPool:
             if session is not None:
                 return session
             try:
-                session, algs = await open_session(self.target, self.timeout, self.host_key_algs)
+                session, algs = await open_session(
+                    self.target,
+                    self.timeout,
+                    self.host_key_algs,
+                    allow_private=self.allow_private,
+                )
             except Exception as exc:
                 raise classify(exc) from exc
             self.host_key_algs = algs
@@ -278,8 +334,10 @@ class SftpPool:
         sessions_per_target: int = 2,
         uploads_per_session: int = 16,
         idle_seconds: float = 300.0,
+        allow_private_targets: bool = False,
     ) -> None:
         self._timeout = connect_timeout
+        self.allow_private_targets = allow_private_targets
         self._size = sessions_per_target
         self._per_session = uploads_per_session
         self._pools: dict[Target, _TargetPool] = {}
@@ -291,7 +349,7 @@ class SftpPool:
         pool = self._pools.get(target)
         if pool is None:
             pool = self._pools[target] = _TargetPool(
-                target, self._size, self._per_session, self._timeout
+                target, self._size, self._per_session, self._timeout, self.allow_private_targets
             )
         pool.last_used = time.monotonic()
         session = await pool.acquire()
@@ -388,7 +446,19 @@ class SftpDropzoneTransport:
             target = Target.of(connection)
             assert connection.sftp is not None
             directory = connection.sftp.remote_directory
-            session, _ = await open_session(target, self._timeout)
+            try:
+                await allowed_address(
+                    target.host, target.port, allow_private=self._pool.allow_private_targets
+                )
+            except DeliveryError as refused:
+                if refused.code is not ErrorCode.INVALID_CONFIGURATION:
+                    raise
+                checks.append(Check("target_allowed", False, refused.message))
+                return ConnectionReport(False, checks, str(refused.code), refused.message)
+            checks.append(Check("target_allowed", True, "the host is not a refused address"))
+            session, _ = await open_session(
+                target, self._timeout, allow_private=self._pool.allow_private_targets
+            )
         except Exception as exc:
             error = classify(exc)
             checks.extend(_connect_checks(error.code))

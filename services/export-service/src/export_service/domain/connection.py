@@ -18,7 +18,7 @@ from export_service.domain.filenames import validate_template
 from export_service.domain.renderers import FileFormat
 
 _FINGERPRINT = re.compile(r"^SHA256:[A-Za-z0-9+/]{43}=?$")
-Change = Literal["created", "updated", "activated", "deactivated"]
+Change = Literal["created", "updated", "activated", "deactivated", "restated"]
 
 
 class ConnectorType(StrEnum):
@@ -100,6 +100,8 @@ class ErpConnection:
     secrets: Secrets
     created_at: datetime
     updated_at: datetime
+    #: neutralise CSV cells a spreadsheet would run as formulas (off for ERPs needing raw values)
+    csv_formula_guard: bool = True
     events: list[Message] = field(default_factory=list, repr=False, compare=False)
 
     @classmethod
@@ -117,6 +119,7 @@ class ErpConnection:
         now: datetime,
         actor_id: str | None,
         connection_id: uuid.UUID | None = None,
+        csv_formula_guard: bool = True,
     ) -> ErpConnection:
         connection = cls(
             id=connection_id or uuid.uuid4(),
@@ -131,6 +134,7 @@ class ErpConnection:
             secrets=secrets,
             created_at=now,
             updated_at=now,
+            csv_formula_guard=csv_formula_guard,
         )
         connection._check()
         connection._record("created", actor_id)
@@ -165,8 +169,11 @@ class ErpConnection:
         sftp_changes: Mapping[str, Any] | None = None,
         local: LocalSettings | None = None,
         secrets: Secrets | None = None,
+        csv_formula_guard: bool | None = None,
     ) -> None:
         """Change what is given; secrets left out keep their stored value."""
+        if csv_formula_guard is not None:
+            self.csv_formula_guard = csv_formula_guard
         if name is not None:
             self.name = name
         if file_format is not None:
@@ -201,6 +208,10 @@ class ErpConnection:
         self.updated_at = now
         self._record("deactivated", actor_id)
 
+    def restate(self, actor_id: str | None) -> None:
+        """Publish the current state again (nothing changes; `changed_at` stays)."""
+        self._record("restated", actor_id)
+
     def _record(self, change: Change, actor_id: str | None) -> None:
         data = ErpConnectionChangedV1(
             connection_id=self.id,
@@ -215,7 +226,8 @@ class ErpConnection:
             Message(
                 data=data,
                 subject=str(self.id),
-                key=self.org_id,
+                # keyed by connection: compaction keeps every connection's latest state
+                key=str(self.id),
                 org_id=self.org_id,
                 actor_id=actor_id,
             )

@@ -6,9 +6,7 @@ re-delivery after a crash can be recognised by its checksum.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import re
 from enum import StrEnum
@@ -51,33 +49,65 @@ def checksum(content: bytes) -> str:
     return hashlib.sha256(content).hexdigest()
 
 
-def render(snapshot: OrderSnapshot, file_format: FileFormat, export_id: UUID) -> bytes:
-    renderer = {FileFormat.CSV: _csv, FileFormat.JSON: _json, FileFormat.XML: _xml}
+#: What makes a spreadsheet read a cell as a formula (OWASP "CSV Injection").
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+_NEEDS_QUOTES = re.compile('[",\r\n]')
+
+
+def render(
+    snapshot: OrderSnapshot,
+    file_format: FileFormat,
+    export_id: UUID,
+    *,
+    csv_formula_guard: bool = True,
+) -> bytes:
+    """The file's bytes; `csv_formula_guard=False` writes CSV cells raw (ERPs that need it)."""
+    if file_format is FileFormat.CSV:
+        return _csv(snapshot, export_id, csv_formula_guard)
+    renderer = {FileFormat.JSON: _json, FileFormat.XML: _xml}
     return renderer[file_format](snapshot, export_id)
 
 
-def _csv(snapshot: OrderSnapshot, export_id: UUID) -> bytes:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS)
+def neutralise_cell(value: str) -> str:
+    """A CSV cell a spreadsheet shows as text, never runs as a formula (OWASP).
+
+    A cell that starts with `=`, `+`, `-`, `@`, TAB or CR gets a leading single quote
+    and is always quoted (embedded quotes doubled). Every cell is treated alike, numbers
+    included: the numbers rendered here never start with those characters (quantities
+    are > 0 and prices >= 0), so they come out unchanged.
+    """
+    if value.startswith(FORMULA_TRIGGERS):
+        return '"' + ("'" + value).replace('"', '""') + '"'
+    return _csv_cell(value)
+
+
+def _csv_cell(value: str) -> str:
+    """RFC 4180 quoting, exactly as `csv.writer` with QUOTE_MINIMAL writes it."""
+    if _NEEDS_QUOTES.search(value):
+        return '"' + value.replace('"', '""') + '"'
+    return value
+
+
+def _csv(snapshot: OrderSnapshot, export_id: UUID, formula_guard: bool = True) -> bytes:
+    cell = neutralise_cell if formula_guard else _csv_cell
+    rows = [",".join(CSV_COLUMNS)]
     for line in snapshot.lines:
-        writer.writerow(
-            (
-                str(export_id),
-                str(snapshot.draft_id),
-                snapshot.external_ref or "",
-                snapshot.customer_id,
-                line.line_no,
-                line.sku,
-                line.description,
-                str(line.quantity),
-                line.unit,
-                str(line.unit_price),
-                line.currency,
-                str(line.line_total),
-            )
+        values = (
+            str(export_id),
+            str(snapshot.draft_id),
+            snapshot.external_ref or "",
+            snapshot.customer_id,
+            line.line_no,
+            line.sku,
+            line.description,
+            str(line.quantity),
+            line.unit,
+            str(line.unit_price),
+            line.currency,
+            str(line.line_total),
         )
-    return buffer.getvalue().encode("utf-8")
+        rows.append(",".join(cell(str(v)) for v in values))
+    return ("\r\n".join(rows) + "\r\n").encode("utf-8")
 
 
 def _document(snapshot: OrderSnapshot, export_id: UUID) -> dict[str, object]:

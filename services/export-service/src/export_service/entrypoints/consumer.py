@@ -13,7 +13,12 @@ from orderflow_shared.messaging.kafka import KafkaOptions
 
 from export_service.domain.retry import DEFAULT_DEADLINE
 from export_service.entrypoints.metrics import export_metrics
-from export_service.service_layer.exports import CONSUMER, PushRequest, record_push_requests
+from export_service.service_layer.exports import (
+    CONSUMER,
+    PushRequest,
+    push_request_mismatch,
+    record_push_requests,
+)
 from export_service.service_layer.ports import Clock, UnitOfWorkFactory
 
 log = logging.getLogger(__name__)
@@ -40,6 +45,10 @@ def make_push_handler(
                 # audit trail (it sees every record) and go on.
                 log.error("push request %s has an unusable org id; skipped", envelope.id)
                 continue
+            mismatch = push_request_mismatch(envelope.org_id, data)
+            if mismatch:  # the runner dead-letters these; a handler called directly skips
+                log.error("push request %s refused: %s", envelope.id, mismatch)
+                continue
             requests.append(PushRequest(envelope.id, envelope.org_id, data))
         if not requests:
             return
@@ -55,6 +64,19 @@ def _usable_org(org_id: str) -> bool:
     return bool(org_id) and len(org_id) <= 200 and org_id.isprintable()
 
 
+def refuse_untrusted(envelope: Envelope) -> str | None:
+    """Why a push request must not be delivered though it is readable (None: fine).
+
+    The record's envelope says for which org and draft it is; the order snapshot says
+    whose order it is. Delivering when they disagree would put one org's order into
+    another org's dropzone, so the record is dead-lettered with the reason instead.
+    """
+    data = envelope.parse()
+    if not isinstance(data, DraftPushRequestedV1):
+        return None
+    return push_request_mismatch(envelope.org_id, data)
+
+
 def make_consumer(kafka: KafkaOptions, handler: BatchHandler) -> ConsumerRunner:
     return ConsumerRunner(
         kafka=kafka,
@@ -62,4 +84,5 @@ def make_consumer(kafka: KafkaOptions, handler: BatchHandler) -> ConsumerRunner:
         topics=[Topic.DRAFT_PUSH_REQUESTED],
         handler=handler,
         client_id=CONSUMER,
+        refuse=refuse_untrusted,
     )

@@ -27,7 +27,12 @@ from export_service.domain.filenames import DEFAULT_TEMPLATE
 from export_service.domain.renderers import FileFormat
 from export_service.service_layer import connections as uc
 from export_service.service_layer.circuits import circuit_of
-from export_service.service_layer.ports import Clock, Transports, UnitOfWorkFactory
+from export_service.service_layer.ports import (
+    Clock,
+    LocalDirectoryPolicy,
+    Transports,
+    UnitOfWorkFactory,
+)
 
 Admin = Annotated[Principal, Depends(require_roles("admin"))]
 FormatName = Literal["csv", "json", "xml"]
@@ -96,6 +101,11 @@ class ConnectionIn(BaseModel):
     is_active: bool = False
     file_format: FormatName = "csv"
     file_name_template: str = Field(default=DEFAULT_TEMPLATE, max_length=200)
+    csv_formula_guard: bool = Field(
+        default=True,
+        description="CSV cells starting with =, +, -, @, TAB or CR get a leading ' and "
+        "quotes (OWASP), so a spreadsheet never runs them; false for ERPs that need raw values",
+    )
     sftp: SftpIn | None = None
     local: LocalIn | None = None
 
@@ -107,6 +117,7 @@ class ConnectionPatch(PatchIn):
     is_active: bool | None = None
     file_format: FormatName | None = None
     file_name_template: str | None = Field(default=None, max_length=200)
+    csv_formula_guard: bool | None = None
     sftp: SftpPatch | None = None
     local: LocalIn | None = None
 
@@ -149,6 +160,7 @@ class ConnectionOut(BaseModel):
     is_active: bool
     file_format: str
     file_name_template: str
+    csv_formula_guard: bool
     sftp: SftpOut | None
     local: LocalIn | None
     created_at: datetime
@@ -174,6 +186,7 @@ class ConnectionOut(BaseModel):
             is_active=c.is_active,
             file_format=c.file_format.value,
             file_name_template=c.file_name_template,
+            csv_formula_guard=c.csv_formula_guard,
             sftp=sftp,
             local=LocalIn(directory=c.local.directory) if c.local else None,
             created_at=c.created_at,
@@ -199,7 +212,7 @@ _WORDING = {
     403: "Requires the role admin",
     404: "No such connection in the caller's organisation",
     409: "Another active connection exists, or a concurrent change won",
-    422: "Invalid input or an invalid connection (e.g. a relative directory)",
+    422: "Invalid input or an invalid connection (e.g. a directory outside the org's root)",
 }
 
 
@@ -238,6 +251,7 @@ def _create_command(body: ConnectionIn) -> uc.CreateConnection:
         sftp=sftp,
         local=local,
         secrets=secrets,
+        csv_formula_guard=body.csv_formula_guard,
     )
 
 
@@ -255,6 +269,7 @@ def _update_command(body: ConnectionPatch) -> uc.UpdateConnection:
         local=LocalSettings(body.local.directory) if body.local else None,
         secrets=secrets,
         is_active=body.is_active,
+        csv_formula_guard=body.csv_formula_guard,
     )
 
 
@@ -265,6 +280,11 @@ def _actor(principal: Principal) -> uc.Actor:
 def _deps(request: Request) -> tuple[UnitOfWorkFactory, Clock]:
     container = request.app.state.container
     return container.uow_factory, container.clock
+
+
+def _local_policy(request: Request) -> LocalDirectoryPolicy:
+    policy: LocalDirectoryPolicy = request.app.state.container.local_roots
+    return policy
 
 
 def connections_router() -> APIRouter:
@@ -279,7 +299,11 @@ def connections_router() -> APIRouter:
     async def create(body: ConnectionIn, principal: Admin, request: Request) -> ConnectionOut:
         uow_factory, clock = _deps(request)
         connection = await uc.create_connection(
-            uow_factory(), _actor(principal), _create_command(body), clock
+            uow_factory(),
+            _actor(principal),
+            _create_command(body),
+            clock,
+            local_policy=_local_policy(request),
         )
         return ConnectionOut.of(connection)
 
@@ -306,7 +330,12 @@ def connections_router() -> APIRouter:
     ) -> ConnectionOut:
         uow_factory, clock = _deps(request)
         updated = await uc.update_connection(
-            uow_factory(), _actor(principal), connection_id, _update_command(body), clock
+            uow_factory(),
+            _actor(principal),
+            connection_id,
+            _update_command(body),
+            clock,
+            local_policy=_local_policy(request),
         )
         return ConnectionOut.of(updated)
 
@@ -319,7 +348,14 @@ def connections_router() -> APIRouter:
         connection_id: uuid.UUID, principal: Admin, request: Request
     ) -> ConnectionOut:
         uow_factory, clock = _deps(request)
-        done = await uc.set_active(uow_factory(), _actor(principal), connection_id, True, clock)
+        done = await uc.set_active(
+            uow_factory(),
+            _actor(principal),
+            connection_id,
+            True,
+            clock,
+            local_policy=_local_policy(request),
+        )
         return ConnectionOut.of(done)
 
     @router.post(
@@ -331,7 +367,14 @@ def connections_router() -> APIRouter:
         connection_id: uuid.UUID, principal: Admin, request: Request
     ) -> ConnectionOut:
         uow_factory, clock = _deps(request)
-        done = await uc.set_active(uow_factory(), _actor(principal), connection_id, False, clock)
+        done = await uc.set_active(
+            uow_factory(),
+            _actor(principal),
+            connection_id,
+            False,
+            clock,
+            local_policy=_local_policy(request),
+        )
         return ConnectionOut.of(done)
 
     @router.post("/{connection_id}/test", response_model=TestOut, responses=_errors(404, 422))

@@ -14,9 +14,18 @@ from export_service.domain.connection import (
     Secrets,
     SftpSettings,
 )
-from export_service.domain.errors import ConnectionNotFound
+from export_service.domain.errors import (
+    ConnectionNotFound,
+    InvalidConnection,
+)
 from export_service.domain.renderers import FileFormat
-from export_service.service_layer.ports import Clock, ConnectionReport, Transports, UnitOfWork
+from export_service.service_layer.ports import (
+    Clock,
+    ConnectionReport,
+    LocalDirectoryPolicy,
+    Transports,
+    UnitOfWork,
+)
 
 
 @dataclass(frozen=True)
@@ -35,6 +44,7 @@ class CreateConnection:
     sftp: SftpSettings | None
     local: LocalSettings | None
     secrets: Secrets
+    csv_formula_guard: bool = True
 
 
 @dataclass(frozen=True)
@@ -46,10 +56,34 @@ class UpdateConnection:
     local: LocalSettings | None = None
     secrets: Secrets | None = None
     is_active: bool | None = None
+    csv_formula_guard: bool | None = None
+
+
+class NoLocalDirectories:
+    """The policy when none is given: no host directory may be a dropzone."""
+
+    def refusal(self, org_id: str, directory: str) -> str | None:
+        return "the local_dropzone connector is disabled here"
+
+
+NO_LOCAL_DIRECTORIES = NoLocalDirectories()
+
+
+def _confined(connection: ErpConnection, policy: LocalDirectoryPolicy) -> None:
+    """A local directory must be one the org may use (InvalidConnection otherwise)."""
+    if connection.connector_type is ConnectorType.LOCAL and connection.local is not None:
+        refusal = policy.refusal(connection.org_id, connection.local.directory)
+        if refusal:
+            raise InvalidConnection(refusal)
 
 
 async def create_connection(
-    uow: UnitOfWork, actor: Actor, command: CreateConnection, clock: Clock
+    uow: UnitOfWork,
+    actor: Actor,
+    command: CreateConnection,
+    clock: Clock,
+    *,
+    local_policy: LocalDirectoryPolicy = NO_LOCAL_DIRECTORIES,
 ) -> ErpConnection:
     async with uow:
         connection = ErpConnection.create(
@@ -63,7 +97,9 @@ async def create_connection(
             secrets=command.secrets,
             now=clock(),
             actor_id=actor.user_id,
+            csv_formula_guard=command.csv_formula_guard,
         )
+        _confined(connection, local_policy)
         await uow.connections.add(connection)
         if command.is_active:
             await _activate(uow, actor, connection, clock)
@@ -78,6 +114,8 @@ async def update_connection(
     connection_id: uuid.UUID,
     command: UpdateConnection,
     clock: Clock,
+    *,
+    local_policy: LocalDirectoryPolicy = NO_LOCAL_DIRECTORIES,
 ) -> ErpConnection:
     async with uow:
         await uow.connections.lock_org(actor.org_id)
@@ -91,7 +129,9 @@ async def update_connection(
             sftp_changes=command.sftp_changes,
             local=command.local,
             secrets=command.secrets,
+            csv_formula_guard=command.csv_formula_guard,
         )
+        _confined(connection, local_policy)
         await uow.connections.save(connection)
         if command.is_active is True:
             await _activate(uow, actor, connection, clock)
@@ -104,13 +144,27 @@ async def update_connection(
 
 
 async def set_active(
-    uow: UnitOfWork, actor: Actor, connection_id: uuid.UUID, active: bool, clock: Clock
+    uow: UnitOfWork,
+    actor: Actor,
+    connection_id: uuid.UUID,
+    active: bool,
+    clock: Clock,
+    *,
+    local_policy: LocalDirectoryPolicy = NO_LOCAL_DIRECTORIES,
 ) -> ErpConnection:
-    """Activate (deactivating the org's other active connection) or deactivate."""
+    """Activate (deactivating the org's other active connection) or deactivate.
+
+    Asked for the state it already has, the connection restates it on the topic, so an
+    admin can set right a consumer's read model that something else led astray (e.g.
+    a forged `erp_connection.changed`) by activating the connection again."""
     async with uow:
         await uow.connections.lock_org(actor.org_id)
         connection = await _get(uow, actor, connection_id)
         if active:
+            _confined(connection, local_policy)
+        if connection.is_active is active:
+            connection.restate(actor.user_id)
+        elif active:
             await _activate(uow, actor, connection, clock)
         else:
             connection.deactivate(clock(), actor.user_id)
@@ -118,6 +172,17 @@ async def set_active(
         uow.publish(connection.events)
         await uow.commit()
     return connection
+
+
+async def restate_connections(uow: UnitOfWork, actor_id: str | None = None) -> int:
+    """Publish every connection's current state again, keyed by its id; how many."""
+    async with uow:
+        connections = await uow.connections.list_all()
+        for connection in connections:
+            connection.restate(actor_id)
+            uow.publish(connection.events)
+        await uow.commit()
+    return len(connections)
 
 
 async def list_connections(uow: UnitOfWork, actor: Actor) -> list[ErpConnection]:

@@ -51,6 +51,19 @@ class Outcome:
     error_code: str | None = None
 
 
+def push_request_mismatch(org_id: str, data: DraftPushRequestedV1) -> str | None:
+    """Why a push request contradicts itself (None when its claims agree).
+
+    The envelope's org must be the order snapshot's org (else one org's record could
+    put an order into another org's dropzone), and the request's draft the snapshot's.
+    """
+    if data.order.org_id != org_id:
+        return f"envelope org {org_id[:200]!r} is not the order's org {data.order.org_id[:200]!r}"
+    if data.order.draft_id != data.draft_id:
+        return f"draft {data.draft_id} carries the order of draft {data.order.draft_id}"
+    return None
+
+
 async def record_push_requests(
     uow: UnitOfWork,
     requests: list[PushRequest],
@@ -67,6 +80,8 @@ async def record_push_requests(
         for request in requests:
             if request.event_id not in fresh or request.data.erp_export_id in exports:
                 continue
+            if push_request_mismatch(request.org_id, request.data):
+                continue  # never delivered, whoever calls this
             if request.org_id not in active:
                 active[request.org_id] = await uow.connections.active_for_org(request.org_id)
             export = _new_export(request, active[request.org_id], clock(), deadline)
@@ -306,7 +321,12 @@ async def _attempt(job: Job, transports: Transports, store: ArtifactStore) -> De
             ErrorCode.INVALID_CONFIGURATION, "the export's ERP connection no longer exists"
         )
     try:
-        content = render(export.snapshot, export.file_format, export.id)
+        content = render(
+            export.snapshot,
+            export.file_format,
+            export.id,
+            csv_formula_guard=connection.csv_formula_guard,
+        )
     except (ValueError, TypeError) as exc:
         raise DeliveryError(ErrorCode.RENDER_FAILED, f"cannot render the order: {exc}") from exc
     digest = checksum(content)

@@ -30,6 +30,8 @@ class ConnectionRepository(Protocol):
 
     async def get_many(self, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, ErpConnection]: ...
 
+    async def list_all(self) -> list[ErpConnection]: ...
+
     async def lock_org(self, org_id: str) -> None:
         """Serialise changes of one org's connections until the transaction ends."""
         ...
@@ -136,6 +138,14 @@ class ConnectionReport:
     checks: list[Check]
     error_code: str | None
     message: str
+
+
+class LocalDirectoryPolicy(Protocol):
+    """Where an org's `local_dropzone` directories may lie (the host's file system)."""
+
+    def refusal(self, org_id: str, directory: str) -> str | None:
+        """Why the org may not use `directory` (None: it may)."""
+        ...
 
 
 class Transport(Protocol):
