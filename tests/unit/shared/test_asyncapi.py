@@ -116,12 +116,14 @@ def test_operations_send_for_the_producer_and_receive_for_each_consumer_group() 
     assert "auditServiceReceiveDraftCreated" in operations
 
 
-def test_the_servers_use_sasl_scram() -> None:
+def test_the_servers_use_the_services_sasl_mechanism() -> None:
+    mechanism = ServiceSettings.model_fields["kafka_sasl_mechanism"].default
+    expected = {"SCRAM-SHA-512": "scramSha512", "SCRAM-SHA-256": "scramSha256"}[mechanism]
     schemes = DOC["components"]["securitySchemes"]
     for server in DOC["servers"].values():
         [scheme] = server["security"]
         name = scheme["$ref"].rsplit("/", 1)[-1]
-        assert schemes[name]["type"] in ("scramSha256", "scramSha512")
+        assert schemes[name]["type"] == expected
 
 
 def test_the_subscriptions_are_what_the_services_subscribe_to() -> None:

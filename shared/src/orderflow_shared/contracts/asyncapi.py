@@ -48,7 +48,7 @@ KAFKA_BINDING_VERSION = "0.5.0"
 #: Version of the event contract as a whole; event types carry their own `.vN`.
 DOCUMENT_VERSION = "1.0.0"
 #: SASL mechanism the brokers require (the services' `KAFKA_SASL_MECHANISM` default).
-SASL_MECHANISM = "SCRAM-SHA-512"
+SASL_MECHANISM: str = ServiceSettings.model_fields["kafka_sasl_mechanism"].default
 _SCHEMES = {"SCRAM-SHA-512": "scramSha512", "SCRAM-SHA-256": "scramSha256"}
 _SCHEMA_REF = "#/components/schemas/{model}"
 _UUID_PATTERN = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
