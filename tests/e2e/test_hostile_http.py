@@ -139,7 +139,11 @@ def test_hostile_requests_get_their_4xx_and_interleaved_neighbours_all_get_answe
             response = flow.http.request(method, path, **kwargs)
             got.append((name, expected, response.status_code))
             kind = response.headers.get("content-type", "")
-            assert kind.startswith("application/json"), (name, response.status_code, kind)
+            assert kind.split(";")[0] in ("application/json", "application/problem+json"), (
+                name,
+                response.status_code,
+                kind,
+            )
             assert response.json()["detail"], name
             if round_ % 2:
                 answer = neighbour.http.get("/draft-orders", params={"limit": 1})
@@ -165,7 +169,7 @@ def test_a_huge_header_is_refused_by_the_gateway_and_another_client_is_fine(
     with httpx.Client(base_url=stack.gateway_url, timeout=10) as hostile:
         huge = hostile.get("/draft-orders", headers={**headers, "X-Padding": "p" * 200_000})
         assert huge.status_code == 431, huge.status_code
-        assert huge.json() == {"detail": "Request header fields too large"}
+        assert huge.json()["detail"] == "Request header fields too large"
         big_token = _token(stack, "demo", padding="p" * 200_000)
         token = hostile.get("/draft-orders", headers={"Authorization": f"Bearer {big_token}"})
         assert token.status_code == 431
@@ -184,7 +188,7 @@ def test_a_header_just_over_8_kib_reaches_the_service_and_a_long_token_is_401(
         timeout=10,
     )
     assert response.status_code == 401
-    assert response.json() == {"detail": "Token longer than 8192 bytes"}
+    assert response.json()["detail"] == "Token longer than 8192 bytes"
     assert response.headers["www-authenticate"].startswith('Bearer error="invalid_token"')
 
 

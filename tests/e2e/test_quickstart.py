@@ -64,6 +64,20 @@ def create_ready_draft(api: httpx.Client) -> str:
     return draft_id
 
 
+def assert_problem(response: httpx.Response, status: int, title: str, detail: str) -> None:
+    """An RFC 9457 problem document whose `detail` is the sentence the quickstart shows."""
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert (body["type"], body["title"], body["status"], body["detail"]) == (
+        "about:blank",
+        title,
+        status,
+        detail,
+    )
+    assert body["instance"].startswith("/draft-orders/")
+    assert body["request_id"] == response.headers["x-request-id"]
+
+
 def draft_status(stack: Any, draft_id: str) -> str:
     rows = stack.psql(f"SELECT status FROM draft_order WHERE id = '{draft_id}'")
     return rows[0][0]
@@ -168,7 +182,8 @@ def test_approve_of_a_draft_that_is_not_ready_is_409(api: httpx.Client) -> None:
     draft_id = created.json()["id"]
     refused = api.post(f"/draft-orders/{draft_id}/approve")
     assert refused.status_code == 409
-    assert refused.json() == {"detail": "Draft must be READY"}
+    assert_problem(refused, 409, "Conflict", "Draft must be READY")
+    assert refused.json()["instance"] == f"/draft-orders/{draft_id}/approve"
 
 
 def test_push_without_an_active_connector_is_400(stack: Any) -> None:
@@ -181,4 +196,4 @@ def test_push_without_an_active_connector_is_400(stack: Any) -> None:
         assert other.post(f"/draft-orders/{draft_id}/approve").status_code == 200
         refused = other.post(f"/draft-orders/{draft_id}/push")
     assert refused.status_code == 400
-    assert refused.json() == {"detail": "No active ERP connector"}
+    assert_problem(refused, 400, "Bad Request", "No active ERP connector")

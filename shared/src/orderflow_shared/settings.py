@@ -38,6 +38,11 @@ class ServiceSettings(BaseSettings):
     #: 64 KB); with httptools (uvicorn's choice when installed) headers and their
     #: deadline are bounded only by the gateway, the one way in besides loopback
     http_max_header_bytes: int = Field(default=65536, ge=1024)
+    #: origins (comma-separated, e.g. `https://desk.example.com`) whose browser pages may
+    #: call the API (CORS); empty: CORS off, no Access-Control-* headers
+    cors_allowed_origins: str = ""
+    #: PATCH and state changes must carry If-Match (or If-Unmodified-Since), else 428
+    require_preconditions: bool = False
 
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     kafka_topic_partitions: int = Field(default=6, ge=1)

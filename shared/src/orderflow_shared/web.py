@@ -39,27 +39,41 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import logging
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, ClassVar
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from http import HTTPStatus
+from pathlib import Path
+from typing import Annotated, Any, ClassVar
 
 import structlog
-from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, GetJsonSchemaHandler, field_validator
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, PydanticCustomError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orderflow_shared.auth import JwtVerifier, install_auth
+from orderflow_shared.preconditions import (
+    Preconditions,
+    entity_tag,
+    http_date,
+    parse_http_date,
+    parse_if_match,
+)
 
 _log = logging.getLogger(__name__)
 
@@ -99,20 +113,90 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return errors
 
 
+PROBLEM_JSON = "application/problem+json"
+
+
+#: RFC 9110's reason phrases where Python's differ
+_PHRASES = {413: "Content Too Large", 422: "Unprocessable Content"}
+
+
+def _title(status: int) -> str:
+    if status in _PHRASES:
+        return _PHRASES[status]
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def problem_body(
+    scope: Scope,
+    status: int,
+    detail: str,
+    *,
+    errors: list[dict[str, Any]] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """An RFC 9457 problem document: `type` (about:blank: the status says it all),
+    `title` (the status phrase), `status`, `detail` (the human sentence), `instance`
+    (the request path), `request_id`; `errors` for request validation."""
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": _title(status),
+        "status": status,
+        "detail": detail,
+        "instance": str(scope.get("root_path", "")) + str(scope.get("path", "/")),
+        "request_id": str(scope.get(_REQUEST_ID_KEY) or ""),
+    }
+    if errors is not None:
+        body["errors"] = errors
+    body.update(extra)
+    return body
+
+
+def problem(
+    request: Request,
+    status: int,
+    detail: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    errors: list[dict[str, Any]] | None = None,
+) -> JSONResponse:
+    """The response for an error: a problem document (`application/problem+json`)."""
+    return JSONResponse(
+        problem_body(request.scope, status, detail, errors=errors),
+        status_code=status,
+        headers=dict(headers or {}),
+        media_type=PROBLEM_JSON,
+    )
+
+
+def _detail_text(detail: Any) -> str:
+    if isinstance(detail, str):
+        return detail
+    return json.dumps(jsonable_encoder(detail))
+
+
 async def _http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code == 204 or exc.status_code < 200:
         return Response(status_code=exc.status_code, headers=exc.headers)
-    return JSONResponse(
-        {"detail": jsonable_encoder(exc.detail)},
-        status_code=exc.status_code,
-        headers=exc.headers,
-    )
+    return problem(request, exc.status_code, _detail_text(exc.detail), headers=exc.headers)
+
+
+def _validation_summary(errors: list[dict[str, Any]]) -> str:
+    if not errors:
+        return "Invalid input"
+    first = errors[0]
+    where = ".".join(str(part) for part in first.get("loc", ()))
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"Invalid input at {where}: {first.get('msg')}{more}"
 
 
 async def _validation_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    return JSONResponse({"detail": _validation_errors(exc)}, status_code=422)
+    errors = _validation_errors(exc)
+    return problem(request, 422, _validation_summary(errors), errors=errors)
 
 
 def _log_unexpected(scope: Scope, exc: BaseException) -> str:
@@ -127,8 +211,8 @@ def _log_unexpected(scope: Scope, exc: BaseException) -> str:
     return str(request_id)
 
 
-def _internal_error_body(request_id: str) -> dict[str, Any]:
-    return {"detail": "Internal error", "request_id": request_id}
+def _internal_error_body(scope: Scope, request_id: str) -> dict[str, Any]:
+    return {**problem_body(scope, 500, "Internal error"), "request_id": request_id}
 
 
 async def _unexpected_exception(request: Request, exc: Exception) -> Response:
@@ -136,7 +220,10 @@ async def _unexpected_exception(request: Request, exc: Exception) -> Response:
     own middleware; `UnhandledErrorMiddleware` answers everything raised inside it."""
     request_id = _log_unexpected(request.scope, exc)
     return JSONResponse(
-        _internal_error_body(request_id), status_code=500, headers={"X-Request-ID": request_id}
+        _internal_error_body(request.scope, request_id),
+        status_code=500,
+        headers={"X-Request-ID": request_id},
+        media_type=PROBLEM_JSON,
     )
 
 
@@ -175,19 +262,28 @@ class UnhandledErrorMiddleware:
             if started:
                 raise
             request_id = _log_unexpected(scope, exc)
-            await _send_json(send, 500, _internal_error_body(request_id))
+            await _send_json(send, 500, _internal_error_body(scope, request_id))
 
 
 class ErrorOut(BaseModel):
-    """The body of every error response except request validation."""
+    """An error: an RFC 9457 problem document (`application/problem+json`)."""
 
+    type: str = Field(
+        default="about:blank",
+        description="A URI naming the kind of problem; `about:blank`: the status says it.",
+    )
+    title: str = Field(description="The status phrase.", examples=["Conflict"])
+    status: int = Field(ge=400, le=599, description="The HTTP status code.", examples=[409])
     detail: str = Field(description="What went wrong, for a human.")
+    instance: str = Field(description="The request path.", examples=["/draft-orders"])
+    request_id: str = Field(
+        description="The request's X-Request-ID (its log lines carry it).",
+        examples=["6f1c2d3e-4b5a-4c6d-8e7f-0a1b2c3d4e5f"],
+    )
 
 
 class InternalErrorOut(ErrorOut):
     """A 500: a bug; the request id finds its log lines."""
-
-    request_id: str
 
 
 class ValidationIssueOut(BaseModel):
@@ -201,10 +297,11 @@ class ValidationIssueOut(BaseModel):
     ctx: dict[str, str] | None = Field(default=None, description="The constraint's parameters.")
 
 
-class RequestErrorOut(BaseModel):
-    """A 422: invalid input, as a list of problems or one message."""
+class RequestErrorOut(ErrorOut):
+    """A 422: a problem document whose `errors` lists each invalid input (when the
+    request itself was invalid; absent when a rule of the service refused it)."""
 
-    detail: str | list[ValidationIssueOut]
+    errors: list[ValidationIssueOut] | None = Field(default=None)
 
 
 class PatchIn(BaseModel):
@@ -250,13 +347,16 @@ class PatchIn(BaseModel):
 
 _ERROR_DESCRIPTIONS = {
     400: "Bad request (e.g. an invalid Content-Length header, a body that is not UTF-8)",
+    405: "Method not allowed on this path (`Allow` lists the methods it takes)",
     401: "Missing or invalid bearer token",
     403: "The token lacks a required role",
     404: "Not found in the caller's organisation",
     409: "Conflict with the current state or a concurrent change",
+    412: "A precondition (If-Match, If-Unmodified-Since) does not hold: the resource changed",
     413: "Request body too large",
     415: "Unsupported media type",
     422: "Invalid input (also: a NUL character or a lone surrogate in any string)",
+    428: "A precondition header (If-Match) is required (REQUIRE_PRECONDITIONS is on)",
     503: "Temporarily unavailable, try again shortly",
 }
 
@@ -272,9 +372,100 @@ def error_responses(
     wording = {**_ERROR_DESCRIPTIONS, **(descriptions or {})}
     out: dict[int | str, dict[str, Any]] = {}
     for code in codes:
-        model = RequestErrorOut if code == 422 else ErrorOut
-        out[code] = {"model": model, "description": wording.get(code, "Error")}
+        out[code] = problem_response_doc(code, wording.get(code, "Error"))
     return out
+
+
+def problem_response_doc(code: int, description: str) -> dict[str, Any]:
+    """One OpenAPI response entry: a problem document as `application/problem+json`."""
+    model = RequestErrorOut if code == 422 else ErrorOut
+    doc: dict[str, Any] = {
+        "model": model,
+        "description": description,
+        "content": {PROBLEM_JSON: {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}},
+    }
+    if code == 503:
+        doc["headers"] = {"Retry-After": {"description": "Seconds", "schema": {"type": "string"}}}
+    return doc
+
+
+async def require_json_body(request: Request) -> None:
+    """Route dependency: a body that is not `application/json` (or `+json`) is a 415."""
+    if not _is_json_media(request.headers.get("content-type", "")):
+        raise StarletteHTTPException(415, "Content-Type must be application/json")
+
+
+def _is_json_media(content_type: str) -> bool:
+    media = content_type.split(";")[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
+# --- conditional requests ------------------------------------------------------------
+
+IfMatchHeader = Annotated[
+    str | None,
+    Header(
+        alias="If-Match",
+        max_length=1024,
+        description="Optional (required when the server runs with REQUIRE_PRECONDITIONS): "
+        'the resource\'s `ETag` as last read (e.g. `"3"`), or `*`; a mismatch is a 412 '
+        "and nothing changes.",
+        examples=["*"],
+    ),
+]
+IfUnmodifiedSinceHeader = Annotated[
+    str | None,
+    Header(
+        alias="If-Unmodified-Since",
+        max_length=64,
+        description="Optional HTTP-date: 412 when the resource changed after it "
+        "(ignored with If-Match, or when not an HTTP-date).",
+        examples=["Tue, 01 Dec 2026 10:00:00 GMT"],
+    ),
+]
+
+
+async def request_preconditions(
+    request: Request,
+    if_match: IfMatchHeader = None,
+    if_unmodified_since: IfUnmodifiedSinceHeader = None,
+) -> Preconditions:
+    """The request's preconditions; 428 when the app requires one and none is given."""
+    found = Preconditions(
+        if_match=parse_if_match(if_match),
+        if_unmodified_since=parse_http_date(if_unmodified_since),
+    )
+    if getattr(request.app.state, "require_preconditions", False) and not found.given:
+        raise StarletteHTTPException(
+            428,
+            "This request must be conditional: send If-Match with the ETag from a GET",
+        )
+    return found
+
+
+PreconditionsDep = Annotated[Preconditions, Depends(request_preconditions)]
+
+
+def set_validators(response: Response, version: int | str, updated_at: Any = None) -> None:
+    """`ETag` (and `Last-Modified`) of the resource a response carries."""
+    response.headers["ETag"] = entity_tag(version)
+    if updated_at is not None:
+        response.headers["Last-Modified"] = http_date(updated_at)
+
+
+VALIDATOR_HEADERS: dict[str, Any] = {
+    "ETag": {
+        "description": 'The resource\'s version as an entity tag (`"3"`): send it back as '
+        "If-Match to change it only if nobody else did",
+        "schema": {"type": "string"},
+    },
+    "Last-Modified": {
+        "description": "When the resource last changed (for If-Unmodified-Since)",
+        "schema": {"type": "string"},
+    },
+}
 
 
 # --- hostile text ---------------------------------------------------------------------
@@ -366,7 +557,10 @@ class HostileTextMiddleware:
         problem = _body_problem(body)
         if problem is not None:
             status, detail = problem
-            await _send_json(send, status, {"detail": detail})
+            if isinstance(detail, list):
+                await _send_problem(scope, send, status, _validation_summary(detail), errors=detail)
+            else:
+                await _send_problem(scope, send, status, detail)
             return
         await self.app(scope, _replay([body], None, receive), send)
 
@@ -477,10 +671,10 @@ class BodySizeLimitMiddleware:
             try:
                 length = int(declared)
             except ValueError:
-                await _send_json(send, 400, {"detail": "Invalid Content-Length header"})
+                await _send_problem(scope, send, 400, "Invalid Content-Length header")
                 return
             if length > self.max_bytes:
-                await _send_json(send, 413, {"detail": BodyTooLarge(self.max_bytes).detail})
+                await _send_problem(scope, send, 413, BodyTooLarge(self.max_bytes).detail)
                 return
 
         received = 0
@@ -506,7 +700,7 @@ class BodySizeLimitMiddleware:
         except BodyTooLarge as exc:
             if started:
                 raise
-            await _send_json(send, 413, {"detail": exc.detail})
+            await _send_problem(scope, send, 413, exc.detail)
 
 
 def body_size_limit(app: FastAPI, max_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
@@ -520,10 +714,26 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
-    response = JSONResponse(body, status_code=status)
+async def _send_json(
+    send: Send, status: int, body: dict[str, Any], headers: Mapping[str, str] | None = None
+) -> None:
+    response = JSONResponse(
+        body, status_code=status, media_type=PROBLEM_JSON, headers=dict(headers or {})
+    )
     await send({"type": "http.response.start", "status": status, "headers": response.raw_headers})
     await send({"type": "http.response.body", "body": response.body})
+
+
+async def _send_problem(
+    scope: Scope,
+    send: Send,
+    status: int,
+    detail: str,
+    *,
+    errors: list[dict[str, Any]] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> None:
+    await _send_json(send, status, problem_body(scope, status, detail, errors=errors), headers)
 
 
 # --- health --------------------------------------------------------------------------
@@ -624,6 +834,203 @@ def install_http_metrics(app: FastAPI, service: str) -> None:
     app.add_middleware(HttpMetricsMiddleware, service=service)
 
 
+# --- HTTP methods: 405 with every allowed method, HEAD, OPTIONS ----------------------
+
+
+class HttpMethodsMiddleware:
+    """RFC 9110 method semantics over the app's routes.
+
+    A path that some route matches: `OPTIONS` answers 204 with `Allow`; `HEAD` runs the
+    `GET` route and sends no body; any other method no route of that path takes is a
+    405 whose `Allow` lists every method of the path (Starlette names only the first
+    matching route's). Paths no route matches pass on (404).
+    """
+
+    def __init__(self, app: ASGIApp, routes_of: FastAPI) -> None:
+        self.app = app
+        self.routes_of = routes_of
+
+    def allowed(self, scope: Scope) -> tuple[set[str], set[str]]:
+        """The methods the path's routes declare, and all it allows (+HEAD, OPTIONS)."""
+        path = scope.get("path", "")
+        methods: set[str] = set()
+        pending: list[Any] = list(self.routes_of.router.routes)
+        while pending:
+            route = pending.pop()
+            if isinstance(route, Mount):
+                if path == route.path or path.startswith(route.path + "/"):
+                    methods |= {"GET", "HEAD"}
+            elif hasattr(route, "effective_candidates"):
+                # FastAPI keeps an included router as one entry with its routes inside
+                pending.extend(route.effective_candidates())
+            elif hasattr(route, "path_regex") and route.path_regex.match(path):
+                methods |= set(getattr(route, "methods", None) or ())
+        allowed = set(methods)
+        if "GET" in allowed:
+            allowed.add("HEAD")
+        if allowed:
+            allowed.add("OPTIONS")
+        return methods, allowed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared, allowed = self.allowed(scope)
+        method = scope.get("method", "GET")
+        if not allowed or method in declared:
+            await self.app(scope, receive, send)
+            return
+        allow = ", ".join(sorted(allowed))
+        if method == "OPTIONS":
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 204,
+                    "headers": [(b"allow", allow.encode()), (b"cache-control", b"max-age=0")],
+                }
+            )
+            await send({"type": "http.response.body", "body": b""})
+            return
+        if method == "HEAD" and "HEAD" in allowed:
+            await self.app({**scope, "method": "GET"}, receive, _without_body(send))
+            return
+        await _send_problem(
+            scope,
+            send,
+            405,
+            f"Method {method} not allowed on this path; allowed: {allow}",
+            headers={"Allow": allow},
+        )
+
+
+def _without_body(send: Send) -> Send:
+    """A `send` for HEAD: the GET's status and headers (Content-Length too), no body."""
+
+    async def head_send(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            message = {**message, "body": b""}
+        await send(message)
+
+    return head_send
+
+
+def _cors_origins(value: str | Sequence[str]) -> list[str]:
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return [item.strip() for item in items if item.strip()]
+
+
+# --- API docs: Swagger UI from the installed swagger-ui-bundle ------------------------
+
+#: where the docs pages load Swagger UI from (relative: works behind /_svc/<service>/)
+DOCS_STATIC = "docs-static"
+
+
+def swagger_ui_dir() -> Path:
+    """The Swagger UI dist files installed with the project (PyPI swagger-ui-bundle-v2)."""
+    import swagger_ui_bundle
+
+    return Path(str(swagger_ui_bundle.swagger_ui_path))
+
+
+def _operations_fragment(spec: Mapping[str, Any], service: str) -> str:
+    """Every operation of a spec as an HTML list: what `curl .../docs` shows."""
+    rows = []
+    for path, item in spec.get("paths", {}).items():
+        for method, op in item.items():
+            if method.lower() not in ("get", "post", "put", "patch", "delete"):
+                continue
+            summary = op.get("summary") or op.get("description") or ""
+            rows.append(
+                f"<li><code>{html.escape(method.upper())} {html.escape(path)}</code>"
+                f" &mdash; {html.escape(summary.splitlines()[0] if summary else '')}</li>"
+            )
+    return (
+        f'<section class="orderflow-operations" data-service="{html.escape(service)}">'
+        f"<h2>{html.escape(service)}</h2><ul>{''.join(rows)}</ul></section>\n"
+    )
+
+
+def install_docs(app: FastAPI, service: str) -> None:
+    """`/docs` (Swagger UI of this service's own spec, loaded relative to the page, so
+    `/_svc/<service>/docs` behind the gateway shows this service), `/docs-static/*`
+    (the installed Swagger UI files) and `/docs/operations` (an HTML list of the
+    operations, which the gateway's combined `/docs` includes)."""
+    static = swagger_ui_dir()
+    app.mount(f"/{DOCS_STATIC}", StaticFiles(directory=static), name="docs-static")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        page = get_swagger_ui_html(
+            openapi_url="openapi.json",
+            title=f"{app.title} - API docs",
+            swagger_js_url=f"{DOCS_STATIC}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_STATIC}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_STATIC}/favicon-32x32.png",
+            oauth2_redirect_url=None,
+        )
+        operations = _operations_fragment(app.openapi(), service)
+        body = (
+            bytes(page.body)
+            .decode()
+            .replace("</body>", f"<noscript>{operations}</noscript></body>")
+        )
+        return HTMLResponse(body)
+
+    @app.get("/docs/operations", include_in_schema=False)
+    async def operations() -> HTMLResponse:
+        return HTMLResponse(_operations_fragment(app.openapi(), service))
+
+
+# --- OpenAPI: servers, problem documents --------------------------------------------
+
+
+def _tighten_openapi(app: FastAPI) -> None:
+    """The generated spec as the server answers: errors are `application/problem+json`
+    (only), and a `servers` entry (the gateway's origin, where every path is routed)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        spec = generate()
+        spec["servers"] = [
+            {"url": "/", "description": "The gateway (or the service itself): same paths"}
+        ]
+        request_error = {"$ref": "#/components/schemas/RequestErrorOut"}
+        used_default = False
+        for item in spec.get("paths", {}).values():
+            for op in item.values():
+                if not isinstance(op, dict):
+                    continue
+                for code, response in op.get("responses", {}).items():
+                    content = response.get("content", {})
+                    if not str(code).startswith(("4", "5")):
+                        continue
+                    if PROBLEM_JSON not in content:
+                        # FastAPI's own 422 (HTTPValidationError): ours is a problem
+                        used_default = True
+                        response["content"] = {PROBLEM_JSON: {"schema": request_error}}
+                    else:
+                        content.pop("application/json", None)
+        schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+        if used_default and "RequestErrorOut" not in schemas:
+            generated = RequestErrorOut.model_json_schema(
+                ref_template="#/components/schemas/{model}"
+            )
+            schemas.update(generated.pop("$defs", {}))
+            schemas["RequestErrorOut"] = generated
+        for unused in ("HTTPValidationError", "ValidationError"):
+            if unused in schemas and f'schemas/{unused}"' not in json.dumps(
+                {k: v for k, v in spec.items() if k != "components"}
+            ) + json.dumps({k: v for k, v in schemas.items() if k != unused}):
+                del schemas[unused]
+        app.openapi_schema = spec
+        return spec
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 # --- the whole kit ----------------------------------------------------------------------
 
 
@@ -636,27 +1043,68 @@ def make_service_app(
     service: str | None = None,
     verifier: JwtVerifier | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    cors_allowed_origins: str | Sequence[str] = (),
+    require_preconditions: bool = False,
     **fastapi_kwargs: Any,
 ) -> FastAPI:
     """A FastAPI app with error handlers, body limit, HTTP metrics, health and metrics.
 
     Add the service's own routers to the result (they inherit the app-wide check of
     path and query parameters). `checks=None` reads `app.state.health_checks` (set it
-    in the lifespan).
+    in the lifespan). `cors_allowed_origins` (comma-separated or a list; empty: CORS
+    off) are the origins a browser may call from; `require_preconditions` makes
+    `If-Match` mandatory (428) where a route takes it.
     """
     dependencies = [Depends(reject_hostile_parameters), *fastapi_kwargs.pop("dependencies", [])]
     app = FastAPI(
-        title=title, version=version, lifespan=lifespan, dependencies=dependencies, **fastapi_kwargs
+        title=title,
+        version=version,
+        lifespan=lifespan,
+        dependencies=dependencies,
+        docs_url=None,
+        redoc_url=None,
+        **fastapi_kwargs,
     )
+    app.state.require_preconditions = require_preconditions
     install_error_handlers(app)
-    # outermost last: request id > metrics > unhandled errors > body limit > hostile text
+    # outermost last: request id > CORS > metrics > unhandled errors > methods > body
+    # limit > hostile text
     app.add_middleware(HostileTextMiddleware)
     body_size_limit(app, max_body_bytes)
+    app.add_middleware(HttpMethodsMiddleware, routes_of=app)
     app.add_middleware(UnhandledErrorMiddleware)
     install_http_metrics(app, service or title)
+    origins = _cors_origins(cors_allowed_origins)
+    if origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "HEAD", "POST", "PATCH", "OPTIONS"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "Idempotency-Key",
+                "If-Match",
+                "If-Unmodified-Since",
+                "X-Request-ID",
+            ],
+            expose_headers=[
+                "ETag",
+                "Last-Modified",
+                "Location",
+                "Link",
+                "X-Next-Cursor",
+                "X-Request-ID",
+                "Idempotent-Replayed",
+                "Retry-After",
+            ],
+            max_age=600,
+        )
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health_router(checks))
     app.include_router(metrics_router())
+    install_docs(app, service or title)
+    _tighten_openapi(app)
     if verifier is not None:
         install_auth(app, verifier)
     return app

@@ -135,8 +135,8 @@ def test_a_nul_in_a_filter_is_422_naming_it_and_the_connection_stays_usable(audi
     with httpx.Client(base_url=audit_service.url, headers=headers, timeout=10) as client:
         bad = client.get("/audit-log", params={name: "x\x00y"})
         assert bad.status_code == 422, bad.text
-        assert bad.json()["detail"][0]["loc"] == ["query", name]
-        assert "NUL" in bad.json()["detail"][0]["msg"]
+        assert bad.json()["errors"][0]["loc"] == ["query", name]
+        assert "NUL" in bad.json()["errors"][0]["msg"]
         assert bad.headers.get("connection") != "close"
         good = client.get("/audit-log", params={name: "x"})
         assert good.status_code == 200 and good.json() == []

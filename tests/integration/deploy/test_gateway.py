@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -40,6 +41,7 @@ def _echo_handler(service: str) -> type[BaseHTTPRequestHandler]:
                     "method": self.command,
                     "authorization": self.headers.get("Authorization"),
                     "idempotency_key": self.headers.get("Idempotency-Key"),
+                    "request_id": self.headers.get("X-Request-ID"),
                     "body_length": len(body),
                 }
             ).encode()
@@ -84,7 +86,7 @@ def gateway(infra: StackHandle) -> Iterator[httpx.Client]:
     [
         ("/draft-orders", "draft-api", "/draft-orders"),
         ("/draft-orders/abc/push?x=1", "draft-api", "/draft-orders/abc/push?x=1"),
-        ("/docs", "draft-api", "/docs"),
+        ("/docs-static/swagger-ui.css", "draft-api", "/docs-static/swagger-ui.css"),
         ("/openapi.json", "draft-api", "/openapi.json"),
         ("/erp-connections", "export-service", "/erp-connections"),
         ("/erp-connections/42", "export-service", "/erp-connections/42"),
@@ -99,6 +101,26 @@ def test_each_path_reaches_its_service(
 ) -> None:
     seen = gateway.get(path).json()
     assert (seen["service"], seen["path"]) == (service, upstream_path)
+
+
+def test_the_gateway_docs_page_includes_each_service_operation_list(
+    gateway: httpx.Client,
+) -> None:
+    page = gateway.get("/docs")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    for service in SERVICES:  # each stand-in echoes the path the SSI include asked for
+        assert f'"service": "{service}", "path": "/docs/operations"' in page.text, service
+        assert f"/_svc/{service}/" in page.text or service == "draft-api"
+    assert "SwaggerUIBundle" in page.text and "/_svc/draft-api/docs-static/" in page.text
+
+
+def test_a_sane_request_id_passes_and_any_other_becomes_a_uuid(gateway: httpx.Client) -> None:
+    kept = gateway.get("/draft-orders", headers={"X-Request-ID": "Desk-7:retry.2_a"}).json()
+    assert kept["request_id"] == "Desk-7:retry.2_a"
+    for bad in ("", "a b", "x" * 129, "a;b", "<script>"):
+        made = gateway.get("/draft-orders", headers={"X-Request-ID": bad}).json()["request_id"]
+        assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-a[0-9a-f]{3}-[0-9a-f]{12}", made)
+    assert gateway.get("/draft-orders").json()["request_id"] != made
 
 
 def test_authorization_and_idempotency_key_are_passed_on(gateway: httpx.Client) -> None:
@@ -169,10 +191,9 @@ def test_a_500_keeps_the_upstream_connection_and_the_next_request_succeeds(
         for method in ("GET", "POST"):
             failed = gateway.request(method, "/draft-orders/boom")
             assert failed.status_code == 500
-            assert failed.json() == {
-                "detail": "Internal error",
-                "request_id": failed.headers["X-Request-ID"],
-            }
+            assert failed.json()["detail"] == "Internal error"
+            assert failed.json()["request_id"] == failed.headers["X-Request-ID"]
+            assert failed.json()["status"] == 500
             assert "hunter2" not in failed.text
             following = gateway.request(method, "/draft-orders/ok")
             assert following.status_code == 200, (method, following.text)
@@ -213,6 +234,6 @@ def test_a_service_that_is_down_answers_503_with_a_detail(
     try:
         response = gateway.get("/audit-log")
         assert response.status_code == 503
-        assert response.json() == {"detail": "Service temporarily unavailable"}
+        assert response.json()["detail"] == "Service temporarily unavailable"
     finally:
         _serve(infra, "audit-service")

@@ -81,7 +81,7 @@ async def test_nul_and_lone_surrogates_are_422_naming_the_field(
         },
     )
     assert response.status_code == 422, response.text
-    assert [e["loc"] for e in response.json()["detail"]] == [loc]
+    assert [e["loc"] for e in response.json()["errors"]] == [loc]
     assert "PRIVATE KEY" not in response.text
     assert await connections_of(db, org) == 0
 
@@ -113,7 +113,7 @@ async def test_explicit_nulls_in_a_patch_are_422_and_change_nothing(
     for patch, loc in NULLS:
         response = await client.patch(url, json=patch, headers=admin)
         assert response.status_code == 422, (patch, response.text)
-        assert [e["loc"] for e in response.json()["detail"]] == [loc], patch
+        assert [e["loc"] for e in response.json()["errors"]] == [loc], patch
     after = (await client.get(url, headers=admin)).json()
     for field in ("name", "file_format", "file_name_template", "is_active", "sftp", "updated_at"):
         assert after[field] == created.json()[field], field
@@ -126,7 +126,7 @@ async def test_explicit_nulls_in_a_patch_are_422_and_change_nothing(
 async def test_a_nul_in_a_path_parameter_is_422(infra: Any, client: httpx.AsyncClient) -> None:
     response = await client.get("/erp-connections/%00", headers=infra.auth_headers(roles=["admin"]))
     assert response.status_code == 422
-    assert response.json()["detail"][0]["loc"] == ["path", "connection_id"]
+    assert response.json()["errors"][0]["loc"] == ["path", "connection_id"]
 
 
 async def test_loose_jwt_claims_are_401_invalid_token(

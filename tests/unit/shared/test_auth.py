@@ -277,13 +277,17 @@ def test_a_request_without_a_token_gets_401_with_a_bearer_challenge(client: Test
     response = client.get("/me")
     assert response.status_code == 401
     assert response.headers["WWW-Authenticate"] == "Bearer"
-    assert response.json() == {"detail": "Not authenticated"}
+    assert response.json()["detail"] == "Not authenticated"
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["status"] == response.status_code
 
 
 def test_a_request_with_a_bad_token_gets_401_with_the_reason(client: TestClient) -> None:
     response = client.get("/me", headers={"Authorization": "Bearer nope"})
     assert response.status_code == 401
-    assert response.json() == {"detail": "Malformed token"}
+    assert response.json()["detail"] == "Malformed token"
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["status"] == response.status_code
     assert response.headers["WWW-Authenticate"] == (
         'Bearer error="invalid_token", error_description="Malformed token"'
     )
@@ -293,7 +297,9 @@ def test_a_token_with_roles_as_a_string_gets_401_invalid_token(client: TestClien
     token = jwt.encode(claims(roles="admin"), SECRET, algorithm="HS256")
     response = client.get("/me", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 401
-    assert response.json() == {"detail": "Token claim roles must be a list of strings"}
+    assert response.json()["detail"] == "Token claim roles must be a list of strings"
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["status"] == response.status_code
     assert response.headers["WWW-Authenticate"].startswith('Bearer error="invalid_token"')
 
 
@@ -306,7 +312,9 @@ def test_a_valid_token_reaches_the_route(client: TestClient) -> None:
 def test_a_missing_role_gets_403(client: TestClient) -> None:
     response = client.post("/approve", headers=bearer(["viewer", "operator"]))
     assert response.status_code == 403
-    assert response.json() == {"detail": "Requires one of the roles: approver"}
+    assert response.json()["detail"] == "Requires one of the roles: approver"
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["status"] == response.status_code
     assert client.post("/approve", headers=bearer(["approver"])).status_code == 200
 
 

@@ -18,6 +18,8 @@ def test_alembic_config_points_at_the_service_migrations_and_url(tmp_path: Path)
 
 def test_error_responses_declare_422_as_a_request_error_and_the_rest_as_detail() -> None:
     responses = error_responses(404, 422, descriptions={404: "No such draft"})
-    assert responses[404] == {"model": ErrorOut, "description": "No such draft"}
+    assert responses[404]["model"] is ErrorOut
+    assert responses[404]["description"] == "No such draft"
+    assert "application/problem+json" in responses[404]["content"]
     assert responses[422]["model"] is RequestErrorOut
     assert set(responses) == {404, 422}

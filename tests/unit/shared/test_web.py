@@ -41,6 +41,18 @@ class ConnectionPatch(PatchIn):
     settings: SettingsPatch | None = None
 
 
+def assert_problem(response: object, detail: str) -> None:
+    """The response is an RFC 9457 problem document with this `detail`."""
+    status = response.status_code  # type: ignore[attr-defined]
+    assert response.headers["content-type"] == "application/problem+json"  # type: ignore[attr-defined]
+    body = response.json()  # type: ignore[attr-defined]
+    assert body["type"] == "about:blank"
+    assert body["status"] == status
+    assert body["title"] and body["detail"] == detail
+    assert body["instance"].startswith("/")
+    assert body["request_id"] == response.headers["X-Request-ID"]  # type: ignore[attr-defined]
+
+
 def build_app(checks: dict | None = None) -> FastAPI:  # type: ignore[type-arg]
     app = make_service_app("Test service", "1.0", checks=checks, max_body_bytes=1000)
 
@@ -89,13 +101,13 @@ def client() -> Iterator[TestClient]:
 def test_an_http_exception_becomes_a_json_detail(client: TestClient) -> None:
     response = client.get("/items/404")
     assert response.status_code == 404
-    assert response.json() == {"detail": "Item not found"}
+    assert_problem(response, "Item not found")
 
 
 def test_an_unknown_route_is_a_json_404(client: TestClient) -> None:
     response = client.get("/nowhere")
     assert response.status_code == 404
-    assert response.json() == {"detail": "Not Found"}
+    assert_problem(response, "Not Found")
 
 
 def test_a_validation_error_is_422_without_echoing_the_input(client: TestClient) -> None:
@@ -103,8 +115,9 @@ def test_a_validation_error_is_422_without_echoing_the_input(client: TestClient)
         "/connections", json={"name": "erp", "password": "short-secret", "port": "x"}
     )
     assert response.status_code == 422
-    detail = response.json()["detail"]
+    detail = response.json()["errors"]
     assert [e["loc"] for e in detail] == [["body", "port"]]
+    assert response.json()["detail"].startswith("Invalid input at body.port")
     assert "short-secret" not in response.text
     assert all("input" not in e for e in detail)
 
@@ -118,7 +131,8 @@ def test_a_malformed_json_body_is_422_not_500(client: TestClient) -> None:
         "/connections", content=b"{not json", headers={"Content-Type": "application/json"}
     )
     assert response.status_code == 422
-    assert isinstance(response.json()["detail"], list)
+    assert isinstance(response.json()["errors"], list)
+    assert response.headers["content-type"] == "application/problem+json"
 
 
 def test_an_unexpected_error_is_500_internal_error_without_internals(
@@ -127,7 +141,8 @@ def test_an_unexpected_error_is_500_internal_error_without_internals(
     response = client.get("/boom")
     assert response.status_code == 500
     request_id = response.headers["X-Request-ID"]
-    assert response.json() == {"detail": "Internal error", "request_id": request_id}
+    assert_problem(response, "Internal error")
+    assert response.json()["request_id"] == request_id
     assert "hunter2" not in response.text
     assert "Traceback" not in response.text
 
@@ -143,7 +158,7 @@ def test_an_unexpected_error_is_answered_by_the_app_not_re_raised_to_the_server(
 
 def nul_problems(response: object) -> list[tuple[list[object], str]]:
     body = response.json()  # type: ignore[attr-defined]
-    return [(e["loc"], e["type"]) for e in body["detail"]]
+    return [(e["loc"], e["type"]) for e in body["errors"]]
 
 
 @pytest.mark.parametrize(
@@ -166,7 +181,7 @@ def test_a_nul_character_in_any_json_string_is_422_naming_the_field(
     response = client.post("/orders", json=body)
     assert response.status_code == 422
     assert nul_problems(response) == [(loc, "string_unacceptable_character")]
-    assert "NUL" in response.json()["detail"][0]["msg"]
+    assert "NUL" in response.json()["errors"][0]["msg"]
 
 
 def test_a_lone_surrogate_escape_is_422_and_a_surrogate_pair_is_fine(client: TestClient) -> None:
@@ -177,7 +192,7 @@ def test_a_lone_surrogate_escape_is_422_and_a_surrogate_pair_is_fine(client: Tes
     )
     assert lone.status_code == 422
     assert nul_problems(lone) == [(["body", "lines", 0, "sku"], "string_unacceptable_character")]
-    assert "surrogate" in lone.json()["detail"][0]["msg"]
+    assert "surrogate" in lone.json()["errors"][0]["msg"]
     pair = client.post(
         "/orders",
         content=b'{"customer_id": "\\ud83d\\ude00"}',
@@ -206,7 +221,7 @@ def test_a_nul_in_a_key_is_422(client: TestClient) -> None:
 def test_a_body_that_is_not_utf8_json_is_400(client: TestClient, raw: bytes) -> None:
     response = client.post("/orders", content=raw, headers={"Content-Type": "application/json"})
     assert response.status_code == 400
-    assert response.json() == {"detail": "Request body must be JSON encoded as UTF-8"}
+    assert_problem(response, "Request body must be JSON encoded as UTF-8")
 
 
 def test_an_escaped_backslash_before_u0000_is_text_not_a_nul(client: TestClient) -> None:
@@ -263,7 +278,7 @@ def test_a_patch_null_is_422_where_null_means_nothing(client: TestClient) -> Non
     ]:
         response = client.patch("/connections/1", json=body)
         assert response.status_code == 422, body
-        assert [(e["loc"], e["type"]) for e in response.json()["detail"]] == [
+        assert [(e["loc"], e["type"]) for e in response.json()["errors"]] == [
             (loc, "null_not_allowed")
         ]
     allowed = client.patch("/connections/1", json={"settings": {"note": None, "host": "h"}})
@@ -284,7 +299,7 @@ def test_the_patch_schema_says_which_fields_take_null(client: TestClient) -> Non
 def test_a_body_larger_than_the_limit_is_413_by_content_length(client: TestClient) -> None:
     response = client.post("/raw", content=b"x" * 1001)
     assert response.status_code == 413
-    assert response.json() == {"detail": "Request body larger than 1000 bytes"}
+    assert_problem(response, "Request body larger than 1000 bytes")
     assert client.post("/raw", content=b"x" * 1000).json() == {"received": 1000}
 
 
@@ -314,7 +329,7 @@ def test_a_streamed_json_body_larger_than_the_limit_is_413(client: TestClient) -
 def test_a_bad_content_length_is_400(client: TestClient) -> None:
     response = client.post("/raw", content=b"abc", headers={"Content-Length": "lots"})
     assert response.status_code == 400
-    assert response.json() == {"detail": "Invalid Content-Length header"}
+    assert_problem(response, "Invalid Content-Length header")
 
 
 def test_livez_is_ok_without_checking_dependencies() -> None:

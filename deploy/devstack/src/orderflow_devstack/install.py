@@ -35,6 +35,8 @@ APT_REQUIREMENTS: dict[str, str] = {
     "ss": "iproute2",
     "uuidgen": "uuid-runtime",  # the quickstart makes idempotency keys with it
     "curl": "curl",
+    # the docs pages' browser test (Playwright drives Debian's build, never a download)
+    "chromium": "chromium",
 }
 
 

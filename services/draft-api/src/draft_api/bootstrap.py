@@ -38,6 +38,8 @@ def make_app(settings: DraftApiSettings | None = None) -> FastAPI:
         lifespan=_lifespan,
         service=settings.service_name,
         verifier=JwtVerifier(settings),
+        cors_allowed_origins=settings.cors_allowed_origins,
+        require_preconditions=settings.require_preconditions,
         description="Draft sales orders: create, validate, approve, push to the ERP.",
     )
     app.state.settings = settings

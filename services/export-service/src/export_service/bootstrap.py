@@ -193,6 +193,8 @@ def make_app(settings: ExportSettings | None = None, *, background: bool = True)
         lifespan,
         service=settings.service_name,
         verifier=JwtVerifier(settings),
+        cors_allowed_origins=settings.cors_allowed_origins,
+        require_preconditions=settings.require_preconditions,
     )
     app.include_router(connections_router())
     install_domain_errors(app)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncIterator, Coroutine
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from orderflow_shared.auth import JwtVerifier, Principal, require_roles
 from orderflow_shared.db import db_reachable
 from orderflow_shared.messaging.kafka import client_options, kafka_reachable
@@ -107,6 +109,38 @@ def _utc(moment: datetime | None) -> datetime | None:
     return moment
 
 
+#: RFC 3339 date-time (the offset may be left out: then UTC); not pydantic's lax forms
+#: such as a bare number of seconds, which `date-time` does not allow
+_DATE_TIME = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})?$"
+)
+#: a cursor is URL-safe base64 without padding (from `X-Next-Cursor` or `Link`)
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]{1,512}$"
+
+
+def _date_time(name: str, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        if not _DATE_TIME.match(value):
+            raise ValueError(value)
+        moment = datetime.fromisoformat(value.replace("z", "Z").replace("t", "T"))
+    except ValueError as exc:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "datetime_from_date_parsing",
+                    "loc": ["query", name],
+                    "msg": "Input should be an RFC 3339 date-time, e.g. 2026-11-26T10:00:00Z",
+                }
+            ]
+        ) from exc
+    return _utc(moment)
+
+
+DateTimeQuery = {"format": "date-time", "examples": ["2026-11-26T10:00:00Z"]}
+
+
 router = APIRouter(tags=["audit"])
 
 
@@ -143,10 +177,34 @@ async def get_audit_log(
     entity_id: str | None = None,
     action: str | None = None,
     actor_user_id: str | None = None,
-    occurred_from: Annotated[datetime | None, Query(alias="from")] = None,
-    occurred_to: Annotated[datetime | None, Query(alias="to")] = None,
+    occurred_from: Annotated[
+        str | None,
+        Query(
+            alias="from",
+            max_length=40,
+            description="Entries that happened at or after this RFC 3339 date-time",
+            json_schema_extra=DateTimeQuery,
+        ),
+    ] = None,
+    occurred_to: Annotated[
+        str | None,
+        Query(
+            alias="to",
+            max_length=40,
+            description="Entries that happened before this RFC 3339 date-time",
+            json_schema_extra=DateTimeQuery,
+        ),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    cursor: Annotated[
+        str | None,
+        Query(
+            max_length=512,
+            pattern=CURSOR_PATTERN,
+            description="The next page's cursor, as `X-Next-Cursor` or the `Link` header "
+            "gave it (opaque: one made up is a 422)",
+        ),
+    ] = None,
 ) -> list[AuditEntryOut]:
     """The caller's org's entries, oldest first; the next page is in the `Link` header."""
     try:
@@ -155,8 +213,8 @@ async def get_audit_log(
             entity_id=entity_id,
             action=action,
             actor_user_id=actor_user_id,
-            occurred_from=_utc(occurred_from),
-            occurred_to=_utc(occurred_to),
+            occurred_from=_date_time("from", occurred_from),
+            occurred_to=_date_time("to", occurred_to),
             limit=limit,
             after=Position.decode(cursor) if cursor else None,
         )
@@ -226,6 +284,7 @@ def make_app(settings: AuditSettings | None = None, *, run_ingest: bool = True) 
         lifespan=lifespan,
         service=settings.service_name,
         verifier=JwtVerifier(settings),
+        cors_allowed_origins=settings.cors_allowed_origins,
     )
     app.include_router(router)
     return app

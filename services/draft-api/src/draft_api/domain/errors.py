@@ -42,6 +42,12 @@ class DraftNotValidatable(InvalidTransition):
     detail = "Draft can only be validated while NEW, NEEDS_REVIEW or READY"
 
 
+class PreconditionFailed(DomainError):
+    """If-Match / If-Unmodified-Since do not hold for the draft as it is now."""
+
+    detail = "Draft has changed since the given ETag or date; GET it again and retry"
+
+
 class NoActiveConnector(DomainError):
     detail = "No active ERP connector"
 

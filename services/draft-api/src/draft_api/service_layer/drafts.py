@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+from orderflow_shared.preconditions import Preconditions, entity_tag
+
 from draft_api.domain import errors
 from draft_api.domain.model import Actor, DraftOrder, DraftStatus, NewLine
 from draft_api.service_layer.clock import utcnow
@@ -25,6 +27,7 @@ class EditDraft:
     external_ref: str | None = None
     clear_external_ref: bool = False
     lines: list[NewLine] | None = None
+    expect: Preconditions | None = None
 
 
 async def create_draft(uow: UnitOfWork, actor: Actor, cmd: CreateDraft) -> DraftOrder:
@@ -44,7 +47,7 @@ async def create_draft(uow: UnitOfWork, actor: Actor, cmd: CreateDraft) -> Draft
 
 async def edit_draft(uow: UnitOfWork, actor: Actor, cmd: EditDraft) -> DraftOrder:
     async with uow:
-        draft = await _locked(uow, actor, cmd.draft_id)
+        draft = await _locked(uow, actor, cmd.draft_id, cmd.expect)
         draft.edit(
             now=utcnow(),
             customer_id=cmd.customer_id,
@@ -73,8 +76,18 @@ async def list_drafts(
         return await uow.drafts.page(actor.org_id, status=status, limit=limit, offset=offset)
 
 
-async def _locked(uow: UnitOfWork, actor: Actor, draft_id: uuid.UUID) -> DraftOrder:
+async def _locked(
+    uow: UnitOfWork, actor: Actor, draft_id: uuid.UUID, expect: Preconditions | None = None
+) -> DraftOrder:
+    """The draft under its row lock, after the request's preconditions held on it (the
+    lock keeps it as checked until the commit)."""
     draft = await uow.drafts.get(actor.org_id, draft_id, lock=True)
     if draft is None:
         raise errors.DraftNotFound()
+    check_preconditions(draft, expect)
     return draft
+
+
+def check_preconditions(draft: DraftOrder, expect: Preconditions | None) -> None:
+    if expect is not None and not expect.holds(entity_tag(draft.version), draft.updated_at):
+        raise errors.PreconditionFailed()

@@ -10,10 +10,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
+from orderflow_shared.preconditions import Preconditions
+
 from draft_api.domain import errors
 from draft_api.domain.idempotency import IdempotencyRecord, Operation, fingerprint, parse_key
 from draft_api.domain.model import Actor, DraftOrder
 from draft_api.service_layer.clock import utcnow
+from draft_api.service_layer.drafts import check_preconditions
 from draft_api.service_layer.ports import (
     CacheState,
     IdempotencyCache,
@@ -29,6 +32,8 @@ class PushDraft:
     draft_id: uuid.UUID
     operation: Operation
     idempotency_key: str | None = None
+    #: checked on a new push only (a replay answers as the first request did)
+    expect: Preconditions | None = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,7 @@ async def _push_in_transaction(
                     raise errors.IdempotencyKeyMismatch()
                 return _replayed(draft, earlier.erp_export_id)
 
+        check_preconditions(draft, cmd.expect)
         export_id = uuid.uuid4()
         has_connector = await uow.connectors.has_active(actor.org_id)
         start = draft.push if cmd.operation is Operation.PUSH else draft.retry_push

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import uuid
 
+from orderflow_shared.preconditions import Preconditions
+
 from draft_api.domain import errors
 from draft_api.domain.model import Actor, DraftOrder
 from draft_api.service_layer.clock import utcnow
+from draft_api.service_layer.drafts import check_preconditions
 from draft_api.service_layer.ports import UnitOfWork
 
 
-async def validate_draft(uow: UnitOfWork, actor: Actor, draft_id: uuid.UUID) -> DraftOrder:
+async def validate_draft(
+    uow: UnitOfWork, actor: Actor, draft_id: uuid.UUID, *, expect: Preconditions | None = None
+) -> DraftOrder:
     async with uow:
         draft = await _locked(uow, actor, draft_id)
+        check_preconditions(draft, expect)
         taken = bool(draft.external_ref) and await uow.drafts.external_ref_taken(
             actor.org_id, draft.external_ref or "", exclude=draft.id
         )
@@ -22,9 +28,12 @@ async def validate_draft(uow: UnitOfWork, actor: Actor, draft_id: uuid.UUID) -> 
     return draft
 
 
-async def approve_draft(uow: UnitOfWork, actor: Actor, draft_id: uuid.UUID) -> DraftOrder:
+async def approve_draft(
+    uow: UnitOfWork, actor: Actor, draft_id: uuid.UUID, *, expect: Preconditions | None = None
+) -> DraftOrder:
     async with uow:
         draft = await _locked(uow, actor, draft_id)
+        check_preconditions(draft, expect)
         draft.approve(actor=actor, now=utcnow())
         await uow.drafts.save(draft)
         await uow.commit()

@@ -71,6 +71,15 @@ class DomainError(Exception):
         self.detail = detail
 
 
+class PreconditionFailed(DomainError):
+    """If-Match / If-Unmodified-Since do not hold for the connection as it is now."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Connection has changed since the given ETag or date; GET it again and retry"
+        )
+
+
 class ConnectionNotFound(DomainError):
     def __init__(self) -> None:
         super().__init__("ERP connection not found")

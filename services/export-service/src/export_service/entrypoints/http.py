@@ -7,10 +7,18 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Request, status
+from fastapi import APIRouter, Depends, FastAPI, Request, Response, status
 from fastapi.responses import JSONResponse
 from orderflow_shared.auth import Principal, require_roles
-from orderflow_shared.web import PatchIn, error_responses
+from orderflow_shared.web import (
+    VALIDATOR_HEADERS,
+    PatchIn,
+    PreconditionsDep,
+    error_responses,
+    problem,
+    require_json_body,
+    set_validators,
+)
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from sqlalchemy.exc import IntegrityError
 
@@ -22,7 +30,12 @@ from export_service.domain.connection import (
     Secrets,
     SftpSettings,
 )
-from export_service.domain.errors import ConnectionNotFound, DomainError, InvalidConnection
+from export_service.domain.errors import (
+    ConnectionNotFound,
+    DomainError,
+    InvalidConnection,
+    PreconditionFailed,
+)
 from export_service.domain.filenames import DEFAULT_TEMPLATE
 from export_service.domain.renderers import FileFormat
 from export_service.service_layer import connections as uc
@@ -36,18 +49,27 @@ from export_service.service_layer.ports import (
 
 Admin = Annotated[Principal, Depends(require_roles("admin"))]
 FormatName = Literal["csv", "json", "xml"]
+#: what the server takes (the domain checks the same): `ssh-keygen -lf` output
+FINGERPRINT_PATTERN = r"^SHA256:[A-Za-z0-9+/]{43}=?$"
+HOST_PATTERN = r"^[A-Za-z0-9._:\[\]-]{1,255}$"
+USERNAME_PATTERN = r"^[A-Za-z0-9._@+-]{1,128}$"
+ABSOLUTE_PATH_PATTERN = r"^/[^\x00]*$"
+EXAMPLE_FINGERPRINT = "SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s"
 
 
 class SftpIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    host: str = Field(min_length=1, max_length=255)
+    host: str = Field(min_length=1, max_length=255, pattern=HOST_PATTERN)
     port: int = Field(default=22, ge=1, le=65535)
-    username: str = Field(min_length=1, max_length=128)
-    remote_directory: str = Field(min_length=1, max_length=1024)
+    username: str = Field(min_length=1, max_length=128, pattern=USERNAME_PATTERN)
+    remote_directory: str = Field(min_length=1, max_length=1024, pattern=r"^[^\x00]+$")
     host_key_fingerprint: str = Field(
-        description="SHA256 fingerprint of the server's host key, e.g. `SHA256:abc...`",
+        description="SHA256 fingerprint of the server's host key as `ssh-keygen -lf` "
+        "prints it: `SHA256:` and 43 base64 characters",
         max_length=128,
+        pattern=FINGERPRINT_PATTERN,
+        examples=[EXAMPLE_FINGERPRINT],
     )
     private_key: SecretStr | None = Field(default=None, description="OpenSSH private key")
     password: SecretStr | None = None
@@ -58,11 +80,17 @@ class SftpPatch(PatchIn):
 
     nullable_fields = frozenset({"private_key", "password"})
 
-    host: str | None = Field(default=None, min_length=1, max_length=255)
+    host: str | None = Field(default=None, min_length=1, max_length=255, pattern=HOST_PATTERN)
     port: int | None = Field(default=None, ge=1, le=65535)
-    username: str | None = Field(default=None, min_length=1, max_length=128)
-    remote_directory: str | None = Field(default=None, min_length=1, max_length=1024)
-    host_key_fingerprint: str | None = Field(default=None, max_length=128)
+    username: str | None = Field(
+        default=None, min_length=1, max_length=128, pattern=USERNAME_PATTERN
+    )
+    remote_directory: str | None = Field(
+        default=None, min_length=1, max_length=1024, pattern=r"^[^\x00]+$"
+    )
+    host_key_fingerprint: str | None = Field(
+        default=None, max_length=128, pattern=FINGERPRINT_PATTERN
+    )
     private_key: SecretStr | None = None
     password: SecretStr | None = None
 
@@ -70,7 +98,13 @@ class SftpPatch(PatchIn):
 class LocalIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    directory: str = Field(min_length=1, max_length=1024)
+    directory: str = Field(
+        min_length=1,
+        max_length=1024,
+        pattern=ABSOLUTE_PATH_PATTERN,
+        description="An absolute path inside the org's local root",
+        examples=["/srv/orderflow/dropzones/demo/inbox"],
+    )
 
 
 class ConnectionIn(BaseModel):
@@ -88,7 +122,7 @@ class ConnectionIn(BaseModel):
                     "port": 2222,
                     "username": "orderflow-sftp",
                     "remote_directory": "/inbox",
-                    "host_key_fingerprint": "SHA256:...",
+                    "host_key_fingerprint": EXAMPLE_FINGERPRINT,
                     "private_key": "-----BEGIN OPENSSH PRIVATE KEY-----\n...",
                     "password": None,
                 },
@@ -211,6 +245,7 @@ class TestOut(BaseModel):
 _WORDING = {
     403: "Requires the role admin",
     404: "No such connection in the caller's organisation",
+    412: "If-Match / If-Unmodified-Since: the connection changed (nothing was done)",
     409: "Another active connection exists, or a concurrent change won",
     422: "Invalid input or an invalid connection (e.g. a directory outside the org's root)",
 }
@@ -219,6 +254,14 @@ _WORDING = {
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     """Every route can answer 400 (bad Content-Length), 401 and 403; plus `codes`."""
     return error_responses(400, 401, 403, *codes, descriptions=_WORDING)
+
+
+def _with_validators(*codes: int, status_code: int = 200) -> dict[int | str, dict[str, Any]]:
+    return {status_code: {"headers": VALIDATOR_HEADERS}, **_errors(*codes)}
+
+
+def _validators(response: Response, connection: ErpConnection) -> None:
+    set_validators(response, uc.version_of(connection), connection.updated_at)
 
 
 def _secret(value: SecretStr | None) -> str | None:
@@ -294,9 +337,39 @@ def connections_router() -> APIRouter:
         "",
         status_code=status.HTTP_201_CREATED,
         response_model=ConnectionOut,
-        responses=_errors(409, 413, 422),
+        dependencies=[Depends(require_json_body)],
+        responses={
+            201: {
+                "headers": {
+                    "Location": {
+                        "description": "URL of the new connection",
+                        "schema": {"type": "string"},
+                    },
+                    **VALIDATOR_HEADERS,
+                },
+                "links": {
+                    "GetConnection": {
+                        "operationId": "get_connection",
+                        "parameters": {"connection_id": "$response.body#/id"},
+                    },
+                    "UpdateConnection": {
+                        "operationId": "update_connection",
+                        "parameters": {"connection_id": "$response.body#/id"},
+                    },
+                    "DeactivateConnection": {
+                        "operationId": "deactivate_connection",
+                        "parameters": {"connection_id": "$response.body#/id"},
+                    },
+                },
+            },
+            **_errors(409, 413, 415, 422),
+        },
+        operation_id="create_connection",
+        summary="Create an ERP connection (secrets go in, never come out)",
     )
-    async def create(body: ConnectionIn, principal: Admin, request: Request) -> ConnectionOut:
+    async def create(
+        body: ConnectionIn, principal: Admin, request: Request, response: Response
+    ) -> ConnectionOut:
         uow_factory, clock = _deps(request)
         connection = await uc.create_connection(
             uow_factory(),
@@ -305,28 +378,53 @@ def connections_router() -> APIRouter:
             clock,
             local_policy=_local_policy(request),
         )
+        response.headers["Location"] = f"/erp-connections/{connection.id}"
+        _validators(response, connection)
         return ConnectionOut.of(connection)
 
-    @router.get("", response_model=list[ConnectionOut], responses=_errors())
+    @router.get(
+        "",
+        response_model=list[ConnectionOut],
+        responses=_errors(),
+        operation_id="list_connections",
+        summary="The org's ERP connections",
+    )
     async def list_all(principal: Admin, request: Request) -> list[ConnectionOut]:
         uow_factory, _ = _deps(request)
         found = await uc.list_connections(uow_factory(), _actor(principal))
         return [ConnectionOut.of(c) for c in found]
 
-    @router.get("/{connection_id}", response_model=ConnectionOut, responses=_errors(404, 422))
+    @router.get(
+        "/{connection_id}",
+        response_model=ConnectionOut,
+        responses=_with_validators(404, 422),
+        operation_id="get_connection",
+        summary="An ERP connection with its delivery circuit",
+    )
     async def get_one(
-        connection_id: uuid.UUID, principal: Admin, request: Request
+        connection_id: uuid.UUID, principal: Admin, request: Request, response: Response
     ) -> ConnectionOut:
         uow_factory, _ = _deps(request)
         found = await uc.get_connection(uow_factory(), _actor(principal), connection_id)
+        _validators(response, found)
         circuit = await circuit_of(uow_factory(), found.org_id, found.id, found.created_at)
         return ConnectionOut.of(found, circuit)
 
     @router.patch(
-        "/{connection_id}", response_model=ConnectionOut, responses=_errors(404, 409, 413, 422)
+        "/{connection_id}",
+        response_model=ConnectionOut,
+        dependencies=[Depends(require_json_body)],
+        responses=_with_validators(404, 409, 412, 413, 415, 422, 428),
+        operation_id="update_connection",
+        summary="Change the fields sent (secrets left out keep their value)",
     )
     async def update(
-        connection_id: uuid.UUID, body: ConnectionPatch, principal: Admin, request: Request
+        connection_id: uuid.UUID,
+        body: ConnectionPatch,
+        principal: Admin,
+        request: Request,
+        response: Response,
+        expect: PreconditionsDep,
     ) -> ConnectionOut:
         uow_factory, clock = _deps(request)
         updated = await uc.update_connection(
@@ -336,16 +434,24 @@ def connections_router() -> APIRouter:
             _update_command(body),
             clock,
             local_policy=_local_policy(request),
+            expect=expect,
         )
+        _validators(response, updated)
         return ConnectionOut.of(updated)
 
     @router.post(
         "/{connection_id}/activate",
         response_model=ConnectionOut,
-        responses=_errors(404, 409, 422),
+        responses=_with_validators(404, 409, 412, 422, 428),
+        operation_id="activate_connection",
+        summary="Activate the connection (the org's other active one is deactivated)",
     )
     async def activate(
-        connection_id: uuid.UUID, principal: Admin, request: Request
+        connection_id: uuid.UUID,
+        principal: Admin,
+        request: Request,
+        response: Response,
+        expect: PreconditionsDep,
     ) -> ConnectionOut:
         uow_factory, clock = _deps(request)
         done = await uc.set_active(
@@ -355,16 +461,24 @@ def connections_router() -> APIRouter:
             True,
             clock,
             local_policy=_local_policy(request),
+            expect=expect,
         )
+        _validators(response, done)
         return ConnectionOut.of(done)
 
     @router.post(
         "/{connection_id}/deactivate",
         response_model=ConnectionOut,
-        responses=_errors(404, 409, 422),
+        responses=_with_validators(404, 409, 412, 422, 428),
+        operation_id="deactivate_connection",
+        summary="Deactivate the connection",
     )
     async def deactivate(
-        connection_id: uuid.UUID, principal: Admin, request: Request
+        connection_id: uuid.UUID,
+        principal: Admin,
+        request: Request,
+        response: Response,
+        expect: PreconditionsDep,
     ) -> ConnectionOut:
         uow_factory, clock = _deps(request)
         done = await uc.set_active(
@@ -374,10 +488,18 @@ def connections_router() -> APIRouter:
             False,
             clock,
             local_policy=_local_policy(request),
+            expect=expect,
         )
+        _validators(response, done)
         return ConnectionOut.of(done)
 
-    @router.post("/{connection_id}/test", response_model=TestOut, responses=_errors(404, 422))
+    @router.post(
+        "/{connection_id}/test",
+        response_model=TestOut,
+        responses=_errors(404, 422),
+        operation_id="test_connection",
+        summary="Check that the connection can deliver (reach, log in, write)",
+    )
     async def test(connection_id: uuid.UUID, principal: Admin, request: Request) -> TestOut:
         uow_factory, _ = _deps(request)
         transports: Transports = request.app.state.container.transports
@@ -399,13 +521,16 @@ def install_domain_errors(app: FastAPI) -> None:
 
     async def domain_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, DomainError)
-        code = 404 if isinstance(exc, ConnectionNotFound) else 422
-        return JSONResponse({"detail": exc.detail}, status_code=code)
+        code = 422
+        if isinstance(exc, ConnectionNotFound):
+            code = 404
+        elif isinstance(exc, PreconditionFailed):
+            code = 412
+        return problem(request, code, exc.detail)
 
     async def conflict(request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse(
-            {"detail": "Conflicting change: another active connection or a concurrent update"},
-            status_code=409,
+        return problem(
+            request, 409, "Conflicting change: another active connection or a concurrent update"
         )
 
     app.add_exception_handler(DomainError, domain_error)

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from orderflow_shared.preconditions import Preconditions, entity_tag
+
 from export_service.domain.connection import (
     ConnectorType,
     ErpConnection,
@@ -17,6 +19,7 @@ from export_service.domain.connection import (
 from export_service.domain.errors import (
     ConnectionNotFound,
     InvalidConnection,
+    PreconditionFailed,
 )
 from export_service.domain.renderers import FileFormat
 from export_service.service_layer.ports import (
@@ -116,10 +119,12 @@ async def update_connection(
     clock: Clock,
     *,
     local_policy: LocalDirectoryPolicy = NO_LOCAL_DIRECTORIES,
+    expect: Preconditions | None = None,
 ) -> ErpConnection:
     async with uow:
         await uow.connections.lock_org(actor.org_id)
         connection = await _get(uow, actor, connection_id)
+        _check_preconditions(connection, expect)
         connection.update(
             now=clock(),
             actor_id=actor.user_id,
@@ -151,6 +156,7 @@ async def set_active(
     clock: Clock,
     *,
     local_policy: LocalDirectoryPolicy = NO_LOCAL_DIRECTORIES,
+    expect: Preconditions | None = None,
 ) -> ErpConnection:
     """Activate (deactivating the org's other active connection) or deactivate.
 
@@ -160,6 +166,7 @@ async def set_active(
     async with uow:
         await uow.connections.lock_org(actor.org_id)
         connection = await _get(uow, actor, connection_id)
+        _check_preconditions(connection, expect)
         if active:
             _confined(connection, local_policy)
         if connection.is_active is active:
@@ -200,6 +207,20 @@ async def test_connection(
 ) -> ConnectionReport:
     connection = await get_connection(uow, actor, connection_id)
     return await transports[connection.connector_type].check(connection)
+
+
+def version_of(connection: ErpConnection) -> int:
+    """The connection's version for its ETag: `updated_at` in microseconds (every change
+    sets it)."""
+    moment = connection.updated_at
+    return int(moment.timestamp()) * 1_000_000 + moment.microsecond
+
+
+def _check_preconditions(connection: ErpConnection, expect: Preconditions | None) -> None:
+    """Under the org's lock (taken before the read), so nothing changes it until commit."""
+    tag = entity_tag(version_of(connection))
+    if expect is not None and not expect.holds(tag, connection.updated_at):
+        raise PreconditionFailed()
 
 
 async def _get(uow: UnitOfWork, actor: Actor, connection_id: uuid.UUID) -> ErpConnection:

@@ -7,11 +7,11 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from orderflow_shared.web import problem, problem_response_doc
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from draft_api.domain import errors
-from draft_api.entrypoints.http.schemas import ErrorOut, RequestErrorOut
 
 _log = logging.getLogger(__name__)
 
@@ -19,6 +19,7 @@ STATUS_OF: list[tuple[type[errors.DomainError], int]] = [
     (errors.DraftNotFound, 404),
     (errors.InvalidTransition, 409),
     (errors.ConcurrentModification, 409),
+    (errors.PreconditionFailed, 412),
     (errors.IdempotencyKeyInFlight, 409),
     (errors.NoActiveConnector, 400),
     (errors.IdempotencyKeyInvalid, 400),
@@ -32,14 +33,15 @@ def status_of(exc: errors.DomainError) -> int:
 
 async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, errors.DomainError)
-    return JSONResponse({"detail": exc.detail}, status_code=status_of(exc))
+    return problem(request, status_of(exc), exc.detail)
 
 
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
     _log.warning("database unavailable: %s", type(exc).__name__)
-    return JSONResponse(
-        {"detail": "Database busy or unavailable, try again shortly"},
-        status_code=503,
+    return problem(
+        request,
+        503,
+        "Database busy or unavailable, try again shortly",
         headers={"Retry-After": "2"},
     )
 
@@ -60,13 +62,14 @@ def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         403: "The token lacks a required role",
         404: "No such draft in the caller's organisation",
         409: "The draft's status does not allow this, or a concurrent request won",
+        412: "If-Match / If-Unmodified-Since: the draft changed (nothing was done)",
         413: "Body too large",
         415: "Body is not application/json",
         422: "Invalid input (or Idempotency-Key reused for a different request)",
+        428: "If-Match required (the server runs with REQUIRE_PRECONDITIONS)",
         503: "Database busy or unavailable (retry after Retry-After seconds)",
     }
     out: dict[int | str, dict[str, Any]] = {}
     for code in (401, 403, *codes, 503):
-        model = RequestErrorOut if code == 422 else ErrorOut
-        out[code] = {"model": model, "description": described[code]}
+        out[code] = problem_response_doc(code, described[code])
     return out

@@ -6,6 +6,8 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response, status
+from orderflow_shared.preconditions import Preconditions
+from orderflow_shared.web import VALIDATOR_HEADERS, PreconditionsDep, set_validators
 
 from draft_api.domain.idempotency import Operation
 from draft_api.domain.model import DraftStatus
@@ -40,6 +42,13 @@ IdempotencyKey = Annotated[
         description="Optional. Repeating a request with the same key returns the first "
         "result (same erp_export_id) instead of pushing again. 1-255 characters of "
         "letters, digits and -_.:~+/= (a quoted sf-string is accepted).",
+        # published, not enforced by FastAPI: a key outside it is draft-api's own 400
+        json_schema_extra={
+            "pattern": r'^[A-Za-z0-9_.:~+/=-]{1,255}$|^"[A-Za-z0-9_.:~+/=-]{1,255}"$',
+            "minLength": 1,
+            "maxLength": 257,
+        },
+        examples=["7c9e6679-7425-40de-944b-e07fc1f90ae7"],
     ),
 ]
 PUSH_HEADERS = {
@@ -56,10 +65,38 @@ PUSH_HEADERS = {
     response_model=DraftOut,
     dependencies=[JsonBody],
     responses={
-        201: {"headers": {"Location": {"description": "URL of the new draft", "schema": {}}}},
+        201: {
+            "headers": {
+                "Location": {"description": "URL of the new draft", "schema": {"type": "string"}},
+                **VALIDATOR_HEADERS,
+            },
+            "links": {
+                "GetDraft": {
+                    "operationId": "get_draft",
+                    "parameters": {"draft_id": "$response.body#/id"},
+                },
+                "EditDraft": {
+                    "operationId": "edit_draft",
+                    "parameters": {"draft_id": "$response.body#/id"},
+                },
+                "ValidateDraft": {
+                    "operationId": "validate_draft",
+                    "parameters": {"draft_id": "$response.body#/id"},
+                },
+                "ApproveDraft": {
+                    "operationId": "approve_draft",
+                    "parameters": {"draft_id": "$response.body#/id"},
+                },
+                "PushDraft": {
+                    "operationId": "push_draft",
+                    "parameters": {"draft_id": "$response.body#/id"},
+                },
+            },
+        },
         **responses(413, 415, 422),
     },
     summary="Create a draft order (status NEW)",
+    operation_id="create_draft",
 )
 async def create_draft(
     body: DraftIn, actor: Operator, services: ServicesDep, response: Response
@@ -74,6 +111,7 @@ async def create_draft(
         ),
     )
     response.headers["Location"] = f"/draft-orders/{draft.id}"
+    set_validators(response, draft.version, draft.updated_at)
     return DraftOut.of(draft)
 
 
@@ -82,6 +120,7 @@ async def create_draft(
     response_model=DraftPage,
     responses=responses(422),
     summary="List draft orders (summaries: line count and totals, no lines)",
+    operation_id="list_drafts",
 )
 async def list_drafts(
     actor: Reader,
@@ -101,22 +140,33 @@ async def list_drafts(
 @router.get(
     "/{draft_id}",
     response_model=DraftOut,
-    responses=responses(404, 422),
+    responses={200: {"headers": VALIDATOR_HEADERS}, **responses(404, 422)},
     summary="A draft order with its lines and push history",
+    operation_id="get_draft",
 )
-async def get_draft(draft_id: uuid.UUID, actor: Reader, services: ServicesDep) -> DraftOut:
-    return DraftOut.of(await drafts.get_draft(services.uow_factory(), actor, draft_id))
+async def get_draft(
+    draft_id: uuid.UUID, actor: Reader, services: ServicesDep, response: Response
+) -> DraftOut:
+    draft = await drafts.get_draft(services.uow_factory(), actor, draft_id)
+    set_validators(response, draft.version, draft.updated_at)
+    return DraftOut.of(draft)
 
 
 @router.patch(
     "/{draft_id}",
     response_model=DraftOut,
     dependencies=[JsonBody],
-    responses=responses(404, 409, 413, 415, 422),
+    responses={200: {"headers": VALIDATOR_HEADERS}, **responses(404, 409, 412, 413, 415, 422, 428)},
     summary="Edit a NEW, NEEDS_REVIEW or READY draft (it goes back to NEW)",
+    operation_id="edit_draft",
 )
 async def edit_draft(
-    draft_id: uuid.UUID, body: DraftPatch, actor: Operator, services: ServicesDep
+    draft_id: uuid.UUID,
+    body: DraftPatch,
+    actor: Operator,
+    services: ServicesDep,
+    expect: PreconditionsDep,
+    response: Response,
 ) -> DraftOut:
     sent = body.model_fields_set
     draft = await drafts.edit_draft(
@@ -128,21 +178,29 @@ async def edit_draft(
             external_ref=body.external_ref or None,
             clear_external_ref="external_ref" in sent and not body.external_ref,
             lines=None if body.lines is None else [line.to_domain() for line in body.lines],
+            expect=expect,
         ),
     )
+    set_validators(response, draft.version, draft.updated_at)
     return DraftOut.of(draft)
 
 
 @router.post(
     "/{draft_id}/validate",
     response_model=ValidationOut,
-    responses=responses(404, 409, 422),
+    responses={200: {"headers": VALIDATOR_HEADERS}, **responses(404, 409, 412, 422, 428)},
     summary="Run the validation rules: READY, or NEEDS_REVIEW with the issues",
+    operation_id="validate_draft",
 )
 async def validate_draft(
-    draft_id: uuid.UUID, actor: Operator, services: ServicesDep
+    draft_id: uuid.UUID,
+    actor: Operator,
+    services: ServicesDep,
+    expect: PreconditionsDep,
+    response: Response,
 ) -> ValidationOut:
-    draft = await workflow.validate_draft(services.uow_factory(), actor, draft_id)
+    draft = await workflow.validate_draft(services.uow_factory(), actor, draft_id, expect=expect)
+    set_validators(response, draft.version, draft.updated_at)
     return ValidationOut(
         id=draft.id,
         status=draft.status,
@@ -153,11 +211,19 @@ async def validate_draft(
 @router.post(
     "/{draft_id}/approve",
     response_model=ApprovalOut,
-    responses=responses(404, 409, 422),
+    responses={200: {"headers": VALIDATOR_HEADERS}, **responses(404, 409, 412, 422, 428)},
     summary="Approve a READY draft (role approver)",
+    operation_id="approve_draft",
 )
-async def approve_draft(draft_id: uuid.UUID, actor: Approver, services: ServicesDep) -> ApprovalOut:
-    draft = await workflow.approve_draft(services.uow_factory(), actor, draft_id)
+async def approve_draft(
+    draft_id: uuid.UUID,
+    actor: Approver,
+    services: ServicesDep,
+    expect: PreconditionsDep,
+    response: Response,
+) -> ApprovalOut:
+    draft = await workflow.approve_draft(services.uow_factory(), actor, draft_id, expect=expect)
+    set_validators(response, draft.version, draft.updated_at)
     assert draft.approved_at is not None
     return ApprovalOut(id=draft.id, status=draft.status, approved_at=draft.approved_at)
 
@@ -166,34 +232,40 @@ async def approve_draft(draft_id: uuid.UUID, actor: Approver, services: Services
     "/{draft_id}/push",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=PushOut,
-    responses={202: {"headers": PUSH_HEADERS}, **responses(400, 404, 409, 422)},
+    responses={202: {"headers": PUSH_HEADERS}, **responses(400, 404, 409, 412, 422, 428)},
     summary="Push an APPROVED draft to the ERP (asynchronous)",
+    operation_id="push_draft",
 )
 async def push_draft(
     draft_id: uuid.UUID,
     actor: Pusher,
     services: ServicesDep,
     response: Response,
+    expect: PreconditionsDep,
     idempotency_key: IdempotencyKey = None,
 ) -> PushOut:
-    return await _push(services, actor, draft_id, Operation.PUSH, idempotency_key, response)
+    return await _push(services, actor, draft_id, Operation.PUSH, idempotency_key, response, expect)
 
 
 @router.post(
     "/{draft_id}/retry-push",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=PushOut,
-    responses={202: {"headers": PUSH_HEADERS}, **responses(400, 404, 409, 422)},
+    responses={202: {"headers": PUSH_HEADERS}, **responses(400, 404, 409, 412, 422, 428)},
     summary="Push a draft in ERROR again (new export id, next attempt number)",
+    operation_id="retry_push",
 )
 async def retry_push(
     draft_id: uuid.UUID,
     actor: Pusher,
     services: ServicesDep,
     response: Response,
+    expect: PreconditionsDep,
     idempotency_key: IdempotencyKey = None,
 ) -> PushOut:
-    return await _push(services, actor, draft_id, Operation.RETRY_PUSH, idempotency_key, response)
+    return await _push(
+        services, actor, draft_id, Operation.RETRY_PUSH, idempotency_key, response, expect
+    )
 
 
 async def _push(
@@ -203,12 +275,13 @@ async def _push(
     operation: Operation,
     key: str | None,
     response: Response,
+    expect: Preconditions,
 ) -> PushOut:
     result = await push.push_draft(
         services.uow_factory,
         services.cache,
         actor,
-        push.PushDraft(draft_id=draft_id, operation=operation, idempotency_key=key),
+        push.PushDraft(draft_id=draft_id, operation=operation, idempotency_key=key, expect=expect),
         key_ttl=services.idempotency_ttl,
     )
     response.headers["Idempotent-Replayed"] = "true" if result.replayed else "false"

@@ -21,8 +21,23 @@ Amount = Annotated[
         decimal_places=6,
         description="A decimal as a JSON number or string; returned as a string.",
         examples=["9.50"],
+        json_schema_extra=lambda schema: _decimal_schema(schema),
     ),
 ]
+
+#: a decimal string the server takes: at most 18 digits, 6 of them after the point
+DECIMAL_PATTERN = r"^(?!(?:\D*\d){19})\d{1,18}(?:\.\d{1,6})?$"
+
+
+def _decimal_schema(schema: dict[str, Any]) -> None:
+    """The published form of an amount: a number up to 10^12 or a decimal string."""
+    schema.pop("anyOf", None)
+    schema["anyOf"] = [
+        {"type": "number", "minimum": 0, "maximum": 999_999_999_999, "multipleOf": 0.01},
+        {"type": "string", "pattern": DECIMAL_PATTERN, "maxLength": 19},
+    ]
+
+
 ShortText = Annotated[str, Field(max_length=100)]
 
 
@@ -249,11 +264,3 @@ class PushOut(BaseModel):
         "(in_progress, SENT or FAILED)",
         examples=["PUSHING"],
     )
-
-
-class ErrorOut(BaseModel):
-    detail: str = Field(examples=["Draft must be READY"])
-
-
-class RequestErrorOut(BaseModel):
-    detail: list[dict[str, Any]] | str
