@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import json
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -290,11 +291,20 @@ async def test_the_migration_restates_every_connection_keyed_by_its_id(infra, ex
     downgrade(settings, RESTATEMENT_PARENT)
     connection_id, org = uuid.uuid4(), new_org()
     now = datetime.now(UTC)
+    config = {
+        "file_format": "csv",
+        "file_name_template": "{export_id}",
+        "host": "sftp.example",
+        "port": 22,
+        "username": "erp",
+        "remote_directory": "/inbox",
+        "host_key_fingerprint": "SHA256:" + "A" * 43,
+    }
     infra.psql(
         "INSERT INTO export.erp_connection (id, org_id, name, connector_type, is_active, "
-        "config, created_at, updated_at) VALUES (%s, %s, 'legacy', 'sftp_dropzone', true, "
-        "'{}'::jsonb, %s, %s)",
-        (connection_id, org, now, now),
+        "config, created_at, updated_at) VALUES (%s, %s, 'legacy', 'sftp_dropzone', false, "
+        "%s::jsonb, %s, %s)",
+        (connection_id, org, json.dumps(config), now, now),
     )
     migrate(settings)
     found = await rows(
@@ -310,5 +320,31 @@ async def test_the_migration_restates_every_connection_keyed_by_its_id(infra, ex
     )
     data = envelope.parse()
     assert envelope.org_id == org and envelope.subject == str(connection_id)
-    assert data.change == "restated" and data.is_active is True
+    assert data.change == "restated" and data.is_active is False
     assert data.changed_at == now
+
+
+async def test_restate_connections_queues_each_connection_keyed_by_its_id(
+    infra, dropzone, box, db, export_env, start_service
+):
+    from export_service.__main__ import restate_connections
+
+    from .conftest import make_settings
+
+    service = await start_service()
+    org = new_org()
+    created = await create_connection(service, infra, org, sftp_body(dropzone, box))
+    before = await rows(
+        db, "SELECT count(*) AS n FROM export.outbox WHERE key = :k", k=created["id"]
+    )
+    restated = await asyncio.to_thread(restate_connections, make_settings(export_env))
+    assert restated >= 1
+    found = await rows(
+        db,
+        "SELECT payload FROM export.outbox WHERE key = :k ORDER BY id",
+        k=created["id"],
+    )
+    assert len(found) == before[0]["n"] + 1
+    latest = json.loads(bytes(found[-1]["payload"]))
+    assert latest["change"] == "restated" and latest["is_active"] is True
+    assert latest["org_id"] == org

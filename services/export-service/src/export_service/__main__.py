@@ -40,6 +40,25 @@ def worker(settings: ExportSettings, parent_pid: int | None) -> None:
     asyncio.run(run_delivery_process(settings, parent_pid))
 
 
+def restate_connections(settings: ExportSettings) -> int:
+    """Queue every connection's current state on `erp_connection.changed` (keyed by its
+    id) in the outbox; the relay of a running `serve` publishes it. How many."""
+    import asyncio
+
+    from export_service.bootstrap import build
+    from export_service.service_layer.connections import restate_connections as restate
+
+    async def run() -> int:
+        container = build(settings)
+        try:
+            return await restate(container.uow_factory())
+        finally:
+            await container.sftp_pool.close()
+            await container.engine.dispose()
+
+    return asyncio.run(run())
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m export_service")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -50,6 +69,10 @@ def main(argv: list[str] | None = None) -> None:
     down.add_argument("revision")
     extra = sub.add_parser("worker", help="a delivery process only (started by `serve`)")
     extra.add_argument("--parent", type=int, default=None, help="exit when this pid is gone")
+    sub.add_parser(
+        "restate-connections",
+        help="publish every connection's current state again (through the outbox)",
+    )
     args = parser.parse_args(argv)
     settings = ExportSettings()
     if args.command == "serve":
@@ -58,6 +81,8 @@ def main(argv: list[str] | None = None) -> None:
         migrate(settings, args.revision)
     elif args.command == "worker":
         worker(settings, args.parent)
+    elif args.command == "restate-connections":
+        print(f"{restate_connections(settings)} connection(s) restated")
     else:
         downgrade(settings, args.revision)
 
