@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from orderflow_shared.contracts.events import DraftCreatedV1
+from orderflow_shared.contracts.services import Service, source_for
 from orderflow_shared.messaging.envelope import Envelope
 from orderflow_shared.messaging.kafka import make_idempotent_producer
 from psycopg.types.json import Jsonb
@@ -39,7 +40,11 @@ def _envelopes(org: str, count: int) -> list[Envelope]:
         )
         out.append(
             Envelope.wrap(
-                data, source="/orderflow/bench", subject=str(draft_id), org_id=org, actor_id="bench"
+                data,
+                source=source_for(Service.DRAFT_API),  # draft.* belongs to draft-api
+                subject=str(draft_id),
+                org_id=org,
+                actor_id="bench",
             )
         )
     return out

@@ -15,6 +15,7 @@ from typing import Any
 import psycopg
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from orderflow_shared.contracts.events import DraftCreatedV1
+from orderflow_shared.contracts.services import Service, source_for
 from orderflow_shared.db import make_engine, sync_url
 from orderflow_shared.messaging.envelope import Envelope
 from orderflow_shared.messaging.kafka import make_idempotent_producer
@@ -36,7 +37,7 @@ def _envelope(topic_key: str) -> Envelope:
     )
     return Envelope.wrap(
         data,
-        source="/orderflow/bench",
+        source=source_for(Service.DRAFT_API),  # draft.* belongs to draft-api
         subject=topic_key,
         org_id="bench",
         actor_id="bench",
