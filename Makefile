@@ -13,11 +13,17 @@ ROLE ?= $(ALL_ROLES)
 ORG ?= demo
 SVC ?= $(NAME)
 PYTEST_ARGS ?=
+# minutes-long runs have targets of their own; the tiers deselect them
+QUICK := -m "not slow and not nemesis"
+NEMESIS_SEED ?=
+NEMESIS_MINUTES ?= 10
+NEMESIS_N ?= 1000
 MYPY_PATHS := shared/src services/draft-api/src services/export-service/src \
 	services/audit-service/src deploy/devstack/src
 
 .PHONY: help venv install up down clean status token kafka-credentials restart kill psql redis-cli \
-	lint test test-unit test-integration test-e2e bench schemas audit-verify
+	lint test test-unit test-integration test-e2e bench schemas audit-verify \
+	test-slow test-faults-long test-nemesis
 
 help:
 	@echo "make up | down | clean | status | token [ROLE=approver] [ORG=demo] | kafka-credentials"
@@ -25,6 +31,7 @@ help:
 	@echo "                                          draft-api export-service audit-service)"
 	@echo "make psql | redis-cli | install | lint | test | test-unit | test-integration"
 	@echo "make test-e2e | bench | schemas | audit-verify"
+	@echo "make test-slow | test-faults-long | test-nemesis [NEMESIS_SEED=n]   (long runs)"
 
 # the Python environment (uv is installed with pip when absent)
 venv:
@@ -80,16 +87,32 @@ lint: venv
 
 # one pytest run over every tier, so "no tests collected" (exit 5) is never hidden
 test: install lint
-	$(PY) -m pytest tests $(PYTEST_ARGS)
+	$(PY) -m pytest tests $(QUICK) $(PYTEST_ARGS)
 
 test-unit: venv
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 test-integration: install
-	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+	$(PY) -m pytest tests/integration $(QUICK) $(PYTEST_ARGS)
 
 test-e2e: install
-	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
+	$(PY) -m pytest tests/e2e $(QUICK) $(PYTEST_ARGS)
+
+# the 3-minute SFTP outage and other tests marked slow
+test-slow: install
+	$(PY) -m pytest tests -m slow --timeout=1800 $(PYTEST_ARGS)
+
+# the fault matrix with N=1000 per scenario (`make test` runs it with N=100)
+test-faults-long: install
+	ORDERFLOW_E2E_N=1000 $(PY) -m pytest tests/e2e/test_faults.py --timeout=3600 $(PYTEST_ARGS)
+
+# seeded random faults over every component while pushes arrive (>= 10 min, N >= 1000);
+# the delivery deadline outlasts the run, so every draft must end PUSHED
+test-nemesis: install
+	NEMESIS_SEED=$(NEMESIS_SEED) NEMESIS_MINUTES=$(NEMESIS_MINUTES) NEMESIS_N=$(NEMESIS_N) \
+	EXPORT_DELIVERY_DEADLINE_SECONDS=$${EXPORT_DELIVERY_DEADLINE_SECONDS:-3600} \
+	ORDERFLOW_NO_RELIABILITY_REPORT=1 ORDERFLOW_PG_DURABLE_COMMIT=1 \
+	$(PY) -m pytest tests/e2e/test_nemesis.py -m nemesis -s --timeout=7200 $(PYTEST_ARGS)
 
 bench: venv
 	$(PY) -m tests.bench

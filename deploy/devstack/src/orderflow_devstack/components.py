@@ -323,7 +323,11 @@ class Postgres(Component):
         ]
         if self.cfg.environment == "test":
             # the test stack is thrown away: no need to survive an OS crash
-            argv += ["-c", "fsync=off", "-c", "synchronous_commit=off"]
+            argv += ["-c", "fsync=off"]
+            if os.environ.get("ORDERFLOW_PG_DURABLE_COMMIT") != "1":
+                # a commit may then vanish when Postgres is SIGKILLed (WAL not yet
+                # written); `make test-nemesis` kills Postgres, so it asks for durable ones
+                argv += ["-c", "synchronous_commit=off"]
         return argv
 
     def is_ready(self) -> bool:
