@@ -985,6 +985,38 @@ def install_docs(app: FastAPI, service: str) -> None:
 # --- OpenAPI: servers, problem documents --------------------------------------------
 
 
+def _not_null(parameter: dict[str, Any]) -> None:
+    """A header, query or path parameter is a string or absent, never JSON `null`:
+    `anyOf: [X, {type: null}]` (FastAPI's `X | None`) becomes X."""
+    schema = parameter.get("schema", {})
+    branches = schema.get("anyOf")
+    if not branches:
+        return
+    rest = [branch for branch in branches if branch.get("type") != "null"]
+    if len(rest) == 1 and len(rest) < len(branches):
+        del schema["anyOf"]
+        schema.update(rest[0])
+
+
+#: what HostileTextMiddleware refuses in any string, as JSON Schema
+_NO_NUL = {"pattern": "\\u0000"}
+
+
+def _strings_without_nul(node: Any) -> None:
+    """Every free-text string schema says it takes no NUL character (a 422 at the edge)."""
+    if isinstance(node, dict):
+        if (
+            node.get("type") == "string"
+            and not {"pattern", "format", "enum", "const", "not"} & node.keys()
+        ):
+            node["not"] = dict(_NO_NUL)
+        for value in node.values():
+            _strings_without_nul(value)
+    elif isinstance(node, list):
+        for value in node:
+            _strings_without_nul(value)
+
+
 def _tighten_openapi(app: FastAPI) -> None:
     """The generated spec as the server answers: errors are `application/problem+json`
     (only), and a `servers` entry (the gateway's origin, where every path is routed)."""
@@ -1003,6 +1035,8 @@ def _tighten_openapi(app: FastAPI) -> None:
             for op in item.values():
                 if not isinstance(op, dict):
                     continue
+                for parameter in op.get("parameters", []):
+                    _not_null(parameter)
                 for code, response in op.get("responses", {}).items():
                     content = response.get("content", {})
                     if not str(code).startswith(("4", "5")):
@@ -1020,6 +1054,12 @@ def _tighten_openapi(app: FastAPI) -> None:
             )
             schemas.update(generated.pop("$defs", {}))
             schemas["RequestErrorOut"] = generated
+        _strings_without_nul(spec.get("components", {}).get("schemas", {}))
+        for item in spec.get("paths", {}).values():
+            for op in item.values():
+                if isinstance(op, dict):
+                    _strings_without_nul(op.get("parameters", []))
+                    _strings_without_nul(op.get("requestBody", {}))
         for unused in ("HTTPValidationError", "ValidationError"):
             if unused in schemas and f'schemas/{unused}"' not in json.dumps(
                 {k: v for k, v in spec.items() if k != "components"}

@@ -218,7 +218,7 @@ async def test_local_directories_must_lie_inside_the_orgs_root(infra, tmp_path, 
         response = await service.client.post(
             "/erp-connections", headers=admin, json=local_body(directory)
         )
-        assert response.status_code == 422, (directory, response.text)
+        assert response.status_code == 403, (directory, response.text)
         assert f"must lie inside {root.resolve() / org}" in response.json()["detail"]
 
     good = await service.client.post(
@@ -230,7 +230,7 @@ async def test_local_directories_must_lie_inside_the_orgs_root(infra, tmp_path, 
         headers=admin,
         json={"local": {"directory": "/etc"}},
     )
-    assert patched.status_code == 422
+    assert patched.status_code == 403
     report = await service.client.post(f"/erp-connections/{good.json()['id']}/test", headers=admin)
     assert report.json()["ok"] is True, report.text
 
@@ -238,7 +238,7 @@ async def test_local_directories_must_lie_inside_the_orgs_root(infra, tmp_path, 
     refused = await disabled.client.post(
         "/erp-connections", headers=admin, json=local_body(str(root / org / "in"))
     )
-    assert refused.status_code == 422
+    assert refused.status_code == 403
     assert "local_dropzone connector is disabled" in refused.json()["detail"]
     # the connection test of a stored connection that is no longer allowed probes nothing
     report = await disabled.client.post(f"/erp-connections/{good.json()['id']}/test", headers=admin)

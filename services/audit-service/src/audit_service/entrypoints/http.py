@@ -19,7 +19,14 @@ from orderflow_shared.web import error_responses, make_service_app
 from pydantic import BaseModel, Field
 
 from audit_service.bootstrap import Container, build_container, build_ingest
-from audit_service.domain.query import DEFAULT_LIMIT, MAX_LIMIT, AuditQuery, InvalidQuery, Position
+from audit_service.domain.query import (
+    CURSOR_PATTERN,
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    AuditQuery,
+    InvalidQuery,
+    Position,
+)
 from audit_service.domain.verification import ChainReport, StoredEntry
 from audit_service.service_layer.queries import list_entries
 from audit_service.service_layer.verify import verify_org
@@ -114,8 +121,6 @@ def _utc(moment: datetime | None) -> datetime | None:
 _DATE_TIME = re.compile(
     r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})?$"
 )
-#: a cursor is URL-safe base64 without padding (from `X-Next-Cursor` or `Link`)
-CURSOR_PATTERN = r"^[A-Za-z0-9_-]{1,512}$"
 
 
 def _date_time(name: str, value: str | None) -> datetime | None:
@@ -191,7 +196,7 @@ async def get_audit_log(
         Query(
             alias="to",
             max_length=40,
-            description="Entries that happened before this RFC 3339 date-time",
+            description="Entries that happened up to this RFC 3339 date-time",
             json_schema_extra=DateTimeQuery,
         ),
     ] = None,
@@ -199,10 +204,11 @@ async def get_audit_log(
     cursor: Annotated[
         str | None,
         Query(
-            max_length=512,
+            max_length=40,
             pattern=CURSOR_PATTERN,
-            description="The next page's cursor, as `X-Next-Cursor` or the `Link` header "
-            "gave it (opaque: one made up is a 422)",
+            description="Where the previous page ended, as `X-Next-Cursor` or the `Link` "
+            "header gave it: `<microseconds since the epoch>.<entry id>`",
+            examples=["1764583200123456.42"],
         ),
     ] = None,
 ) -> list[AuditEntryOut]:

@@ -91,3 +91,8 @@ class InvalidConnection(DomainError):
 
 class InvalidFileNameTemplate(InvalidConnection):
     pass
+
+
+class TargetNotAllowed(InvalidConnection):
+    """A well-formed target this org may not use (a local directory outside its root, or
+    local dropzones disabled): 403, since no body the published schema allows could tell."""

@@ -19,7 +19,9 @@ from orderflow_shared.web import (
     require_json_body,
     set_validators,
 )
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, WithJsonSchema
+from pydantic.config import JsonDict
+from pydantic_core import PydanticCustomError
 from sqlalchemy.exc import IntegrityError
 
 from export_service.domain.circuit import Circuit
@@ -35,6 +37,7 @@ from export_service.domain.errors import (
     DomainError,
     InvalidConnection,
     PreconditionFailed,
+    TargetNotAllowed,
 )
 from export_service.domain.filenames import DEFAULT_TEMPLATE
 from export_service.domain.renderers import FileFormat
@@ -54,14 +57,41 @@ FINGERPRINT_PATTERN = r"^SHA256:[A-Za-z0-9+/]{43}=?$"
 HOST_PATTERN = r"^[A-Za-z0-9._:\[\]-]{1,255}$"
 USERNAME_PATTERN = r"^[A-Za-z0-9._@+-]{1,128}$"
 ABSOLUTE_PATH_PATTERN = r"^/[^\x00]*$"
+#: `{export_id}` once at least, other placeholders of domain.filenames, no other braces
+_PLACEHOLDER = r"\{(?:export_id|external_ref|draft_id|date)\}"
+TEMPLATE_PATTERN = rf"^(?:[^{{}}]|{_PLACEHOLDER})*\{{export_id\}}(?:[^{{}}]|{_PLACEHOLDER})*$"
 EXAMPLE_FINGERPRINT = "SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s"
 
 
+def _json_number(value: Any) -> Any:
+    """JSON Schema's integer: a number without fraction (`22` or `22.0`), never `"22"`."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PydanticCustomError("int_type", "Input should be a valid integer")
+    return value
+
+
+Port = Annotated[
+    int,
+    Field(strict=False, ge=1, le=65535),
+    BeforeValidator(_json_number),
+    WithJsonSchema({"type": "integer", "minimum": 1, "maximum": 65535}),
+]
+
+#: the secrets an sftp connection is created with: a key, a password or both
+_ONE_SECRET: JsonDict = {
+    "anyOf": [
+        {"required": ["private_key"], "properties": {"private_key": {"type": "string"}}},
+        {"required": ["password"], "properties": {"password": {"type": "string"}}},
+    ]
+}
+
+
 class SftpIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: a JSON `0` is no boolean and `"22"` no port
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_ONE_SECRET)
 
     host: str = Field(min_length=1, max_length=255, pattern=HOST_PATTERN)
-    port: int = Field(default=22, ge=1, le=65535)
+    port: Port = 22
     username: str = Field(min_length=1, max_length=128, pattern=USERNAME_PATTERN)
     remote_directory: str = Field(min_length=1, max_length=1024, pattern=r"^[^\x00]+$")
     host_key_fingerprint: str = Field(
@@ -71,17 +101,20 @@ class SftpIn(BaseModel):
         pattern=FINGERPRINT_PATTERN,
         examples=[EXAMPLE_FINGERPRINT],
     )
-    private_key: SecretStr | None = Field(default=None, description="OpenSSH private key")
-    password: SecretStr | None = None
+    private_key: SecretStr | None = Field(
+        default=None, min_length=1, description="OpenSSH private key"
+    )
+    password: SecretStr | None = Field(default=None, min_length=1)
 
 
 class SftpPatch(PatchIn):
     """Only the fields sent change; `null` for a secret keeps it, elsewhere it is a 422."""
 
+    model_config = ConfigDict(extra="forbid", strict=True)
     nullable_fields = frozenset({"private_key", "password"})
 
     host: str | None = Field(default=None, min_length=1, max_length=255, pattern=HOST_PATTERN)
-    port: int | None = Field(default=None, ge=1, le=65535)
+    port: Port | None = None
     username: str | None = Field(
         default=None, min_length=1, max_length=128, pattern=USERNAME_PATTERN
     )
@@ -91,12 +124,12 @@ class SftpPatch(PatchIn):
     host_key_fingerprint: str | None = Field(
         default=None, max_length=128, pattern=FINGERPRINT_PATTERN
     )
-    private_key: SecretStr | None = None
-    password: SecretStr | None = None
+    private_key: SecretStr | None = Field(default=None, min_length=1)
+    password: SecretStr | None = Field(default=None, min_length=1)
 
 
 class LocalIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     directory: str = Field(
         min_length=1,
@@ -107,10 +140,33 @@ class LocalIn(BaseModel):
     )
 
 
+#: the settings each connector type needs (an object, not `null`)
+_SETTINGS_OF_TYPE: JsonDict = {
+    "anyOf": [
+        {
+            "properties": {
+                "connector_type": {"const": "sftp_dropzone"},
+                "sftp": {"type": "object"},
+            },
+            "required": ["sftp"],
+        },
+        {
+            "properties": {
+                "connector_type": {"const": "local_dropzone"},
+                "local": {"type": "object"},
+            },
+            "required": ["local"],
+        },
+    ]
+}
+
+
 class ConnectionIn(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
         json_schema_extra={
+            **_SETTINGS_OF_TYPE,
             "example": {
                 "name": "Demo ERP dropzone",
                 "connector_type": "sftp_dropzone",
@@ -126,7 +182,7 @@ class ConnectionIn(BaseModel):
                     "private_key": "-----BEGIN OPENSSH PRIVATE KEY-----\n...",
                     "password": None,
                 },
-            }
+            },
         },
     )
 
@@ -134,7 +190,9 @@ class ConnectionIn(BaseModel):
     connector_type: Literal["sftp_dropzone", "local_dropzone"]
     is_active: bool = False
     file_format: FormatName = "csv"
-    file_name_template: str = Field(default=DEFAULT_TEMPLATE, max_length=200)
+    file_name_template: str = Field(
+        default=DEFAULT_TEMPLATE, min_length=1, max_length=200, pattern=TEMPLATE_PATTERN
+    )
     csv_formula_guard: bool = Field(
         default=True,
         description="CSV cells starting with =, +, -, @, TAB or CR get a leading ' and "
@@ -147,10 +205,14 @@ class ConnectionIn(BaseModel):
 class ConnectionPatch(PatchIn):
     """Only the fields sent change; `null` is a 422 (leave a field out to keep it)."""
 
+    model_config = ConfigDict(extra="forbid", strict=True)
+
     name: str | None = Field(default=None, min_length=1, max_length=200)
     is_active: bool | None = None
     file_format: FormatName | None = None
-    file_name_template: str | None = Field(default=None, max_length=200)
+    file_name_template: str | None = Field(
+        default=None, min_length=1, max_length=200, pattern=TEMPLATE_PATTERN
+    )
     csv_formula_guard: bool | None = None
     sftp: SftpPatch | None = None
     local: LocalIn | None = None
@@ -243,7 +305,8 @@ class TestOut(BaseModel):
 
 
 _WORDING = {
-    403: "Requires the role admin",
+    403: "Requires the role admin, or the target is not allowed for the org (a local "
+    "directory outside its root, local dropzones disabled)",
     404: "No such connection in the caller's organisation",
     412: "If-Match / If-Unmodified-Since: the connection changed (nothing was done)",
     409: "Another active connection exists, or a concurrent change won",
@@ -356,8 +419,16 @@ def connections_router() -> APIRouter:
                         "operationId": "update_connection",
                         "parameters": {"connection_id": "$response.body#/id"},
                     },
+                    "ActivateConnection": {
+                        "operationId": "activate_connection",
+                        "parameters": {"connection_id": "$response.body#/id"},
+                    },
                     "DeactivateConnection": {
                         "operationId": "deactivate_connection",
+                        "parameters": {"connection_id": "$response.body#/id"},
+                    },
+                    "TestConnection": {
+                        "operationId": "test_connection",
                         "parameters": {"connection_id": "$response.body#/id"},
                     },
                 },
@@ -526,6 +597,8 @@ def install_domain_errors(app: FastAPI) -> None:
             code = 404
         elif isinstance(exc, PreconditionFailed):
             code = 412
+        elif isinstance(exc, TargetNotAllowed):
+            code = 403
         return problem(request, code, exc.detail)
 
     async def conflict(request: Request, exc: Exception) -> JSONResponse:

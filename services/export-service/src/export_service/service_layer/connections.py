@@ -18,8 +18,8 @@ from export_service.domain.connection import (
 )
 from export_service.domain.errors import (
     ConnectionNotFound,
-    InvalidConnection,
     PreconditionFailed,
+    TargetNotAllowed,
 )
 from export_service.domain.renderers import FileFormat
 from export_service.service_layer.ports import (
@@ -73,11 +73,11 @@ NO_LOCAL_DIRECTORIES = NoLocalDirectories()
 
 
 def _confined(connection: ErpConnection, policy: LocalDirectoryPolicy) -> None:
-    """A local directory must be one the org may use (InvalidConnection otherwise)."""
+    """A local directory must be one the org may use (TargetNotAllowed otherwise)."""
     if connection.connector_type is ConnectorType.LOCAL and connection.local is not None:
         refusal = policy.refusal(connection.org_id, connection.local.directory)
         if refusal:
-            raise InvalidConnection(refusal)
+            raise TargetNotAllowed(refusal)
 
 
 async def create_connection(

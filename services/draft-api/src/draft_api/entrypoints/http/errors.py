@@ -57,7 +57,8 @@ def install_domain_errors(app: FastAPI) -> None:
 def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses=` for the error codes a route can answer."""
     described = {
-        400: "Bad request (e.g. malformed Idempotency-Key, no active ERP connector)",
+        400: "Bad request: a body that is not UTF-8 JSON, a bad Content-Length, a malformed "
+        "Idempotency-Key, no active ERP connector",
         401: "Missing or invalid bearer token",
         403: "The token lacks a required role",
         404: "No such draft in the caller's organisation",
@@ -70,6 +71,6 @@ def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         503: "Database busy or unavailable (retry after Retry-After seconds)",
     }
     out: dict[int | str, dict[str, Any]] = {}
-    for code in (401, 403, *codes, 503):
+    for code in dict.fromkeys((400, 401, 403, *codes, 503)):
         out[code] = problem_response_doc(code, described[code])
     return out

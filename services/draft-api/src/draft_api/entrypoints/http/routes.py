@@ -91,6 +91,10 @@ PUSH_HEADERS = {
                     "operationId": "push_draft",
                     "parameters": {"draft_id": "$response.body#/id"},
                 },
+                "RetryPush": {
+                    "operationId": "retry_push",
+                    "parameters": {"draft_id": "$response.body#/id"},
+                },
             },
         },
         **responses(413, 415, 422),
@@ -105,8 +109,8 @@ async def create_draft(
         services.uow_factory(),
         actor,
         drafts.CreateDraft(
-            customer_id=body.customer_id,
-            external_ref=body.external_ref or None,
+            customer_id=body.customer_id.strip(),
+            external_ref=(body.external_ref or "").strip() or None,
             lines=[line.to_domain() for line in body.lines],
         ),
     )
@@ -174,9 +178,9 @@ async def edit_draft(
         actor,
         drafts.EditDraft(
             draft_id=draft_id,
-            customer_id=body.customer_id,
-            external_ref=body.external_ref or None,
-            clear_external_ref="external_ref" in sent and not body.external_ref,
+            customer_id=None if body.customer_id is None else body.customer_id.strip(),
+            external_ref=(body.external_ref or "").strip() or None,
+            clear_external_ref="external_ref" in sent and not (body.external_ref or "").strip(),
             lines=None if body.lines is None else [line.to_domain() for line in body.lines],
             expect=expect,
         ),

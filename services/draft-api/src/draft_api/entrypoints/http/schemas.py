@@ -8,32 +8,47 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from orderflow_shared.web import PatchIn
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 from draft_api.domain.model import DraftOrder, DraftStatus, NewLine, PushAttempt
 from draft_api.service_layer.ports import ISSUES_IN_SUMMARY, DraftSummary
 
+
+def _no_fraction_in_numbers(value: Any) -> Any:
+    """A fractional amount travels as a string: a JSON number with a fraction is a float
+    to most clients, and floats lose cents."""
+    if isinstance(value, float) and not value.is_integer():
+        raise PydanticCustomError(
+            "decimal_as_string",
+            'A fractional amount must be sent as a string, e.g. "9.50"',
+        )
+    return value
+
+
 Amount = Annotated[
     Decimal,
+    BeforeValidator(_no_fraction_in_numbers),
     Field(
         ge=0,
         max_digits=18,
         decimal_places=6,
-        description="A decimal as a JSON number or string; returned as a string.",
+        description='A decimal: a string such as `"9.50"` (at most 12 digits before the '
+        "point, 6 after), or a whole JSON number; returned as a string.",
         examples=["9.50"],
         json_schema_extra=lambda schema: _decimal_schema(schema),
     ),
 ]
 
-#: a decimal string the server takes: at most 18 digits, 6 of them after the point
-DECIMAL_PATTERN = r"^(?!(?:\D*\d){19})\d{1,18}(?:\.\d{1,6})?$"
+#: a decimal string the server takes: at most 12 digits before the point, 6 after
+DECIMAL_PATTERN = r"^[0-9]{1,12}(?:\.[0-9]{1,6})?$"
 
 
 def _decimal_schema(schema: dict[str, Any]) -> None:
-    """The published form of an amount: a number up to 10^12 or a decimal string."""
+    """The published form of an amount: a whole number below 10^12 or a decimal string."""
     schema.pop("anyOf", None)
     schema["anyOf"] = [
-        {"type": "number", "minimum": 0, "maximum": 999_999_999_999, "multipleOf": 0.01},
+        {"type": "integer", "minimum": 0, "maximum": 999_999_999_999},
         {"type": "string", "pattern": DECIMAL_PATTERN, "maxLength": 19},
     ]
 
@@ -42,7 +57,9 @@ ShortText = Annotated[str, Field(max_length=100)]
 
 
 class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    # no str_strip_whitespace: the published limits hold for the text as sent (the
+    # use cases see it stripped, and validation flags what is blank)
+    model_config = ConfigDict(extra="forbid")
 
 
 class LineIn(_In):
@@ -60,10 +77,10 @@ class LineIn(_In):
 
     def to_domain(self) -> NewLine:
         return NewLine(
-            sku=self.sku,
-            description=self.description,
+            sku=self.sku.strip(),
+            description=self.description.strip(),
             quantity=self.quantity,
-            unit=self.unit,
+            unit=self.unit.strip(),
             unit_price=self.unit_price,
             currency=self.currency,
         )
@@ -79,7 +96,7 @@ class DraftPatch(PatchIn):
     """Only the fields sent change; `external_ref: null` clears it (`null` elsewhere is a
     422). The draft goes back to NEW."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid")
     nullable_fields = frozenset({"external_ref"})
 
     customer_id: ShortText | None = None
