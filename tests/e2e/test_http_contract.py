@@ -172,6 +172,14 @@ def test_each_service_spec_has_a_server_and_its_docs_point_at_it(stack: Any) -> 
         assert spec["servers"][0]["url"] == "/"
         asset = httpx.get(f"{gateway}/_svc/{service}/docs-static/swagger-ui.css", timeout=10)
         assert asset.status_code == 200
+        for item in spec["paths"].values():
+            for method, op in item.items():
+                # a body that is not UTF-8 JSON (400), too large (413), not JSON (415)
+                if "requestBody" in op:
+                    assert {"400", "413", "415"} <= op["responses"].keys(), (method, op)
+                for code, response in op["responses"].items():
+                    if code.startswith(("4", "5")):
+                        assert list(response["content"]) == ["application/problem+json"]
 
 
 def test_the_gateway_docs_page_lists_every_service_operation(stack: Any) -> None:
