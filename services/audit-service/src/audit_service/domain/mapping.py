@@ -25,6 +25,8 @@ from orderflow_shared.contracts.events import (
 )
 from orderflow_shared.contracts.services import producer_of, source_matches
 from orderflow_shared.messaging.envelope import (
+    ACTOR_HEADER,
+    LEGACY_ACTOR_HEADER,
     LEGACY_ORG_HEADER,
     ORG_HEADER,
     Envelope,
@@ -44,7 +46,17 @@ REFUSED_PREFIX = "refused:"
 UNREADABLE_ENTITY_TYPE = "kafka_record"
 DLT_HEADERS = ("dlt_reason", "dlt_topic", "dlt_partition", "dlt_offset", "dlt_consumer")
 #: Headers kept (decoded) in the data of an UNREADABLE_EVENT entry for forensics.
-_KEPT_HEADERS = ("ce_id", "ce_type", "ce_source", "ce_time", "ce_subject", "orgid", "actorid")
+_KEPT_HEADERS = (
+    "ce_id",
+    "ce_type",
+    "ce_source",
+    "ce_time",
+    "ce_subject",
+    ORG_HEADER,
+    ACTOR_HEADER,
+    LEGACY_ORG_HEADER,
+    LEGACY_ACTOR_HEADER,
+)
 _MAX_HEADER_CHARS = 512
 
 
@@ -182,7 +194,8 @@ def entry_from_dead_letter(record: RawRecord) -> AuditEntry:
         action=UNREADABLE_AUDIT_ACTION,
         entity_type=UNREADABLE_ENTITY_TYPE,
         entity_id=_json_safe(f"{topic}/{partition}/{offset}"),
-        actor_user_id=_json_safe(headers.get("actorid")) or None,
+        actor_user_id=_json_safe(headers.get(ACTOR_HEADER) or headers.get(LEGACY_ACTOR_HEADER))
+        or None,
         occurred_at=_record_time(record.timestamp_ms),
         source_topic=record.topic,
         data=_json_safe({**dlt, "original_headers": kept}),

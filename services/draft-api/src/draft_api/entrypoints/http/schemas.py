@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from datetime import datetime
 from decimal import Decimal
@@ -14,27 +15,39 @@ from pydantic_core import PydanticCustomError
 from draft_api.domain.model import DraftOrder, DraftStatus, NewLine, PushAttempt
 from draft_api.service_layer.ports import ISSUES_IN_SUMMARY, DraftSummary
 
+_MICRO = Decimal("0.000001")
+#: how far (relative) a JSON number may sit from the 6-place decimal it stands for: a
+#: few units in the last place of a double, what a client's float arithmetic leaves
+_FLOAT_SLACK = 4 * 2.0**-52
 
-def _no_fraction_in_numbers(value: Any) -> Any:
-    """A fractional amount travels as a string: a JSON number with a fraction is a float
-    to most clients, and floats lose cents."""
-    if isinstance(value, float) and not value.is_integer():
-        raise PydanticCustomError(
-            "decimal_as_string",
-            'A fractional amount must be sent as a string, e.g. "9.50"',
-        )
-    return value
+
+def _exact_decimal(value: Any) -> Any:
+    """A fractional JSON number arrives as a double; take the decimal of at most 6
+    places that the client meant (9.5 -> 9.5, 0.1 -> 0.1, 300001 * 1e-6 -> 0.300001).
+    A number that is no such decimal (1.0000001) is refused, never rounded."""
+    if not isinstance(value, float) or value.is_integer() or not math.isfinite(value):
+        return value
+    written = Decimal(repr(value))
+    if -written.as_tuple().exponent <= 6:  # type: ignore[operator]
+        return written
+    meant = written.quantize(_MICRO)
+    if math.isclose(float(meant), value, rel_tol=_FLOAT_SLACK, abs_tol=0.0):
+        return meant.normalize()
+    raise PydanticCustomError(
+        "decimal_places",
+        'An amount has at most 6 decimal places; send it as a string, e.g. "9.50"',
+    )
 
 
 Amount = Annotated[
     Decimal,
-    BeforeValidator(_no_fraction_in_numbers),
+    BeforeValidator(_exact_decimal),
     Field(
         ge=0,
         max_digits=18,
         decimal_places=6,
-        description='A decimal: a string such as `"9.50"` (at most 12 digits before the '
-        "point, 6 after), or a whole JSON number; returned as a string.",
+        description='A decimal: a string such as `"9.50"` or a JSON number, with at most 12 '
+        "digits before the point and 6 after; returned as a string.",
         examples=["9.50"],
         json_schema_extra=lambda schema: _decimal_schema(schema),
     ),
@@ -45,10 +58,11 @@ DECIMAL_PATTERN = r"^[0-9]{1,12}(?:\.[0-9]{1,6})?$"
 
 
 def _decimal_schema(schema: dict[str, Any]) -> None:
-    """The published form of an amount: a whole number below 10^12 or a decimal string."""
+    """The published form of an amount: a number below 10^12 in steps of 10^-6, or a
+    decimal string."""
     schema.pop("anyOf", None)
     schema["anyOf"] = [
-        {"type": "integer", "minimum": 0, "maximum": 999_999_999_999},
+        {"type": "number", "minimum": 0, "maximum": 999_999_999_999, "multipleOf": 0.000001},
         {"type": "string", "pattern": DECIMAL_PATTERN, "maxLength": 19},
     ]
 
