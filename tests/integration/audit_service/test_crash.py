@@ -114,7 +114,7 @@ def _appended(replica: AuditProcess) -> float:
     return sum(
         float(line.rsplit(" ", 1)[1])
         for line in body.splitlines()
-        if line.startswith("audit_entries_appended_total{")
+        if line.startswith("orderflow_audit_entries_appended_total{")
     )
 
 

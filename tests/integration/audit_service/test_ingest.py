@@ -105,7 +105,8 @@ def test_lag_per_partition_is_exposed_as_a_metric(audit_service):
         return [
             line
             for line in body.splitlines()
-            if line.startswith("audit_consumer_lag{") and f'group="{audit_service.group}"' in line
+            if line.startswith("orderflow_consumer_lag_records{")
+            and f'consumer="{audit_service.group}"' in line
         ]
 
     lines = wait_for(lag_lines, "consumer lag samples")

@@ -93,7 +93,7 @@ def gateway(infra: StackHandle) -> Iterator[httpx.Client]:
         ("/audit-log?entity_id=7", "audit-service", "/audit-log?entity_id=7"),
         ("/_svc/draft-api/readyz", "draft-api", "/readyz"),
         ("/_svc/export-service/docs", "export-service", "/docs"),
-        ("/_svc/audit-service/metrics", "audit-service", "/metrics"),
+        ("/_svc/audit-service/livez", "audit-service", "/livez"),
     ],
 )
 def test_each_path_reaches_its_service(
@@ -101,6 +101,31 @@ def test_each_path_reaches_its_service(
 ) -> None:
     seen = gateway.get(path).json()
     assert (seen["service"], seen["path"]) == (service, upstream_path)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/metrics",
+        "/metrics/",
+        "//metrics",
+        "/metrics?format=text",
+        "/%6detrics",
+        "/_svc/draft-api/metrics",
+        "/_svc/export-service/metrics",
+        "/_svc/audit-service/metrics",
+        "/_svc/audit-service/./metrics",
+        "/_svc/draft-api//metrics",
+    ],
+)
+def test_metrics_are_not_served_to_the_public_origin(gateway: httpx.Client, path: str) -> None:
+    request = gateway.build_request("GET", "/")  # the path as written, not normalised
+    request.url = request.url.copy_with(raw_path=path.encode())
+    answer = gateway.send(request)
+    assert answer.status_code == 404, answer.text
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    body = answer.json()
+    assert body["status"] == 404 and "service" not in body  # no stand-in answered
 
 
 def test_the_gateway_docs_page_includes_each_service_operation_list(

@@ -183,6 +183,14 @@ class FakeExports:
         overdue = [e for e in self.store.values() if e.is_overdue(now)]
         return [copy.deepcopy(e) for e in overdue[:limit]]
 
+    async def backlog(self) -> dict[str, tuple[int, datetime]]:
+        found: dict[str, tuple[int, datetime]] = {}
+        for e in self.store.values():
+            if e.status in (ExportStatus.PENDING, ExportStatus.DELIVERING):
+                n, oldest = found.get(e.status.value, (0, e.created_at))
+                found[e.status.value] = (n + 1, min(oldest, e.created_at))
+        return found
+
 
 class FakeUnitOfWork(AbstractUnitOfWork):
     """Commits copy the working state into the committed state; rollback discards it."""

@@ -37,6 +37,8 @@ APT_REQUIREMENTS: dict[str, str] = {
     "curl": "curl",
     # the docs pages' browser test (Playwright drives Debian's build, never a download)
     "chromium": "chromium",
+    # `promtool check`/`test rules` of deploy/prometheus (tests/unit/deploy)
+    "promtool": "prometheus",
 }
 
 

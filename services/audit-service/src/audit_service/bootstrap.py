@@ -67,6 +67,7 @@ def build_ingest(container: Container) -> Ingest:
             max_batch=s.audit_batch_size,
             name=s.service_name,
             consumer_options={"metadata_max_age_ms": s.audit_topic_refresh_ms},
+            report_lag=False,  # `lag` measures the group's committed offsets
         ),
         dead_letters=RawRecordConsumer(
             kafka=client_options(s),

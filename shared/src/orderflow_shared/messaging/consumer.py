@@ -25,6 +25,11 @@ was read from (`record_topic`). Consumers use `enable_auto_commit=False`,
 `auto_offset_reset="earliest"`, `isolation_level="read_committed"`. Topics may
 also be a regex pattern (`pattern=`) for the audit service.
 
+Lag: before each poll the runner sets `orderflow_consumer_lag_records{consumer,topic,
+partition}` (`CONSUMER_LAG`, the partition's last stable offset minus the position) for
+each partition it holds, and drops the partitions it gives up (`report_lag=False` turns
+this off).
+
 Rebalances: a batch is handled and committed under a lock that the revoke callback
 also takes, so a revoke waits for the batch in flight; records of partitions that
 are no longer assigned are dropped unhandled (their new owner reads them from the
@@ -42,7 +47,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from orderflow_shared.contracts.topics import DEAD_LETTER_TOPIC
 from orderflow_shared.messaging.envelope import Envelope, EnvelopeError
@@ -72,6 +77,26 @@ DEAD_LETTERS = Counter(
     "Unreadable records sent to the dead-letter topic.",
     ["consumer", "topic"],
 )
+#: Shared by every consumer of a process (audit-service's lag probe sets it too).
+CONSUMER_LAG = Gauge(
+    "orderflow_consumer_lag_records",
+    "Records of a partition not yet handled by the consumer (log end, or last stable"
+    " offset, minus the consumer's position).",
+    ["consumer", "topic", "partition"],
+)
+
+
+def report_lag(consumer: str, topic: str, partition: int, lag: int) -> None:
+    CONSUMER_LAG.labels(consumer, topic, str(partition)).set(max(lag, 0))
+
+
+def forget_lag(consumer: str, partitions: Any) -> None:
+    """Drop the lag of partitions this process no longer owns (their new owner reports)."""
+    for tp in partitions:
+        try:
+            CONSUMER_LAG.remove(consumer, tp.topic, str(tp.partition))
+        except KeyError:
+            pass
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -82,6 +107,8 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         # Wait for the batch in flight: it commits before the partitions move on.
         async with self._runner._batch_lock:
             _log.info("%s: partitions revoked %s", self._runner.name, sorted(map(str, revoked)))
+            if self._runner._report_lag:
+                forget_lag(self._runner.name, revoked)
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         self._runner._joined = True
@@ -106,6 +133,7 @@ class ConsumerRunner:
         retry_max_delay: float = 30.0,
         consumer_options: dict[str, Any] | None = None,
         refuse: RecordCheck | None = None,
+        report_lag: bool = True,
     ) -> None:
         if bool(topics) == bool(pattern):
             raise ValueError("give either topics or pattern")
@@ -117,6 +145,9 @@ class ConsumerRunner:
         self._client_id = client_id or group_id
         self._max_batch = max_batch
         self.name = name or group_id
+        #: set CONSUMER_LAG per assigned partition on every poll (off where a process
+        #: measures its groups' committed offsets itself)
+        self._report_lag = report_lag
         self._dead_letter_topic = str(dead_letter_topic)
         self._retry_initial_delay = retry_initial_delay
         self._retry_max_delay = retry_max_delay
@@ -188,6 +219,8 @@ class ConsumerRunner:
             started.append(consumer)
             await consumer.start()
             while not stop.is_set():
+                if self._report_lag:
+                    await self._measure_lag(consumer)
                 batches = await consumer.getmany(timeout_ms=500, max_records=self._max_batch)
                 if not batches:
                     continue
@@ -201,6 +234,21 @@ class ConsumerRunner:
                     await client.stop()
                 except Exception as exc:
                     _log.warning("%s: stopping a Kafka client failed: %s", self.name, exc)
+
+    async def _measure_lag(self, consumer: AIOKafkaConsumer) -> None:
+        """Between batches the position is the next record to handle (a failed batch
+        was rewound), so the lag is the partition's end as last fetched minus it."""
+        for tp in consumer.assignment():
+            end = consumer.last_stable_offset(tp)
+            if end is None:
+                end = consumer.highwater(tp)
+            if end is None:
+                continue  # nothing fetched from it yet
+            try:
+                position = await consumer.position(tp)
+            except IllegalStateError:
+                continue  # revoked meanwhile
+            report_lag(self.name, tp.topic, tp.partition, end - position)
 
     async def _process(
         self,

@@ -17,6 +17,11 @@
   On Kafka or database errors it backs off and tries again, never dies; nothing is
   marked published that Kafka did not ack. Published rows older than `retention` are
   deleted now and then.
+- Metrics: `orderflow_outbox_relay_leader{schema}` (0 from the start, 1 while holding
+  the lock), and, from the leader only, `orderflow_outbox_backlog_events{schema}` and
+  `orderflow_outbox_oldest_unpublished_age_seconds{schema}` (measured on taking the lock,
+  before the producer starts, and then every BACKLOG_INTERVAL seconds); a standby drops
+  both.
 
 The rows are read and marked on the same connection that holds the lock, so a relay
 that lost its connection (and with it the lock) cannot mark anything any more.
@@ -64,6 +69,10 @@ from orderflow_shared.messaging.kafka import KafkaOptions, make_idempotent_produ
 _log = logging.getLogger(__name__)
 
 OUTBOX_TABLE = "outbox"
+#: the backlog gauge counts at most this many rows (a bounded index scan)
+BACKLOG_COUNT_CAP = 100_000
+#: the leader measures the backlog at most this often (seconds)
+BACKLOG_INTERVAL = 5.0
 
 EVENTS_PUBLISHED = Counter(
     "orderflow_outbox_events_published_total",
@@ -83,7 +92,19 @@ RELAY_ERRORS = Counter(
 )
 RELAY_LEADER = Gauge(
     "orderflow_outbox_relay_leader",
-    "1 while this process holds the relay lock of the schema.",
+    "1 while this process holds the relay lock of the schema (0 from the relay's start).",
+    ["schema"],
+)
+BACKLOG = Gauge(
+    "orderflow_outbox_backlog_events",
+    f"Unpublished outbox rows (counted up to {BACKLOG_COUNT_CAP}), reported by the relay"
+    " that holds the lock.",
+    ["schema"],
+)
+OLDEST_UNPUBLISHED_AGE = Gauge(
+    "orderflow_outbox_oldest_unpublished_age_seconds",
+    "Age of the oldest unpublished outbox row (0 when none), reported by the relay that"
+    " holds the lock.",
     ["schema"],
 )
 
@@ -206,6 +227,7 @@ class OutboxRelay:
         self._is_leader = False
         self._healthy = False
         self._failures = 0  # consecutive, for the backoff
+        self._next_backlog = 0.0  # loop time of the next backlog measurement
 
     @property
     def is_leader(self) -> bool:
@@ -217,6 +239,7 @@ class OutboxRelay:
         return self._healthy
 
     async def run(self, stop: asyncio.Event) -> None:
+        RELAY_LEADER.labels(self._schema).set(0)
         while not stop.is_set():
             try:
                 await self._session(stop)
@@ -260,6 +283,9 @@ class OutboxRelay:
             self._is_leader = True
             RELAY_LEADER.labels(self._schema).set(1)
             _log.info("outbox relay for %s holds the lock", self._schema)
+            # before the producer starts: the backlog grows while Kafka is away
+            self._next_backlog = 0.0
+            await self._measure_backlog(conn)
             await conn.execute(
                 sql.SQL("LISTEN {}").format(sql.Identifier(notify_channel(self._schema)))
             )
@@ -285,8 +311,36 @@ class OutboxRelay:
             row = await cur.fetchone()
             if row and row[0]:
                 return True
+            self._forget_backlog()  # the leader reports it
             await _wait(stop, self._poll_interval)
         return False
+
+    async def _measure_backlog(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """Set the backlog gauges, at most every BACKLOG_INTERVAL seconds."""
+        now = asyncio.get_running_loop().time()
+        if now < self._next_backlog:
+            return
+        self._next_backlog = now + BACKLOG_INTERVAL
+        cur = await conn.execute(
+            sql.SQL(
+                "SELECT (SELECT count(*) FROM (SELECT 1 FROM {t} WHERE published_at IS NULL"
+                " LIMIT %s) AS capped),"
+                " (SELECT extract(epoch FROM clock_timestamp() - created_at) FROM {t}"
+                " WHERE published_at IS NULL ORDER BY id LIMIT 1)"
+            ).format(t=self._table),
+            (BACKLOG_COUNT_CAP,),
+        )
+        row = await cur.fetchone()
+        count, age = (row[0], row[1]) if row else (0, None)
+        BACKLOG.labels(self._schema).set(int(count or 0))
+        OLDEST_UNPUBLISHED_AGE.labels(self._schema).set(max(float(age or 0), 0.0))
+
+    def _forget_backlog(self) -> None:
+        for gauge in (BACKLOG, OLDEST_UNPUBLISHED_AGE):
+            try:
+                gauge.remove(self._schema)
+            except KeyError:
+                pass
 
     async def _publish_loop(
         self,
@@ -297,6 +351,7 @@ class OutboxRelay:
         loop = asyncio.get_running_loop()
         next_cleanup = loop.time()
         while not stop.is_set():
+            await self._measure_backlog(conn)
             published = await self.publish_batch(conn, producer)
             self._healthy = True
             self._failures = 0

@@ -19,20 +19,14 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import CommitFailedError, IllegalStateError
+from orderflow_shared.messaging.consumer import report_lag
 from orderflow_shared.messaging.kafka import KafkaOptions
-from prometheus_client import Gauge
 
 from audit_service.domain.mapping import RawRecord
 
 _log = logging.getLogger(__name__)
 
 RawBatchHandler = Callable[[list[RawRecord]], Awaitable[None]]
-
-CONSUMER_LAG = Gauge(
-    "audit_consumer_lag",
-    "Records not yet committed by the audit consumers, per partition.",
-    ["group", "topic", "partition"],
-)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -148,7 +142,8 @@ def _raw(record: ConsumerRecord[bytes, bytes]) -> RawRecord:
 
 
 class LagProbe:
-    """Updates CONSUMER_LAG (log end offset minus committed offset) for some groups."""
+    """Sets `orderflow_consumer_lag_records` (log end offset minus committed offset) of
+    some groups, with the group as `consumer`."""
 
     def __init__(self, kafka: KafkaOptions, groups: dict[str, str]) -> None:
         self._kafka = dict(kafka)
@@ -182,7 +177,7 @@ class LagProbe:
                     meta = committed.get(tp)
                     position = meta.offset if meta is not None and meta.offset >= 0 else starts[tp]
                     lag = max(ends[tp] - position, 0)
-                    CONSUMER_LAG.labels(group, tp.topic, str(tp.partition)).set(lag)
+                    report_lag(group, tp.topic, tp.partition, lag)
         finally:
             await probe.stop()
             await admin.close()

@@ -28,6 +28,7 @@ from audit_service.domain.query import (
     Position,
 )
 from audit_service.domain.verification import ChainReport, StoredEntry
+from audit_service.entrypoints.ingest import VERIFICATION_FAILURES
 from audit_service.service_layer.queries import list_entries
 from audit_service.service_layer.verify import verify_org
 from audit_service.settings import AuditSettings
@@ -244,7 +245,10 @@ async def get_audit_log(
 )
 async def verify_audit_log(principal: Admin, container: ContainerDep) -> VerifyOut:
     """Walks the caller's org's hash chain and reports the first broken link."""
-    return VerifyOut.of(await verify_org(container.uow_factory, principal.org_id))
+    report = await verify_org(container.uow_factory, principal.org_id)
+    if not report.ok:
+        VERIFICATION_FAILURES.inc()
+    return VerifyOut.of(report)
 
 
 def make_app(settings: AuditSettings | None = None, *, run_ingest: bool = True) -> FastAPI:

@@ -16,10 +16,14 @@ from audit_service.service_layer.ports import UnitOfWork
 _log = logging.getLogger(__name__)
 
 ENTRIES_APPENDED = Counter(
-    "audit_entries_appended_total", "Audit entries appended to the log.", ["action"]
+    "orderflow_audit_entries_appended_total", "Audit entries appended to the log.", ["action"]
 )
 DUPLICATES_SKIPPED = Counter(
-    "audit_duplicate_events_total", "Events already in the log when delivered again."
+    "orderflow_audit_duplicate_events_total", "Events already in the log when delivered again."
+)
+VERIFICATION_FAILURES = Counter(
+    "orderflow_audit_verification_failures_total",
+    "Verifications of an org's chain by GET /audit-log/verify that found a broken link.",
 )
 
 

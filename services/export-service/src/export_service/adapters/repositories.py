@@ -365,6 +365,21 @@ class SqlExportRepository:
         )
         return [self._load(row) for row in found]
 
+    async def backlog(self) -> dict[str, tuple[int, datetime]]:
+        rows = await self._session.execute(_BACKLOG_SQL)
+        return {str(status): (int(n), oldest) for status, n, oldest in rows if n}
+
+
+#: one branch per status, so each reads its partial index
+_BACKLOG_SQL = text(
+    """
+    SELECT 'PENDING', count(*), min(created_at) FROM export.erp_export
+    WHERE status = 'PENDING'
+    UNION ALL
+    SELECT 'DELIVERING', count(*), min(created_at) FROM export.erp_export
+    WHERE status = 'DELIVERING'
+    """
+)
 
 #: advisory lock key of the claim step (one per database: all workers take it)
 _CLAIM_LOCK = 0x6F726465_72666C6F  # "orderflo"

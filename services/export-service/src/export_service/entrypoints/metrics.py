@@ -17,6 +17,9 @@ class ExportMetrics:
     in_flight: Gauge
     recorded: Counter
     circuits: Gauge
+    finished: Counter
+    backlog: Gauge
+    backlog_age_seconds: Gauge
 
 
 @cache
@@ -52,5 +55,22 @@ def export_metrics() -> ExportMetrics:
             "ERP connections by delivery circuit state (closed, open, half_open); a"
             " connection whose deliveries never failed counts as closed only once it has.",
             ["state"],
+        ),
+        finished=Counter(
+            "orderflow_export_exports_finished_total",
+            "Exports that reached a final status (SENT, FAILED), with the error code of a"
+            " FAILED one (empty for SENT); a deadline that passed while waiting counts too.",
+            ["status", "code"],
+        ),
+        backlog=Gauge(
+            "orderflow_export_backlog_exports",
+            "Exports not yet final by status (PENDING, DELIVERING), read from Postgres every"
+            " 5 s (every export-service process reports the same figures).",
+            ["status"],
+        ),
+        backlog_age_seconds=Gauge(
+            "orderflow_export_backlog_oldest_age_seconds",
+            "Age of the oldest export not yet final, by status (0 when there is none).",
+            ["status"],
         ),
     )

@@ -26,7 +26,7 @@ import uuid
 from datetime import timedelta
 
 from export_service.domain.circuit import CircuitPolicy, CircuitState
-from export_service.domain.export import ExportStatus
+from export_service.domain.export import Export, ExportStatus
 from export_service.domain.retry import RetryPolicy
 from export_service.entrypoints.metrics import export_metrics
 from export_service.service_layer.exports import (
@@ -36,14 +36,23 @@ from export_service.service_layer.exports import (
     attempt,
     circuit_counts,
     claim_due_exports,
+    export_backlog,
     record_outcomes,
 )
 from export_service.service_layer.ports import ArtifactStore, Clock, Transports, UnitOfWorkFactory
 
 log = logging.getLogger(__name__)
 MAX_RECORD_BATCH = 200
-#: how often each process reads the circuits' states into its metrics
+#: how often each process reads the circuits' states and the backlog into its metrics
 CIRCUIT_METRICS_INTERVAL = 5.0
+#: statuses of exports not yet final (the backlog gauges report each, 0 when empty)
+BACKLOG_STATUSES = (ExportStatus.PENDING, ExportStatus.DELIVERING)
+
+
+def _count_expired(export: Export) -> None:
+    """An export failed because its deadline passed while it waited (no attempt ran)."""
+    code = export.error_json.get("code") if export.error_json else None
+    export_metrics().finished.labels(export.status.value, str(code or "")).inc()
 
 
 def worker_identity() -> str:
@@ -112,7 +121,21 @@ class DeliveryWorker:
             if counts is not None:
                 for state in CircuitState:
                     metrics.circuits.labels(state.value).set(counts.get(state.value, 0))
+            await self._backlog_metrics()
             await _sleep_or_stop(stop, CIRCUIT_METRICS_INTERVAL)
+
+    async def _backlog_metrics(self) -> None:
+        metrics = export_metrics()
+        try:
+            backlog = await export_backlog(self._uow_factory())
+        except Exception:  # the database is down: the claim loop reports it
+            return
+        now = self._clock()
+        for status in BACKLOG_STATUSES:
+            count, oldest = backlog.get(status.value, (0, None))
+            metrics.backlog.labels(status.value).set(count)
+            age = (now - oldest).total_seconds() if oldest is not None else 0.0
+            metrics.backlog_age_seconds.labels(status.value).set(max(age, 0.0))
 
     async def _claim_forever(self, stop: asyncio.Event) -> None:
         failures = 0
@@ -129,6 +152,7 @@ class DeliveryWorker:
                         limit=free,
                         clock=self._clock,
                         per_connection=self._per_connection,
+                        on_expired=_count_expired,
                     )
                 except Exception:
                     failures += 1
@@ -193,6 +217,8 @@ class DeliveryWorker:
     def _observe(self, job: Job, outcome: Outcome) -> None:
         metrics = export_metrics()
         metrics.outcomes.labels(outcome.status.value if outcome.status else "lost_lease").inc()
+        if outcome.status in (ExportStatus.SENT, ExportStatus.FAILED):
+            metrics.finished.labels(outcome.status.value, outcome.error_code or "").inc()
         if outcome.error_code:
             metrics.failures.labels(outcome.error_code).inc()
             log.warning(

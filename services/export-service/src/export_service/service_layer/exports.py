@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import random
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -141,17 +142,20 @@ async def claim_due_exports(
     limit: int,
     clock: Clock,
     per_connection: int = 1_000_000,
+    on_expired: Callable[[Export], None] | None = None,
 ) -> list[Job]:
     """Claim up to `limit` due exports under a lease; other workers skip them.
 
-    First the exports whose deadline passed while they waited fail; then each open
+    First the exports whose deadline passed while they waited fail (`on_expired` hears
+    of each once the transaction committed); then each open
     circuit whose probe is due gets one waiting export as its probe; then due exports
     of closed circuits, at most `per_connection` in flight per connection.
     """
     async with uow:
         now = clock()
         await uow.exports.lock_claims()
-        for export in await uow.exports.lock_overdue(now, OVERDUE_BATCH):
+        expired = await uow.exports.lock_overdue(now, OVERDUE_BATCH)
+        for export in expired:
             export.expire(now)
             await uow.exports.save(export)
             uow.publish(export.events)
@@ -166,6 +170,9 @@ async def claim_due_exports(
             ids = {e.connection_id for e in exports if e.connection_id is not None}
             connections = await uow.connections.get_many(ids)
         await uow.commit()
+    if on_expired is not None:
+        for export in expired:
+            on_expired(export)
     return [Job(e, connections.get(e.connection_id) if e.connection_id else None) for e in exports]
 
 
@@ -191,6 +198,12 @@ async def circuit_counts(uow: UnitOfWork) -> dict[str, int]:
     """How many connections' circuits are in each state (rows only: no row is closed)."""
     async with uow:
         return await uow.circuits.count_by_state()
+
+
+async def export_backlog(uow: UnitOfWork) -> dict[str, tuple[int, datetime]]:
+    """Exports not yet final per status: how many, and the oldest one's creation time."""
+    async with uow:
+        return await uow.exports.backlog()
 
 
 def storage_key(export: Export) -> str:

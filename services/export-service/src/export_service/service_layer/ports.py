@@ -67,6 +67,11 @@ class ExportRepository(Protocol):
         """PENDING exports past their deadline, row-locked."""
         ...
 
+    async def backlog(self) -> dict[str, tuple[int, datetime]]:
+        """Exports not yet final (PENDING, DELIVERING): per status, how many and the
+        oldest one's creation time (statuses without exports are left out)."""
+        ...
+
 
 class CircuitRepository(Protocol):
     async def get(self, org_id: str, connection_id: uuid.UUID) -> Circuit | None: ...

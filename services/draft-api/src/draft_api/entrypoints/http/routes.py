@@ -9,6 +9,7 @@ from fastapi import APIRouter, Header, Query, Response, status
 from orderflow_shared.preconditions import Preconditions
 from orderflow_shared.web import VALIDATOR_HEADERS, PreconditionsDep, set_validators
 
+from draft_api.domain.errors import DomainError
 from draft_api.domain.idempotency import Operation
 from draft_api.domain.model import DraftStatus
 from draft_api.entrypoints.http.dependencies import (
@@ -31,6 +32,7 @@ from draft_api.entrypoints.http.schemas import (
     PushOut,
     ValidationOut,
 )
+from draft_api.entrypoints.metrics import count_push, count_refused_push
 from draft_api.service_layer import drafts, push, workflow
 
 router = APIRouter(prefix="/draft-orders", tags=["draft orders"])
@@ -281,12 +283,19 @@ async def _push(
     response: Response,
     expect: Preconditions,
 ) -> PushOut:
-    result = await push.push_draft(
-        services.uow_factory,
-        services.cache,
-        actor,
-        push.PushDraft(draft_id=draft_id, operation=operation, idempotency_key=key, expect=expect),
-        key_ttl=services.idempotency_ttl,
-    )
+    try:
+        result = await push.push_draft(
+            services.uow_factory,
+            services.cache,
+            actor,
+            push.PushDraft(
+                draft_id=draft_id, operation=operation, idempotency_key=key, expect=expect
+            ),
+            key_ttl=services.idempotency_ttl,
+        )
+    except DomainError as error:
+        count_refused_push(operation.value, error)
+        raise
+    count_push(operation.value, replayed=result.replayed)
     response.headers["Idempotent-Replayed"] = "true" if result.replayed else "false"
     return PushOut(erp_export_id=result.erp_export_id, status=result.status)

@@ -1,0 +1,130 @@
+"""Each service's own /metrics, scraped as Prometheus would: every OrderFlow metric is
+named `orderflow_*`, every metric the alert rules read exists, and a push moves the
+push, export and lag metrics."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.e2e.flow import Flow, wait_for
+from tests.unit.deploy.test_prometheus_rules import metrics_used_by_rules
+
+pytestmark = pytest.mark.stack
+
+SERVICES = ("draft-api", "export-service", "audit-service")
+#: prometheus_client's own process and runtime collectors
+FOREIGN_PREFIXES = ("python_", "process_")
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def scrape(stack: Any, service: str) -> tuple[dict[str, str], Samples]:
+    """(family name -> type, (sample name, labels) -> value) of one service's /metrics."""
+    answer = httpx.get(f"{stack.service_urls[service]}/metrics", timeout=10)
+    assert answer.status_code == 200, answer.text
+    families: dict[str, str] = {}
+    samples: Samples = {}
+    for family in text_string_to_metric_families(answer.text):
+        families[family.name] = family.type
+        for sample in family.samples:
+            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return families, samples
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def exposed_names(families: dict[str, str]) -> set[str]:
+    """The names a query uses: a counter's family `x` is exposed as `x_total`."""
+    return {f"{n}_total" if kind == "counter" else n for n, kind in families.items()}
+
+
+def test_every_metric_follows_the_scheme_and_the_rules_find_theirs(stack: Any) -> None:
+    exposed: dict[str, set[str]] = {}
+    for service in SERVICES:
+        families, _ = scrape(stack, service)
+        ours = {n for n in families if not n.startswith(FOREIGN_PREFIXES)}
+        assert ours, service
+        assert all(n.startswith("orderflow_") for n in ours), (service, sorted(ours))
+        exposed[service] = exposed_names(families)
+    everywhere = set().union(*exposed.values())
+    missing = metrics_used_by_rules() - everywhere
+    assert not missing, f"the alert rules read metrics no service exposes: {sorted(missing)}"
+    assert "orderflow_export_backlog_oldest_age_seconds" in exposed["export-service"]
+    assert "orderflow_export_exports_finished_total" in exposed["export-service"]
+    assert "orderflow_audit_verification_failures_total" in exposed["audit-service"]
+    assert "orderflow_draft_pushes_total" in exposed["draft-api"]
+    for service in SERVICES:
+        assert "orderflow_consumer_lag_records" in exposed[service], service
+    for service in ("draft-api", "export-service"):
+        assert "orderflow_outbox_relay_leader" in exposed[service], service
+        assert "orderflow_outbox_backlog_events" in exposed[service], service
+
+
+def test_a_push_moves_the_push_export_and_lag_metrics(stack: Any) -> None:
+    flow = Flow(stack)
+    try:
+        _, draft_before = scrape(stack, "draft-api")
+        _, export_before = scrape(stack, "export-service")
+        draft_id = flow.approved_draft()
+        key = str(uuid.uuid4())
+        flow.push(draft_id, key)
+        flow.push(draft_id, key)  # the same key: replayed
+        unapproved = flow.call(
+            "POST",
+            "/draft-orders",
+            json={"customer_id": "C-E2E", "external_ref": f"E2E-{uuid.uuid4().hex[:12]}"},
+        )
+        assert unapproved.status_code == 201, unapproved.text
+        refused = flow.call(
+            "POST",
+            f"/draft-orders/{unapproved.json()['id']}/push",
+            headers={"Idempotency-Key": str(uuid.uuid4())},
+        )
+        assert refused.status_code == 409, refused.text
+        flow.wait_settled([draft_id])
+    finally:
+        flow.close()
+
+    _, draft_after = scrape(stack, "draft-api")
+    pushes = "orderflow_draft_pushes_total"
+    for result, reason in (("accepted", ""), ("replayed", ""), ("refused", "draft_not_approved")):
+        labels = {"operation": "push", "result": result, "reason": reason}
+        moved = value(draft_after, pushes, **labels) - value(draft_before, pushes, **labels)
+        assert moved == 1, (result, moved)
+
+    finished = "orderflow_export_exports_finished_total"
+    sent = {"status": "SENT", "code": ""}
+
+    def export_figures() -> Samples | None:
+        _, now = scrape(stack, "export-service")
+        return (
+            now if value(now, finished, **sent) > value(export_before, finished, **sent) else None
+        )
+
+    export_after = wait_for(export_figures, timeout=30, what="the SENT export counted")
+    for status in ("PENDING", "DELIVERING"):
+        assert ("orderflow_export_backlog_exports", frozenset({("status", status)})) in export_after
+    # the consumers of draft-api (export results) and export-service (push requests)
+    # report their lag per partition once they have fetched
+    for service, consumer, topic in (
+        ("export-service", "export-service", "draft.push_requested"),
+        ("draft-api", "draft-api", "export.sent"),
+    ):
+
+        def lag(service: str = service, consumer: str = consumer, topic: str = topic) -> bool:
+            _, samples = scrape(stack, service)
+            return any(
+                name == "orderflow_consumer_lag_records"
+                and dict(labels).get("consumer") == consumer
+                and dict(labels).get("topic") == topic
+                for name, labels in samples
+            )
+
+        wait_for(lag, timeout=30, what=f"{consumer}'s lag on {topic}")
