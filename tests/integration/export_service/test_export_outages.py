@@ -101,16 +101,17 @@ async def run_outage(
         pushed = [await kafka.push(org) for _ in range(n)]
         ids = [str(p.parse().erp_export_id) for p in pushed]
 
-        async def tried() -> bool:
+        async def told() -> bool:
+            # each one failed, or was held untried by the open circuit: all say they wait
             found = await rows(
                 db,
                 "SELECT count(*) AS n FROM export.erp_export WHERE id = ANY(:ids)"
-                " AND attempts >= 1",
+                " AND error_json->>'reason' = 'waiting_for_dropzone'",
                 ids=ids,
             )
             return int(found[0]["n"]) == n
 
-        await eventually(tried, "every export to have failed once")
+        await eventually(told, "every export to say it waits for the dropzone")
 
         async def opened() -> bool:
             state = await circuit_state(service, infra, org, connection["id"])

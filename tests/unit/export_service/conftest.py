@@ -183,6 +183,17 @@ class FakeExports:
         overdue = [e for e in self.store.values() if e.is_overdue(now)]
         return [copy.deepcopy(e) for e in overdue[:limit]]
 
+    async def lock_unannounced_behind_open_circuits(self, limit: int) -> list[Export]:
+        behind = [
+            e
+            for e in sorted(self.store.values(), key=lambda e: e.created_at)
+            if e.status is ExportStatus.PENDING
+            and not e.waiting_for_dropzone
+            and e.connection_id in self.circuits
+            and self.circuits[e.connection_id].state is not CircuitState.CLOSED
+        ]
+        return [copy.deepcopy(e) for e in behind[:limit]]
+
     async def backlog(self) -> dict[str, tuple[int, datetime]]:
         found: dict[str, tuple[int, datetime]] = {}
         for e in self.store.values():

@@ -17,7 +17,7 @@ from export_service.service_layer.exports import (
     record_outcomes,
     record_push_requests,
 )
-from orderflow_shared.contracts import ExportCircuitChangedV1
+from orderflow_shared.contracts import ExportCircuitChangedV1, ExportDelayedV1
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=30)
@@ -221,6 +221,30 @@ async def test_an_open_circuit_holds_its_exports_without_attempts_and_lets_one_p
     assert len(drained) == 4 and probe.export.id not in {j.export.id for j in drained}
     changes = [m.data.state for m in uow.outbox if isinstance(m.data, ExportCircuitChangedV1)]
     assert changes == ["open", "half_open", "closed"]
+
+
+async def test_exports_that_arrive_while_the_circuit_is_open_say_once_why_they_wait(
+    uow, clock, make_push
+):
+    a = await add_connection(uow, "org-a")
+    await pushes(uow, clock, make_push, "org-a", 5)
+    await fail_all(uow, clock, await claim(uow, clock))
+    assert uow.committed_circuits[a.id].state is CircuitState.OPEN
+    await pushes(uow, clock, make_push, "org-a", 3)  # never tried: the circuit is open
+    untried = [e.id for e in uow.committed_exports.values() if e.attempts == 0]
+    assert len(untried) == 3
+    assert await claim(uow, clock) == []
+    assert await claim(uow, clock) == []  # said once, not on every claim
+    for export_id in untried:
+        export = uow.committed_exports[export_id]
+        assert export.status is ExportStatus.PENDING and export.attempts == 0
+        assert export.waiting_for_dropzone
+        assert export.error_json["code"] == str(ErrorCode.CONNECTION_REFUSED)
+    delayed = [m.data for m in uow.outbox if isinstance(m.data, ExportDelayedV1)]
+    told = [d for d in delayed if d.erp_export_id in untried]
+    assert sorted(d.erp_export_id for d in told) == sorted(untried)
+    next_probe = uow.committed_circuits[a.id].next_probe_at
+    assert all(d.attempts == 0 and d.next_attempt_at == next_probe for d in told)
 
 
 async def test_another_orgs_exports_are_claimed_while_one_circuit_is_open(uow, clock, make_push):

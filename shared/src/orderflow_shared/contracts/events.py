@@ -139,7 +139,11 @@ class ExportDelayedV1(EventData):
     reason: Literal["waiting_for_dropzone"] = "waiting_for_dropzone"
     error_code: str
     error_message: str
-    attempts: int = Field(ge=1)
+    attempts: int = Field(
+        ge=0,
+        description="Attempts made so far; 0 when the connection's circuit was already "
+        "open, so the export waits without having been tried.",
+    )
     next_attempt_at: datetime
     deliver_by: datetime | None = Field(
         default=None, description="The deadline: no attempt after it, the export fails."

@@ -21,7 +21,7 @@ from export_service.domain.connection import (
     LocalSettings,
     SftpSettings,
 )
-from export_service.domain.export import Export, ExportStatus
+from export_service.domain.export import WAITING_FOR_DROPZONE, Export, ExportStatus
 from export_service.domain.renderers import FileFormat
 
 
@@ -155,6 +155,7 @@ class SqlExportRepository:
     def __init__(self, session: AsyncSession, tables: Tables) -> None:
         self._session = session
         self._t = tables.erp_export
+        self._circuits = tables.erp_connection_circuit
 
     @staticmethod
     def _row(e: Export) -> dict[str, Any]:
@@ -352,6 +353,26 @@ class SqlExportRepository:
             )
         ).first()
         return self._load(row) if row else None
+
+    async def lock_unannounced_behind_open_circuits(self, limit: int) -> list[Export]:
+        """PENDING exports of connections whose circuit is not closed that do not yet
+        say they wait for the dropzone (they came, or sat untried, while it opened),
+        row-locked, skipping rows another worker holds."""
+        t, c = self._t, self._circuits
+        rows = await self._session.execute(
+            select(t)
+            .join(c, c.c.connection_id == t.c.connection_id)
+            .where(
+                c.c.state != CircuitState.CLOSED.value,
+                t.c.status == ExportStatus.PENDING.value,
+                t.c.error_json.is_(None)
+                | (t.c.error_json["reason"].astext.is_distinct_from(WAITING_FOR_DROPZONE)),
+            )
+            .order_by(t.c.created_at)
+            .limit(limit)
+            .with_for_update(of=t, skip_locked=True)
+        )
+        return [self._load(row) for row in rows]
 
     async def lock_overdue(self, now: datetime, limit: int) -> list[Export]:
         """PENDING exports whose deadline has passed, row-locked."""

@@ -180,6 +180,40 @@ class Export:
             )
         )
 
+    def wait_behind_circuit(
+        self, last_error_code: str | None, next_probe_at: datetime | None, now: datetime
+    ) -> None:
+        """The connection's circuit is open, so this export is not tried for now: say
+        why it waits (as a failed attempt would), without spending an attempt."""
+        if self.status is not ExportStatus.PENDING or self.waiting_for_dropzone:
+            raise IllegalTransition(f"export {self.id} is {self.status} or already waiting")
+        cause = last_error_code or str(ErrorCode.CONNECTION_REFUSED)
+        message = (
+            f"the dropzone keeps failing (last: {cause}); its circuit is open and "
+            "this export waits for it to recover"
+        )
+        self.error_json = {
+            "error": message,
+            "code": cause,
+            "transient": True,
+            "attempts": self.attempts,
+            "reason": WAITING_FOR_DROPZONE,
+            "circuit": "open",
+        }
+        self._record(
+            ExportDelayedV1(
+                draft_id=self.draft_order_id,
+                erp_export_id=self.id,
+                connection_id=self.connection_id,
+                error_code=cause,
+                error_message=message,
+                attempts=self.attempts,
+                next_attempt_at=next_probe_at or now,
+                deliver_by=self.deliver_by,
+                delayed_at=now,
+            )
+        )
+
     def expire(self, now: datetime) -> None:
         """The deadline passed while the export waited: fail with the last error seen."""
         if not self.is_overdue(now):

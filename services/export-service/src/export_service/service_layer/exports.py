@@ -159,6 +159,7 @@ async def claim_due_exports(
             export.expire(now)
             await uow.exports.save(export)
             uow.publish(export.events)
+        await _announce_waits_behind_open_circuits(uow, now)
         probes = await _claim_probes(uow, owner, lease, limit, now)
         due = await uow.exports.lock_due(now, limit - len(probes), per_connection)
         for export in due:
@@ -174,6 +175,22 @@ async def claim_due_exports(
         for export in expired:
             on_expired(export)
     return [Job(e, connections.get(e.connection_id) if e.connection_id else None) for e in exports]
+
+
+async def _announce_waits_behind_open_circuits(uow: UnitOfWork, now: datetime) -> None:
+    """Exports that came, or sat untried, while their connection's circuit opened are
+    not tried for now: each says once that it waits for the dropzone, and why."""
+    behind = await uow.exports.lock_unannounced_behind_open_circuits(OVERDUE_BATCH)
+    if not behind:
+        return
+    circuits = await uow.circuits.get_many({e.connection_id for e in behind if e.connection_id})
+    for export in behind:
+        circuit = circuits.get(export.connection_id) if export.connection_id else None
+        if circuit is None:
+            continue
+        export.wait_behind_circuit(circuit.last_error_code, circuit.next_probe_at, now)
+        await uow.exports.save(export)
+        uow.publish(export.events)
 
 
 async def _claim_probes(

@@ -67,6 +67,11 @@ class ExportRepository(Protocol):
         """PENDING exports past their deadline, row-locked."""
         ...
 
+    async def lock_unannounced_behind_open_circuits(self, limit: int) -> list[Export]:
+        """PENDING exports of connections whose circuit is not closed that do not yet
+        say they wait for the dropzone, row-locked."""
+        ...
+
     async def backlog(self) -> dict[str, tuple[int, datetime]]:
         """Exports not yet final (PENDING, DELIVERING): per status, how many and the
         oldest one's creation time (statuses without exports are left out)."""
