@@ -263,3 +263,39 @@ async def test_a_three_minute_outage_ends_with_every_export_sent(
         schedule=[("down", 180)],
         deadline=300,
     )
+
+
+async def test_a_connection_sets_its_own_delivery_deadline_through_the_api(
+    infra, dropzone, box, kafka, db, start_service
+):
+    service = await start_service(export_delivery_deadline_seconds=90, **FAST)
+    org = new_org()
+    admin = infra.auth_headers(roles=["admin"], org=org)
+    connection = await create_connection(service, infra, org, sftp_body(dropzone, box))
+    assert connection["delivery_deadline_seconds"] is None  # the service's default
+    url = f"/erp-connections/{connection['id']}"
+    patched = await service.client.patch(
+        url, headers=admin, json={"delivery_deadline_seconds": 7200}
+    )
+    assert patched.status_code == 200, patched.text
+    assert (await service.client.get(url, headers=admin)).json()["delivery_deadline_seconds"] == (
+        7200
+    )
+    for refused in (0, 30 * 24 * 3600 + 1, "7200", 1.5):
+        answer = await service.client.patch(
+            url, headers=admin, json={"delivery_deadline_seconds": refused}
+        )
+        assert answer.status_code == 422, (refused, answer.text)
+    export_id = str((await kafka.push(org)).parse().erp_export_id)
+
+    async def recorded() -> bool:
+        return bool(await rows(db, "SELECT 1 FROM export.erp_export WHERE id = :i", i=export_id))
+
+    await eventually(recorded, "the export to be recorded")
+    (row,) = await rows(
+        db,
+        "SELECT extract(epoch FROM deliver_by - created_at) AS budget"
+        " FROM export.erp_export WHERE id = :i",
+        i=export_id,
+    )
+    assert float(row["budget"]) == 7200

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from export_service.domain.circuit import Circuit, CircuitPolicy, CircuitState
 from export_service.domain.connection import ConnectorType, ErpConnection, Secrets, SftpSettings
-from export_service.domain.errors import DeliveryError, ErrorCode
+from export_service.domain.errors import DeliveryError, ErrorCode, InvalidConnection
 from export_service.domain.export import Delivery, ExportStatus
 from export_service.domain.renderers import FileFormat
 from export_service.domain.retry import RetryPolicy
@@ -313,3 +313,25 @@ def _sent(job):
         size_bytes=1,
         storage_key=f"k/{job.export.id}",
     )
+
+
+async def test_a_connection_may_set_its_own_delivery_deadline(uow, clock, make_push):
+    default = await add_connection(uow, "org-a")
+    patient = sftp_connection("org-b")
+    patient.delivery_deadline_seconds = 3 * 24 * 3600  # a dropzone with long maintenance
+    async with uow:
+        await uow.connections.add(patient)
+        await uow.commit()
+    await pushes(uow, clock, make_push, "org-a", 1)
+    await pushes(uow, clock, make_push, "org-b", 1)
+    by_connection = {e.connection_id: e for e in uow.committed_exports.values()}
+    first, second = by_connection[default.id], by_connection[patient.id]
+    assert first.deliver_by - first.created_at == RETRY.deadline
+    assert second.deliver_by - second.created_at == timedelta(days=3)
+
+
+@pytest.mark.parametrize("seconds", [0, -1, 30 * 24 * 3600 + 1])
+def test_a_delivery_deadline_outside_one_second_to_30_days_is_refused(seconds):
+    connection = sftp_connection("org-a")
+    with pytest.raises(InvalidConnection, match="delivery_deadline_seconds"):
+        connection.update(now=NOW, actor_id="u", delivery_deadline_seconds=seconds)

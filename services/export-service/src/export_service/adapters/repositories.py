@@ -47,6 +47,7 @@ class SqlConnectionRepository:
             "file_format": c.file_format.value,
             "file_name_template": c.file_name_template,
             "csv_formula_guard": c.csv_formula_guard,
+            "delivery_deadline_seconds": c.delivery_deadline_seconds,
         }
         if c.sftp is not None:
             config.update(
@@ -98,6 +99,7 @@ class SqlConnectionRepository:
             created_at=row.created_at,
             updated_at=row.updated_at,
             csv_formula_guard=bool(config.get("csv_formula_guard", True)),
+            delivery_deadline_seconds=config.get("delivery_deadline_seconds"),
         )
 
     async def add(self, connection: ErpConnection) -> None:

@@ -86,6 +86,10 @@ def _changed_sftp(current: SftpSettings | None, changes: Mapping[str, Any]) -> S
         ) from None
 
 
+#: the longest retry budget a connection may ask for (30 days)
+MAX_DELIVERY_DEADLINE_SECONDS = 2_592_000
+
+
 @dataclass
 class ErpConnection:
     id: uuid.UUID
@@ -102,6 +106,8 @@ class ErpConnection:
     updated_at: datetime
     #: neutralise CSV cells a spreadsheet would run as formulas (off for ERPs needing raw values)
     csv_formula_guard: bool = True
+    #: how long a transient failure is retried, per export (None: the service's default)
+    delivery_deadline_seconds: int | None = None
     events: list[Message] = field(default_factory=list, repr=False, compare=False)
 
     @classmethod
@@ -120,6 +126,7 @@ class ErpConnection:
         actor_id: str | None,
         connection_id: uuid.UUID | None = None,
         csv_formula_guard: bool = True,
+        delivery_deadline_seconds: int | None = None,
     ) -> ErpConnection:
         connection = cls(
             id=connection_id or uuid.uuid4(),
@@ -135,6 +142,7 @@ class ErpConnection:
             created_at=now,
             updated_at=now,
             csv_formula_guard=csv_formula_guard,
+            delivery_deadline_seconds=delivery_deadline_seconds,
         )
         connection._check()
         connection._record("created", actor_id)
@@ -144,6 +152,11 @@ class ErpConnection:
         if not self.name.strip() or len(self.name) > 200:
             raise InvalidConnection("name must be 1-200 characters")
         validate_template(self.file_name_template)
+        deadline = self.delivery_deadline_seconds
+        if deadline is not None and not 1 <= deadline <= MAX_DELIVERY_DEADLINE_SECONDS:
+            raise InvalidConnection(
+                f"delivery_deadline_seconds must be 1-{MAX_DELIVERY_DEADLINE_SECONDS} (30 days)"
+            )
         if self.connector_type is ConnectorType.SFTP:
             if self.sftp is None:
                 raise InvalidConnection("an sftp_dropzone connection needs the `sftp` settings")
@@ -170,10 +183,13 @@ class ErpConnection:
         local: LocalSettings | None = None,
         secrets: Secrets | None = None,
         csv_formula_guard: bool | None = None,
+        delivery_deadline_seconds: int | None = None,
     ) -> None:
         """Change what is given; secrets left out keep their stored value."""
         if csv_formula_guard is not None:
             self.csv_formula_guard = csv_formula_guard
+        if delivery_deadline_seconds is not None:
+            self.delivery_deadline_seconds = delivery_deadline_seconds
         if name is not None:
             self.name = name
         if file_format is not None:

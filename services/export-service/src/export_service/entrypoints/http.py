@@ -26,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 
 from export_service.domain.circuit import Circuit
 from export_service.domain.connection import (
+    MAX_DELIVERY_DEADLINE_SECONDS,
     ConnectorType,
     ErpConnection,
     LocalSettings,
@@ -198,6 +199,13 @@ class ConnectionIn(BaseModel):
         description="CSV cells starting with =, +, -, @, TAB or CR get a leading ' and "
         "quotes (OWASP), so a spreadsheet never runs them; false for ERPs that need raw values",
     )
+    delivery_deadline_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_DELIVERY_DEADLINE_SECONDS,
+        description="How long a transient delivery failure is retried, per export, in "
+        "seconds (1 to 30 days); null: the service's EXPORT_DELIVERY_DEADLINE_SECONDS (24 h)",
+    )
     sftp: SftpIn | None = None
     local: LocalIn | None = None
 
@@ -214,6 +222,9 @@ class ConnectionPatch(PatchIn):
         default=None, min_length=1, max_length=200, pattern=TEMPLATE_PATTERN
     )
     csv_formula_guard: bool | None = None
+    delivery_deadline_seconds: int | None = Field(
+        default=None, ge=1, le=MAX_DELIVERY_DEADLINE_SECONDS
+    )
     sftp: SftpPatch | None = None
     local: LocalIn | None = None
 
@@ -257,6 +268,9 @@ class ConnectionOut(BaseModel):
     file_format: str
     file_name_template: str
     csv_formula_guard: bool
+    delivery_deadline_seconds: int | None = Field(
+        description="Retry budget per export in seconds; null: the service's default."
+    )
     sftp: SftpOut | None
     local: LocalIn | None
     created_at: datetime
@@ -283,6 +297,7 @@ class ConnectionOut(BaseModel):
             file_format=c.file_format.value,
             file_name_template=c.file_name_template,
             csv_formula_guard=c.csv_formula_guard,
+            delivery_deadline_seconds=c.delivery_deadline_seconds,
             sftp=sftp,
             local=LocalIn(directory=c.local.directory) if c.local else None,
             created_at=c.created_at,
@@ -358,6 +373,7 @@ def _create_command(body: ConnectionIn) -> uc.CreateConnection:
         local=local,
         secrets=secrets,
         csv_formula_guard=body.csv_formula_guard,
+        delivery_deadline_seconds=body.delivery_deadline_seconds,
     )
 
 
@@ -376,6 +392,7 @@ def _update_command(body: ConnectionPatch) -> uc.UpdateConnection:
         secrets=secrets,
         is_active=body.is_active,
         csv_formula_guard=body.csv_formula_guard,
+        delivery_deadline_seconds=body.delivery_deadline_seconds,
     )
 
 

@@ -48,6 +48,7 @@ class CreateConnection:
     local: LocalSettings | None
     secrets: Secrets
     csv_formula_guard: bool = True
+    delivery_deadline_seconds: int | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class UpdateConnection:
     secrets: Secrets | None = None
     is_active: bool | None = None
     csv_formula_guard: bool | None = None
+    delivery_deadline_seconds: int | None = None
 
 
 class NoLocalDirectories:
@@ -101,6 +103,7 @@ async def create_connection(
             now=clock(),
             actor_id=actor.user_id,
             csv_formula_guard=command.csv_formula_guard,
+            delivery_deadline_seconds=command.delivery_deadline_seconds,
         )
         _confined(connection, local_policy)
         await uow.connections.add(connection)
@@ -135,6 +138,7 @@ async def update_connection(
             local=command.local,
             secrets=command.secrets,
             csv_formula_guard=command.csv_formula_guard,
+            delivery_deadline_seconds=command.delivery_deadline_seconds,
         )
         _confined(connection, local_policy)
         await uow.connections.save(connection)

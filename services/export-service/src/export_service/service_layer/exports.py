@@ -73,7 +73,8 @@ async def record_push_requests(
     deadline: timedelta = DEFAULT_DEADLINE,
 ) -> int:
     """Record one PENDING export per new request (one transaction); how many are due.
-    Each is retried on transient errors until `deadline` from now."""
+    Each is retried on transient errors until its connection's deadline from now, or
+    `deadline` when the connection sets none."""
     async with uow:
         fresh = await uow.claim_events(CONSUMER, [r.event_id for r in requests])
         active: dict[str, ErpConnection | None] = {}
@@ -111,6 +112,8 @@ def _new_export(
         next_attempt_at=now,
         deliver_by=now + deadline,
     )
+    if connection is not None and connection.delivery_deadline_seconds is not None:
+        export.deliver_by = now + timedelta(seconds=connection.delivery_deadline_seconds)
     if connection is None:
         export.fail_without_connection(now)
         return export
