@@ -60,7 +60,9 @@ USERNAME_PATTERN = r"^[A-Za-z0-9._@+-]{1,128}$"
 ABSOLUTE_PATH_PATTERN = r"^/[^\x00]*$"
 #: `{export_id}` once at least, other placeholders of domain.filenames, no other braces
 _PLACEHOLDER = r"\{(?:export_id|external_ref|draft_id|date)\}"
-TEMPLATE_PATTERN = rf"^(?:[^{{}}]|{_PLACEHOLDER})*\{{export_id\}}(?:[^{{}}]|{_PLACEHOLDER})*$"
+TEMPLATE_PATTERN = (
+    rf"^(?:[^{{}}\x00]|{_PLACEHOLDER})*\{{export_id\}}(?:[^{{}}\x00]|{_PLACEHOLDER})*$"
+)
 EXAMPLE_FINGERPRINT = "SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s"
 
 
@@ -77,6 +79,19 @@ Port = Annotated[
     BeforeValidator(_json_number),
     WithJsonSchema({"type": "integer", "minimum": 1, "maximum": 65535}),
 ]
+
+DeadlineSeconds = Annotated[
+    int,
+    Field(strict=False, ge=1, le=MAX_DELIVERY_DEADLINE_SECONDS),
+    BeforeValidator(_json_number),
+    WithJsonSchema({"type": "integer", "minimum": 1, "maximum": MAX_DELIVERY_DEADLINE_SECONDS}),
+]
+
+#: a connection's name: no control characters, and something besides white space (the
+#: white space of JSON Schema's and Python's regexes alike, spelled out)
+_SPACE = r" \t\n\x0b\x0c\r\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+_CONTROL = r"\x00-\x1f\x7f-\x9f"
+NAME_PATTERN = f"^[^{_CONTROL}]*[^{_CONTROL}{_SPACE}][^{_CONTROL}]*$"
 
 #: the secrets an sftp connection is created with: a key, a password or both
 _ONE_SECRET: JsonDict = {
@@ -187,7 +202,7 @@ class ConnectionIn(BaseModel):
         },
     )
 
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200, pattern=NAME_PATTERN)
     connector_type: Literal["sftp_dropzone", "local_dropzone"]
     is_active: bool = False
     file_format: FormatName = "csv"
@@ -199,10 +214,8 @@ class ConnectionIn(BaseModel):
         description="CSV cells starting with =, +, -, @, TAB or CR get a leading ' and "
         "quotes (OWASP), so a spreadsheet never runs them; false for ERPs that need raw values",
     )
-    delivery_deadline_seconds: int | None = Field(
+    delivery_deadline_seconds: DeadlineSeconds | None = Field(
         default=None,
-        ge=1,
-        le=MAX_DELIVERY_DEADLINE_SECONDS,
         description="How long a transient delivery failure is retried, per export, in "
         "seconds (1 to 30 days); null: the service's EXPORT_DELIVERY_DEADLINE_SECONDS (24 h)",
     )
@@ -215,16 +228,14 @@ class ConnectionPatch(PatchIn):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: str | None = Field(default=None, min_length=1, max_length=200, pattern=NAME_PATTERN)
     is_active: bool | None = None
     file_format: FormatName | None = None
     file_name_template: str | None = Field(
         default=None, min_length=1, max_length=200, pattern=TEMPLATE_PATTERN
     )
     csv_formula_guard: bool | None = None
-    delivery_deadline_seconds: int | None = Field(
-        default=None, ge=1, le=MAX_DELIVERY_DEADLINE_SECONDS
-    )
+    delivery_deadline_seconds: DeadlineSeconds | None = None
     sftp: SftpPatch | None = None
     local: LocalIn | None = None
 
