@@ -376,6 +376,18 @@ def error_responses(
     return out
 
 
+def links_by_id(parameter: str, *operation_ids: str) -> dict[str, Any]:
+    """OpenAPI links from a response whose body holds a resource's `id` to operations
+    that take it as the path parameter `parameter` (each named after its operation)."""
+    return {
+        "".join(word.capitalize() for word in operation_id.split("_")): {
+            "operationId": operation_id,
+            "parameters": {parameter: "$response.body#/id"},
+        }
+        for operation_id in operation_ids
+    }
+
+
 def problem_response_doc(code: int, description: str) -> dict[str, Any]:
     """One OpenAPI response entry: a problem document as `application/problem+json`."""
     model = RequestErrorOut if code == 422 else ErrorOut

@@ -15,6 +15,7 @@ from orderflow_shared.web import (
     PatchIn,
     PreconditionsDep,
     error_responses,
+    links_by_id,
     problem,
     require_json_body,
     set_validators,
@@ -438,28 +439,14 @@ def connections_router() -> APIRouter:
                     },
                     **VALIDATOR_HEADERS,
                 },
-                "links": {
-                    "GetConnection": {
-                        "operationId": "get_connection",
-                        "parameters": {"connection_id": "$response.body#/id"},
-                    },
-                    "UpdateConnection": {
-                        "operationId": "update_connection",
-                        "parameters": {"connection_id": "$response.body#/id"},
-                    },
-                    "ActivateConnection": {
-                        "operationId": "activate_connection",
-                        "parameters": {"connection_id": "$response.body#/id"},
-                    },
-                    "DeactivateConnection": {
-                        "operationId": "deactivate_connection",
-                        "parameters": {"connection_id": "$response.body#/id"},
-                    },
-                    "TestConnection": {
-                        "operationId": "test_connection",
-                        "parameters": {"connection_id": "$response.body#/id"},
-                    },
-                },
+                "links": links_by_id(
+                    "connection_id",
+                    "get_connection",
+                    "update_connection",
+                    "activate_connection",
+                    "deactivate_connection",
+                    "test_connection",
+                ),
             },
             **_errors(409, 413, 415, 422),
         },

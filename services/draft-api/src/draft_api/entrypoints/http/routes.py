@@ -7,7 +7,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response, status
 from orderflow_shared.preconditions import Preconditions
-from orderflow_shared.web import VALIDATOR_HEADERS, PreconditionsDep, set_validators
+from orderflow_shared.web import (
+    VALIDATOR_HEADERS,
+    PreconditionsDep,
+    links_by_id,
+    set_validators,
+)
 
 from draft_api.domain.errors import DomainError
 from draft_api.domain.idempotency import Operation
@@ -72,32 +77,15 @@ PUSH_HEADERS = {
                 "Location": {"description": "URL of the new draft", "schema": {"type": "string"}},
                 **VALIDATOR_HEADERS,
             },
-            "links": {
-                "GetDraft": {
-                    "operationId": "get_draft",
-                    "parameters": {"draft_id": "$response.body#/id"},
-                },
-                "EditDraft": {
-                    "operationId": "edit_draft",
-                    "parameters": {"draft_id": "$response.body#/id"},
-                },
-                "ValidateDraft": {
-                    "operationId": "validate_draft",
-                    "parameters": {"draft_id": "$response.body#/id"},
-                },
-                "ApproveDraft": {
-                    "operationId": "approve_draft",
-                    "parameters": {"draft_id": "$response.body#/id"},
-                },
-                "PushDraft": {
-                    "operationId": "push_draft",
-                    "parameters": {"draft_id": "$response.body#/id"},
-                },
-                "RetryPush": {
-                    "operationId": "retry_push",
-                    "parameters": {"draft_id": "$response.body#/id"},
-                },
-            },
+            "links": links_by_id(
+                "draft_id",
+                "get_draft",
+                "edit_draft",
+                "validate_draft",
+                "approve_draft",
+                "push_draft",
+                "retry_push",
+            ),
         },
         **responses(413, 415, 422),
     },

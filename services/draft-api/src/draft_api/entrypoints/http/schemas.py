@@ -162,16 +162,16 @@ def _exports(attempts: list[PushAttempt]) -> list[ExportOut]:
     ]
 
 
-class DraftOut(BaseModel):
+class _DraftHeaderOut(BaseModel):
+    """What a draft and a draft in a list both show."""
+
     id: uuid.UUID
     org_id: str
     customer_id: str
     external_ref: str | None
     status: DraftStatus
-    currency: str | None
-    total: Decimal
-    lines: list[LineOut]
-    validation_issues: list[IssueOut]
+    currency: str | None = Field(description="The currency of the first line.")
+    total: Decimal = Field(description="Sum of every line total.")
     created_by_user_id: str
     approved_by_user_id: str | None
     approved_at: datetime | None
@@ -182,15 +182,21 @@ class DraftOut(BaseModel):
     exports: list[ExportOut] = Field(description="Push history, oldest first.")
 
     @classmethod
+    def _header(cls, draft: DraftOrder | DraftSummary) -> dict[str, Any]:
+        fields = _DraftHeaderOut.model_fields.keys() - {"exports"}
+        return {name: getattr(draft, name) for name in fields} | {
+            "exports": _exports(draft.attempts)
+        }
+
+
+class DraftOut(_DraftHeaderOut):
+    lines: list[LineOut]
+    validation_issues: list[IssueOut]
+
+    @classmethod
     def of(cls, draft: DraftOrder) -> DraftOut:
         return cls(
-            id=draft.id,
-            org_id=draft.org_id,
-            customer_id=draft.customer_id,
-            external_ref=draft.external_ref,
-            status=draft.status,
-            currency=draft.currency,
-            total=draft.total,
+            **cls._header(draft),
             lines=[
                 LineOut(
                     line_no=line.line_no,
@@ -205,28 +211,13 @@ class DraftOut(BaseModel):
                 for line in draft.lines
             ],
             validation_issues=[IssueOut(**vars(i)) for i in draft.validation_issues],
-            created_by_user_id=draft.created_by_user_id,
-            approved_by_user_id=draft.approved_by_user_id,
-            approved_at=draft.approved_at,
-            created_at=draft.created_at,
-            updated_at=draft.updated_at,
-            current_export_id=draft.current_export_id,
-            version=draft.version,
-            exports=_exports(draft.attempts),
         )
 
 
-class DraftSummaryOut(BaseModel):
+class DraftSummaryOut(_DraftHeaderOut):
     """A draft in a list: the header, counts and totals; its lines are in
     `GET /draft-orders/{id}`."""
 
-    id: uuid.UUID
-    org_id: str
-    customer_id: str
-    external_ref: str | None
-    status: DraftStatus
-    currency: str | None = Field(description="The currency of the first line.")
-    total: Decimal = Field(description="Sum of every line total (as in the draft).")
     line_count: int
     totals: dict[str, Decimal] = Field(
         description="Sum of the line totals per currency.", examples=[{"EUR": "28.50"}]
@@ -235,37 +226,15 @@ class DraftSummaryOut(BaseModel):
         description=f"The first {ISSUES_IN_SUMMARY} issues (`issue_count` says how many)."
     )
     issue_count: int
-    created_by_user_id: str
-    approved_by_user_id: str | None
-    approved_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
-    current_export_id: uuid.UUID | None
-    version: int
-    exports: list[ExportOut] = Field(description="Push history, oldest first.")
 
     @classmethod
     def of(cls, summary: DraftSummary) -> DraftSummaryOut:
         return cls(
-            id=summary.id,
-            org_id=summary.org_id,
-            customer_id=summary.customer_id,
-            external_ref=summary.external_ref,
-            status=summary.status,
-            currency=summary.currency,
-            total=summary.total,
+            **cls._header(summary),
             line_count=summary.line_count,
             totals=summary.totals,
             validation_issues=[IssueOut(**vars(i)) for i in summary.validation_issues],
             issue_count=summary.issue_count,
-            created_by_user_id=summary.created_by_user_id,
-            approved_by_user_id=summary.approved_by_user_id,
-            approved_at=summary.approved_at,
-            created_at=summary.created_at,
-            updated_at=summary.updated_at,
-            current_export_id=summary.current_export_id,
-            version=summary.version,
-            exports=_exports(summary.attempts),
         )
 
 
