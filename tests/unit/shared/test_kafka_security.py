@@ -30,6 +30,7 @@ PRODUCERS = {
     "draft-api": [t for t in Topic if t.startswith("draft.")],
     "export-service": [t for t in Topic if t.startswith("export.")]
     + [Topic.ERP_CONNECTION_CHANGED],
+    "audit-service": [Topic.AUDIT_CHECKPOINT],
 }
 
 

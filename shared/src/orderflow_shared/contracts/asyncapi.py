@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 from pydantic.json_schema import models_json_schema
 
+from orderflow_shared.contracts.checkpoints import SIGNED_FIELDS, AuditCheckpointV1
 from orderflow_shared.contracts.events import EVENT_SPECS, EventSpec
 from orderflow_shared.contracts.services import (
     SOURCE_PREFIX,
@@ -31,6 +32,7 @@ from orderflow_shared.contracts.services import (
     source_for,
 )
 from orderflow_shared.contracts.topics import ALL_TOPICS, COMPACTED_TOPICS, DEAD_LETTER_TOPIC
+from orderflow_shared.contracts.topics import Topic as _Topic
 from orderflow_shared.messaging.consumer import DEAD_LETTER_HEADERS
 from orderflow_shared.messaging.envelope import (
     ACTOR_HEADER,
@@ -53,6 +55,8 @@ _SCHEMES = {"SCRAM-SHA-512": "scramSha512", "SCRAM-SHA-256": "scramSha256"}
 _SCHEMA_REF = "#/components/schemas/{model}"
 _UUID_PATTERN = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 _TRACEPARENT_PATTERN = "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
+
+AUDIT_CHECKPOINT_TOPIC = str(_Topic.AUDIT_CHECKPOINT)
 
 GUARANTEES = f"""\
 Every OrderFlow event is a [CloudEvents 1.0](https://cloudevents.io) event in
@@ -85,9 +89,11 @@ ERP connection), so all events of one entity on one topic sit in one partition, 
 the order they were committed. There is no order across topics or across keys.
 
 **Compacted topics.** {", ".join(f"`{t}`" for t in sorted(COMPACTED_TOPICS))}
-(`cleanup.policy=compact`, keyed by connection id) keeps at least the latest record of
-every connection: a consumer that reads it from the beginning learns the current
-state of every connection.
+(`cleanup.policy=compact`). `erp_connection.changed`, keyed by connection id, keeps at
+least the latest record of every connection: a consumer that reads it from the
+beginning learns the current state of every connection. `{AUDIT_CHECKPOINT_TOPIC}`,
+keyed by org id, keeps the latest signed checkpoint of every org's audit chain (plain
+JSON records, no CloudEvents headers).
 
 **Dead letters.** A record a consumer cannot read (not a CloudEvent, an unknown
 `ce_type`, data that does not match its schema, or refused by the consumer's checks)
@@ -253,13 +259,45 @@ def _channel_binding(topic: str) -> dict[str, Any]:
     }
 
 
+def _checkpoint_message() -> dict[str, Any]:
+    signed = ", ".join(f"`{f}`" for f in SIGNED_FIELDS)
+    return {
+        "name": "audit_checkpoint",
+        "title": AuditCheckpointV1.__name__,
+        "summary": "A signed head of one org's audit hash chain.",
+        "description": (
+            "Plain JSON, no CloudEvents headers. `signature` is Ed25519 over the bytes "
+            "`orderflow.audit.checkpoint.v1\\n` followed by the JSON object of "
+            f"{signed} (sorted keys, no whitespace, UTF-8, `signed_at` in UTC with "
+            "microseconds). `make audit-verify` reads the topic and checks the org's log "
+            "against it."
+        ),
+        "contentType": CONTENT_TYPE,
+        "payload": {"$ref": _SCHEMA_REF.format(model=AuditCheckpointV1.__name__)},
+        "bindings": {
+            "kafka": {
+                "key": {"type": "string", "description": "The org id."},
+                "bindingVersion": KAFKA_BINDING_VERSION,
+            }
+        },
+    }
+
+
 def _channel(topic: str, specs: list[EventSpec]) -> dict[str, Any]:
-    if topic == DEAD_LETTER_TOPIC:
+    if topic == AUDIT_CHECKPOINT_TOPIC:
+        description = (
+            "Produced by audit-service: the signed head of each org's audit chain, "
+            "refreshed every `AUDIT_CHECKPOINT_INTERVAL_SECONDS` while it changes."
+        )
+        messages: dict[str, Any] = {
+            "audit_checkpoint": {"$ref": "#/components/messages/audit_checkpoint"}
+        }
+    elif topic == DEAD_LETTER_TOPIC:
         description = (
             "Records a consumer could not read, with the reason and where they came from. "
             "Every consumer group writes here."
         )
-        messages: dict[str, Any] = {"dead_letter": {"$ref": "#/components/messages/dead_letter"}}
+        messages = {"dead_letter": {"$ref": "#/components/messages/dead_letter"}}
     else:
         producer = producer_of(topic)
         types = ", ".join(f"`{s.ce_type}`" for s in specs)
@@ -287,7 +325,15 @@ def _operations(by_topic: dict[str, list[EventSpec]]) -> dict[str, Any]:
         cid = channel_id(topic)
         messages = [{"$ref": f"#/channels/{cid}/messages/{s.ce_type}"} for s in specs]
         producer = producer_of(topic)
-        if producer is not None:
+        if topic == AUDIT_CHECKPOINT_TOPIC:
+            operations[_camel("audit-service", "send", topic)] = {
+                "action": "send",
+                "channel": {"$ref": f"#/channels/{cid}"},
+                "title": f"audit-service publishes {topic}",
+                "summary": "Signed by audit-service's checkpoint loop (idempotent producer).",
+                "messages": [{"$ref": f"#/channels/{cid}/messages/audit_checkpoint"}],
+            }
+        elif producer is not None:
             operations[_camel(producer, "send", topic)] = {
                 "action": "send",
                 "channel": {"$ref": f"#/channels/{cid}"},
@@ -375,12 +421,14 @@ def render_asyncapi() -> dict[str, Any]:
         if topic != DEAD_LETTER_TOPIC:
             by_topic[str(topic)] = [s for s in EVENT_SPECS if s.topic == topic]
     _keys, top = models_json_schema(
-        [(s.model, "serialization") for s in EVENT_SPECS], ref_template=_SCHEMA_REF
+        [(s.model, "serialization") for s in EVENT_SPECS] + [(AuditCheckpointV1, "serialization")],
+        ref_template=_SCHEMA_REF,
     )
     channels = {channel_id(t): _channel(t, specs) for t, specs in by_topic.items()}
     channels[channel_id(DEAD_LETTER_TOPIC)] = _channel(DEAD_LETTER_TOPIC, [])
     messages = {s.ce_type: _event_message(s) for s in EVENT_SPECS}
     messages["dead_letter"] = _dead_letter_message()
+    messages["audit_checkpoint"] = _checkpoint_message()
     return {
         "asyncapi": ASYNCAPI_VERSION,
         "info": {

@@ -57,6 +57,7 @@ _OWNER_BY_DOMAIN: dict[str, Service] = {
     "draft": Service.DRAFT_API,
     "export": Service.EXPORT_SERVICE,
     "erp_connection": Service.EXPORT_SERVICE,
+    "audit": Service.AUDIT_SERVICE,
 }
 
 

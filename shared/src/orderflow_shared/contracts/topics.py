@@ -16,9 +16,13 @@ class Topic(StrEnum):
     EXPORT_CIRCUIT_CHANGED = "export.circuit_changed"
     ERP_CONNECTION_CHANGED = "erp_connection.changed"
     DEAD_LETTER = "dead_letter"
+    #: audit-service's signed chain heads, one record per org (key: org id)
+    AUDIT_CHECKPOINT = "audit.checkpoint"
 
 
 DEAD_LETTER_TOPIC = Topic.DEAD_LETTER
 ALL_TOPICS: tuple[Topic, ...] = tuple(Topic)
 #: Topics whose latest record per key is all that matters.
-COMPACTED_TOPICS: frozenset[Topic] = frozenset({Topic.ERP_CONNECTION_CHANGED})
+COMPACTED_TOPICS: frozenset[Topic] = frozenset(
+    {Topic.ERP_CONNECTION_CHANGED, Topic.AUDIT_CHECKPOINT}
+)

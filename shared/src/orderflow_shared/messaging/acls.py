@@ -9,7 +9,7 @@ allows and nothing else; `admin` is the only super user (topic creation, these A
 - `export-service` produces `export.*` and `erp_connection.changed`; consumes
   `draft.push_requested` in groups named `export-service...`.
 - `audit-service` consumes every topic, in groups named `audit-service...` (its
-  defaults: `audit-service` and `audit-service.dead-letter`).
+  defaults: `audit-service` and `audit-service.dead-letter`); produces `audit.checkpoint`.
 - `integration` (for integrators) consumes the published topics (not `dead_letter`)
   in groups whose name starts with `integration-`; it produces nothing.
 - every service produces `dead_letter` (the shared consumer runner dead-letters
@@ -129,6 +129,8 @@ def _table() -> tuple[Acl, ...]:
     rules += _topic(EXPORT_SERVICE, str(Topic.DRAFT_PUSH_REQUESTED), read, describe)
     # audit-service: every topic ("*" is Kafka's wildcard resource name)
     rules += _topic(AUDIT_SERVICE, "*", read, describe)
+    # audit-service publishes its signed checkpoints
+    rules += _topic(AUDIT_SERVICE, str(Topic.AUDIT_CHECKPOINT), write, describe)
     # dead letters: any service's consumer runner may produce one
     for principal, prefix in SERVICE_GROUP_PREFIXES.items():
         rules += _topic(principal, str(Topic.DEAD_LETTER), write, describe)
