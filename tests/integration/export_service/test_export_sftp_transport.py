@@ -15,6 +15,7 @@ from export_service.adapters.sftp import SftpDropzoneTransport, SftpPool
 from export_service.domain.errors import DeliveryError, ErrorCode
 from export_service.domain.filenames import render_file_name
 from export_service.service_layer.ports import Upload
+from prometheus_client import REGISTRY
 
 
 def upload(name: str, content: bytes, *, check_existing: bool = False) -> Upload:
@@ -181,3 +182,92 @@ async def test_the_connection_test_reports_each_check(dropzone, box, transport):
     ]
     missing = await transport.check(dropzone.connection("/inbox/nope"))
     assert missing.error_code == "remote_dir_missing"
+
+
+async def test_the_connection_test_reports_only_the_steps_that_really_happened(
+    dropzone, box, transport
+):
+    opened = 0
+    original = asyncssh.create_connection
+
+    async def counting(*args, **kwargs):
+        nonlocal opened
+        opened += 1
+        return await original(*args, **kwargs)
+
+    asyncssh.create_connection = counting
+    try:
+        unreadable = await transport.check(dropzone.connection(box.remote, private_key="garbage"))
+    finally:
+        asyncssh.create_connection = original
+    # a key that cannot be read stops the test before any connection is made
+    assert opened == 0
+    assert not unreadable.ok and unreadable.error_code == "invalid_configuration"
+    assert [(c.name, c.ok) for c in unreadable.checks] == [
+        ("target_allowed", True),
+        ("authentication", False),
+    ]
+    assert "no connection was made" in unreadable.checks[-1].message
+
+    other_key = asyncssh.generate_private_key("ssh-ed25519").export_private_key().decode()
+    refused = await transport.check(dropzone.connection(box.remote, private_key=other_key))
+    assert refused.error_code == "auth_failed"
+    assert [(c.name, c.ok) for c in refused.checks] == [
+        ("target_allowed", True),
+        ("tcp_connect", True),
+        ("host_key", True),
+        ("authentication", False),
+    ]
+
+    dropzone.stop_sshd()
+    try:
+        down = await transport.check(dropzone.connection(box.remote))
+    finally:
+        dropzone.start_sshd()
+    assert down.error_code == "connection_refused"
+    assert [(c.name, c.ok) for c in down.checks] == [
+        ("target_allowed", True),
+        ("tcp_connect", False),
+    ]
+
+
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_the_pool_reports_its_sessions_by_state_and_its_errors_by_kind(
+    dropzone, box, transport
+):
+    connection = dropzone.connection(box.remote)
+    idle_before = sample("orderflow_export_sftp_sessions", state="idle")
+    await transport.deliver(connection, upload("metered.csv", b"1"))
+    assert sample("orderflow_export_sftp_sessions", state="idle") == idle_before + 1
+    assert sample("orderflow_export_sftp_sessions", state="opening") == 0
+
+    started = asyncio.Event()
+    release = asyncio.Event()
+    pool = transport._pool
+    target = next(iter(pool._pools))
+
+    async def hold() -> None:
+        async with pool.session(target):
+            started.set()
+            await release.wait()
+
+    busy_before = sample("orderflow_export_sftp_sessions", state="busy")
+    holder = asyncio.create_task(hold())
+    await asyncio.wait_for(started.wait(), 10)
+    assert sample("orderflow_export_sftp_sessions", state="busy") == busy_before + 1
+    assert sample("orderflow_export_sftp_sessions", state="idle") == idle_before
+    release.set()
+    await holder
+    assert sample("orderflow_export_sftp_sessions", state="idle") == idle_before + 1
+
+    mismatches = sample("orderflow_export_sftp_errors_total", kind="host_key_mismatch")
+    wrong_pin = dropzone.connection(box.remote, host_key_fingerprint="SHA256:" + "C" * 43)
+    with pytest.raises(DeliveryError):
+        await transport.deliver(wrong_pin, upload("never.csv", b"x"))
+    assert sample("orderflow_export_sftp_errors_total", kind="host_key_mismatch") == mismatches + 1
+
+    await pool.close()
+    assert sample("orderflow_export_sftp_sessions", state="idle") == idle_before
