@@ -68,14 +68,37 @@ def test_export_service_sigkill_mid_delivery_loses_and_duplicates_nothing(
     started = time.monotonic()
     flow.push_all(drafts[: N // 2])
     first_delivery(flow, drafts)
-    stack.kill("export-service")
+    for process in stack.processes_of("export-service"):
+        stack.kill(process)
     flow.push_all(drafts[N // 2 :])
-    stack.start("export-service")
+    for process in stack.processes_of("export-service"):
+        stack.start(process)
     flow.wait_settled(drafts, timeout=SETTLE)
     outcome = finish(
         flow,
         reliability,
         Outcome("export-service SIGKILL", N, "SIGKILL export-service during deliveries, restart"),
+        drafts,
+        started,
+    )
+    assert_exactly_once(outcome)
+
+
+def test_one_export_worker_sigkill_mid_delivery_loses_and_duplicates_nothing(
+    stack: Any, flow: Flow, reliability: list[Outcome]
+) -> None:
+    drafts = flow.approved_drafts(N)
+    started = time.monotonic()
+    flow.push_all(drafts[: N // 2])
+    first_delivery(flow, drafts)
+    stack.kill("export-worker-1")  # the other worker goes on; the lost leases expire
+    flow.push_all(drafts[N // 2 :])
+    stack.start("export-worker-1")
+    flow.wait_settled(drafts, timeout=SETTLE)
+    outcome = finish(
+        flow,
+        reliability,
+        Outcome("export-worker SIGKILL", N, "SIGKILL one of two export workers mid-delivery"),
         drafts,
         started,
     )
@@ -88,10 +111,12 @@ def test_draft_api_sigkill_events_in_the_outbox_still_go_out(
     drafts = flow.approved_drafts(N)
     started = time.monotonic()
     flow.push_all(drafts[: N // 2])
-    stack.kill("draft-api")
+    for process in stack.processes_of("draft-api"):
+        stack.kill(process)
     rest = threading.Thread(target=flow.push_all, args=(drafts[N // 2 :],))
     rest.start()  # a client retrying through the outage
-    stack.start("draft-api")
+    for process in stack.processes_of("draft-api"):
+        stack.start(process)
     rest.join(timeout=180)
     assert not rest.is_alive()
     flow.wait_settled(drafts, timeout=SETTLE)
@@ -113,9 +138,11 @@ def test_audit_service_sigkill_keeps_the_trail_complete(
     drafts = flow.approved_drafts(N)
     started = time.monotonic()
     flow.push_all(drafts[: N // 2])
-    stack.kill("audit-service")
+    for process in stack.processes_of("audit-service"):
+        stack.kill(process)
     flow.push_all(drafts[N // 2 :])
-    stack.start("audit-service")
+    for process in stack.processes_of("audit-service"):
+        stack.start(process)
     flow.wait_settled(drafts, timeout=SETTLE)
     outcome = finish(
         flow,

@@ -47,7 +47,23 @@ KEEP_MARKER = "<!-- written by hand below this line: kept when the matrix is reg
 BEGIN, END = "<!-- nemesis:begin -->", "<!-- nemesis:end -->"
 #: seconds a component takes to come back (start until ready), roughly
 RECOVERY = 10.0
-SERVICES = ("draft-api", "export-service", "audit-service", "gateway", "redis", "kafka")
+#: what a fault hits: each process of the services (the HTTP APIs and each background
+#: role of the devstack's default layout), the gateway, Redis and Kafka
+SERVICES = (
+    "draft-api",
+    "draft-api-relay",
+    "draft-api-consumer",
+    "export-service",
+    "export-service-relay",
+    "export-service-consumer",
+    "export-worker-1",
+    "export-worker-2",
+    "audit-service",
+    "audit-service-ingest",
+    "gateway",
+    "redis",
+    "kafka",
+)
 
 
 @dataclass
@@ -338,7 +354,7 @@ def test_nemesis_random_faults_while_pushes_arrive_lose_and_duplicate_nothing(
         chaos.join(timeout=seconds + 900)
         assert not chaos.is_alive() and nemesis.error is None, nemesis.error
         faults_done = nemesis.now()
-        for name in ("postgres", "redis", "kafka", "sftp", "gateway", *SERVICES[:3]):
+        for name in ("postgres", "redis", "kafka", "sftp", *SERVICES):
             stack.start(name)  # all back (a no-op for what runs)
         missing = [d for d in drafts if d not in clients.exports]
         for draft_id in missing:  # clients that gave up try once more, same key

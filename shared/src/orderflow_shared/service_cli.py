@@ -1,7 +1,11 @@
-"""What every service's command line shares: its Alembic environment and its HTTP server."""
+"""What every service's command line shares: its commands (`ServiceCli`), its Alembic
+environment and its HTTP server."""
 
 from __future__ import annotations
 
+import argparse
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +26,18 @@ def alembic_config(migrations: Path, url: str, **attributes: Any) -> Config:
     config.attributes["url"] = url
     config.attributes.update(attributes)
     return config
+
+
+def upgrade_schema(config: Config, revision: str = "head") -> None:
+    from alembic import command
+
+    command.upgrade(config, revision)
+
+
+def downgrade_schema(config: Config, revision: str) -> None:
+    from alembic import command
+
+    command.downgrade(config, revision)
 
 
 def uvicorn_options(settings: ServiceSettings) -> dict[str, Any]:
@@ -84,3 +100,68 @@ def run_migrations(schema: str, metadata: MetaData, *, create_schema: bool = Tru
                 context.run_migrations()
     finally:
         engine.dispose()
+
+
+# --- the command line of every service -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Command:
+    """A service's own extra command: `run(settings, args)` returns the exit status."""
+
+    help: str
+    run: Callable[[Any, argparse.Namespace], int]
+    arguments: Callable[[argparse.ArgumentParser], None] = field(default=lambda parser: None)
+
+
+@dataclass(frozen=True)
+class ServiceCli:
+    """What `python -m <service>` offers, the same for every service:
+
+    - `serve`: the HTTP API;
+    - one command per background role (`roles`: name -> help), each its own process
+      serving `/livez`, `/readyz` and `/metrics` on HTTP_PORT;
+    - `migrate [revision]` and `downgrade revision` of the service's schema;
+    - the service's own `commands`.
+    """
+
+    prog: str
+    settings: Callable[[], ServiceSettings]
+    configure: Callable[[Any], None]
+    http_app: Callable[[Any], FastAPI]
+    role_app: Callable[[Any, str], FastAPI]
+    roles: Mapping[str, str]
+    alembic: Callable[[Any], Config]
+    commands: Mapping[str, Command] = field(default_factory=dict)
+
+    def parser(self) -> argparse.ArgumentParser:
+        parser = argparse.ArgumentParser(prog=self.prog)
+        sub = parser.add_subparsers(dest="command", required=True)
+        sub.add_parser("serve", help="the HTTP API")
+        for role, text in self.roles.items():
+            sub.add_parser(role, help=f"{text} (its own process: health and metrics on HTTP_PORT)")
+        up = sub.add_parser("migrate", help="upgrade the service's schema (default: to head)")
+        up.add_argument("revision", nargs="?", default="head")
+        down = sub.add_parser("downgrade", help="downgrade the service's schema")
+        down.add_argument("revision")
+        for name, command in self.commands.items():
+            command.arguments(sub.add_parser(name, help=command.help))
+        return parser
+
+    def main(self, argv: Sequence[str] | None = None) -> int:
+        args = self.parser().parse_args(argv)
+        settings = self.settings()
+        self.configure(settings)
+        if args.command == "serve":
+            serve_http(self.http_app(settings), settings)
+            return 0
+        if args.command in self.roles:
+            serve_http(self.role_app(settings, args.command), settings)
+            return 0
+        if args.command == "migrate":
+            upgrade_schema(self.alembic(settings), args.revision)
+            return 0
+        if args.command == "downgrade":
+            downgrade_schema(self.alembic(settings), args.revision)
+            return 0
+        return self.commands[args.command].run(settings, args)

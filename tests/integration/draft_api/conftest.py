@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from draft_api.__main__ import migrate
 from draft_api.bootstrap import make_app
+from draft_api.entrypoints.cli import migrate
 from draft_api.settings import DraftApiSettings
 from sqlalchemy.engine import make_url
 
@@ -56,9 +56,6 @@ def settings_for(infra: Any, db: Database, **overrides: Any) -> DraftApiSettings
         "redis_url": infra.redis_url,
         **infra.kafka_settings("draft-api"),
         "jwt_secret": infra.jwt_secret,
-        "run_outbox_relay": False,
-        "run_consumer": False,
-        "run_housekeeping": False,
         "db_pool_size": 10,
     }
     values.update(overrides)
@@ -167,7 +164,7 @@ async def api(infra: Any, db: Database) -> AsyncIterator[Api]:
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://draft-api") as client:
-            yield Api(client, infra, db, app.state.services)
+            yield Api(client, infra, db, app.state.container.services)
 
 
 async def _eventually(

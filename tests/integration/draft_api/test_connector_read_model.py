@@ -65,10 +65,8 @@ async def consume_until(
     db: Any, make_settings: Any, eventually: Any, org: str, expected: dict[uuid.UUID, bool]
 ) -> None:
     """Run draft-api's consumer in a group of its own (so from the topic's start)."""
-    settings = make_settings(
-        db, run_consumer=True, consumer_group_id=f"draft-api-replay-{uuid.uuid4().hex[:8]}"
-    )
-    app = make_app(settings)
+    settings = make_settings(db, consumer_group_id=f"draft-api-replay-{uuid.uuid4().hex[:8]}")
+    app = make_app(settings, roles=["consume"])
     async with app.router.lifespan_context(app):
         await eventually(lambda: read_model(db, org) == expected, what=f"read model {expected}")
 

@@ -171,12 +171,10 @@ async def test_connector_changes_apply_in_the_order_they_arrive(api: Any) -> Non
 async def kafka_app(infra: Any, db: Any, make_settings: Any) -> Any:
     settings = make_settings(
         db,
-        run_outbox_relay=True,
-        run_consumer=True,
         consumer_group_id=f"draft-api-test-{uuid.uuid4().hex[:8]}",
         outbox_poll_interval_seconds=0.2,
     )
-    app = make_app(settings)
+    app = make_app(settings, roles=["relay", "consume"])
     async with app.router.lifespan_context(app):
         yield app
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from draft_api.__main__ import downgrade, migrate
+from draft_api.entrypoints.cli import downgrade, migrate
 
 
 def tables(db: Any) -> set[str]:

@@ -29,9 +29,9 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from export_service.__main__ import migrate
 from export_service.domain.connection import ConnectorType, ErpConnection, Secrets, SftpSettings
 from export_service.domain.renderers import FileFormat
+from export_service.entrypoints.cli import migrate
 from export_service.settings import ExportSettings
 from orderflow_shared.contracts import DraftPushRequestedV1, OrderLineSnapshot, OrderSnapshot
 from orderflow_shared.messaging.envelope import Envelope, EnvelopeError

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from alembic.script import ScriptDirectory
-from export_service.__main__ import MIGRATIONS, downgrade, migrate
+from export_service.entrypoints.cli import MIGRATIONS, downgrade, migrate
 from orderflow_shared.service_cli import alembic_config
 from sqlalchemy import create_engine, text
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from export_service.bootstrap import make_app
+from export_service.bootstrap import ROLES, make_app, make_role_app
 
 from .conftest import eventually, make_settings, outbox_count, rows
 from .test_export_pipeline import Running, create_connection, new_org, sftp_body
@@ -22,16 +22,21 @@ pytestmark = pytest.mark.usefixtures("exclusive")
 
 @pytest.fixture
 async def start_service(export_env, tmp_path) -> AsyncIterator[Callable[..., Any]]:
-    """export-service in this process (2 delivery processes) with the given settings."""
+    """export-service in this process with the given settings: the API with every role,
+    and a second delivery worker with its own pools (as a second `worker` process)."""
     started: list[tuple[Any, httpx.AsyncClient]] = []
+    workers: list[Any] = []
 
     async def start(**overrides: Any) -> Running:
         settings = make_settings(
             export_env, export_storage_dir=str(tmp_path / "storage"), **overrides
         )
-        app = make_app(settings)
+        app = make_app(settings, roles=ROLES)
         lifespan = app.router.lifespan_context(app)
         await lifespan.__aenter__()
+        worker = make_role_app(settings, "worker")
+        workers.append(worker.router.lifespan_context(worker))
+        await workers[-1].__aenter__()
         client = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://export-service"
         )
@@ -39,6 +44,8 @@ async def start_service(export_env, tmp_path) -> AsyncIterator[Callable[..., Any
         return Running(client, settings)
 
     yield start
+    for worker in reversed(workers):
+        await worker.__aexit__(None, None, None)
     for lifespan, client in reversed(started):
         await client.aclose()
         await lifespan.__aexit__(None, None, None)

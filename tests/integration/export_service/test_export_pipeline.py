@@ -12,7 +12,7 @@ from typing import Any
 import asyncssh
 import httpx
 import pytest
-from export_service.bootstrap import make_app
+from export_service.bootstrap import ROLES, make_app
 from export_service.domain.renderers import FileFormat, render
 from export_service.settings import ExportSettings
 from orderflow_shared.contracts import OrderSnapshot
@@ -37,7 +37,7 @@ async def start_service(export_env, tmp_path) -> AsyncIterator[Start]:
         settings = make_settings(
             export_env, export_storage_dir=str(tmp_path / "storage"), **overrides
         )
-        app = make_app(settings)
+        app = make_app(settings, roles=ROLES)
         lifespan = app.router.lifespan_context(app)
         await lifespan.__aenter__()
         client = httpx.AsyncClient(

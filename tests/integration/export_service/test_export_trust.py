@@ -283,7 +283,7 @@ async def test_a_symlink_swapped_in_after_the_check_does_not_lead_the_write_out(
 
 @pytest.mark.usefixtures("exclusive")
 async def test_the_migration_restates_every_connection_keyed_by_its_id(infra, export_env, db):
-    from export_service.__main__ import downgrade, migrate
+    from export_service.entrypoints.cli import downgrade, migrate
 
     from .conftest import make_settings
 
@@ -327,7 +327,7 @@ async def test_the_migration_restates_every_connection_keyed_by_its_id(infra, ex
 async def test_restate_connections_queues_each_connection_keyed_by_its_id(
     infra, dropzone, box, db, export_env, start_service
 ):
-    from export_service.__main__ import restate_connections
+    from export_service.entrypoints.cli import restate_connections
 
     from .conftest import make_settings
 

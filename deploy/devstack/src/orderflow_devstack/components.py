@@ -100,7 +100,7 @@ def write_private(path: Path, text: str) -> None:
 
 
 class Component:
-    name: ClassVar[str]
+    name: str
     stop_signal: ClassVar[int] = signal.SIGTERM
     #: the process opens its own log by path (nginx's access_log /dev/stdout): its user
     #: must own the file the devstack hands it as stdout
@@ -906,8 +906,17 @@ def render_template(text: str, values: dict[str, str]) -> str:
 
 
 class Service(Component):
+    """One process of a service: its HTTP API (`serve`), or a background role given as
+    `process` (the component's name) and `role` (its command)."""
+
     package: ClassVar[str]
+    service: ClassVar[str]
     ready_timeout = 90.0
+
+    def __init__(self, cfg: StackConfig, process: str | None = None, role: str = "serve") -> None:
+        super().__init__(cfg)
+        self.name = process or self.service
+        self.role = role
 
     def available(self) -> bool:
         return importlib.util.find_spec(f"{self.package}.__main__") is not None
@@ -920,10 +929,10 @@ class Service(Component):
             )
 
     def env(self) -> dict[str, str]:
-        return self.cfg.service_env(self.name)
+        return self.cfg.service_env(self.service, self.name)
 
     def user(self) -> str:
-        return accounts.RUNTIME_USERS[self.name]
+        return accounts.RUNTIME_USERS[self.service]
 
     def python(self) -> str:
         """The interpreter the service's user can run (see accounts.service_python)."""
@@ -939,7 +948,7 @@ class Service(Component):
             cwd=self.cfg.repo_root,
             user=self.user(),
             log_file=self.log_file,
-            what=f"{self.name}: migrate (log {self.log_file})",
+            what=f"{self.service}: migrate (log {self.log_file})",
             timeout=180,
         )
 
@@ -947,19 +956,19 @@ class Service(Component):
         self._check_available()
 
     def command(self) -> list[str]:
-        return [self.python(), "-m", self.package, "serve"]
+        return [self.python(), "-m", self.package, self.role]
 
     def is_ready(self) -> bool:
         return http_status(f"http://127.0.0.1:{self.port}/readyz") == 200
 
 
 class DraftApi(Service):
-    name = "draft-api"
+    service = "draft-api"
     package = "draft_api"
 
 
 class ExportService(Service):
-    name = "export-service"
+    service = "export-service"
     package = "export_service"
 
     def owned_dirs(self) -> list[tuple[Path, int]]:
@@ -980,5 +989,10 @@ class ExportService(Service):
 
 
 class AuditService(Service):
-    name = "audit-service"
+    service = "audit-service"
     package = "audit_service"
+
+
+SERVICE_COMPONENTS: dict[str, type[Service]] = {
+    cls.service: cls for cls in (DraftApi, ExportService, AuditService)
+}

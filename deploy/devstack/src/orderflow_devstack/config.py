@@ -27,6 +27,33 @@ DEFAULT_PORTS: dict[str, int] = {
     "sftp": 2222,
 }
 
+#: The background roles, each its own process (`python -m <package> <role>`, serving
+#: /livez, /readyz and /metrics on its own port): process name -> (service, role).
+#: export-service's `worker` runs as export-worker-1..N (N: EXPORT_WORKERS).
+ROLE_PROCESSES: dict[str, tuple[str, str]] = {
+    "draft-api-relay": ("draft-api", "relay"),
+    "draft-api-consumer": ("draft-api", "consume"),
+    "export-service-relay": ("export-service", "relay"),
+    "export-service-consumer": ("export-service", "consume"),
+    "audit-service-ingest": ("audit-service", "ingest"),
+}
+ROLE_PORTS: dict[str, int] = {
+    "draft-api-relay": 8111,
+    "draft-api-consumer": 8112,
+    "export-service-relay": 8113,
+    "export-service-consumer": 8114,
+    "audit-service-ingest": 8115,
+}
+#: export-worker-<n> listens on EXPORT_WORKER_BASE_PORT + n
+EXPORT_WORKER_BASE_PORT = 8120
+DEFAULT_EXPORT_WORKERS = 2
+MAX_EXPORT_WORKERS = 16
+
+
+def export_worker_name(number: int) -> str:
+    return f"export-worker-{number}"
+
+
 #: service name -> python import package
 SERVICES: dict[str, str] = {
     "draft-api": "draft_api",
@@ -68,8 +95,6 @@ def _password() -> str:
 
 
 def _secret_makers() -> dict[str, Any]:
-    from orderflow_shared.settings import DEV_JWT_SECRET
-
     makers: dict[str, Any] = {
         "postgres_password": _password,
         "draft_api_password": _password,
@@ -77,7 +102,8 @@ def _secret_makers() -> dict[str, Any]:
         "audit_owner_password": _password,
         "audit_service_password": _password,
         "export_encryption_key": lambda: base64.urlsafe_b64encode(os.urandom(32)).decode(),
-        "jwt_secret": lambda: DEV_JWT_SECRET,
+        # HS256 signing key of the stack's dev tokens (`make token`)
+        "jwt_secret": lambda: secrets.token_urlsafe(48),
     }
     for principal in KAFKA_PRINCIPALS:
         makers[kafka_secret_key(principal)] = _password
@@ -138,6 +164,7 @@ class StackConfig:
     port_offset: int = 0
     environment: str = "development"
     ports: dict[str, int] = field(default_factory=dict)
+    export_workers: int = DEFAULT_EXPORT_WORKERS
 
     @classmethod
     def from_env(
@@ -153,14 +180,36 @@ class StackConfig:
             state_dir = Path(env_dir) if env_dir else root / ".run"
         if port_offset is None:
             port_offset = int(os.environ.get("ORDERFLOW_PORT_OFFSET", "0"))
-        ports = {name: port + port_offset for name, port in DEFAULT_PORTS.items()}
+        workers = int(os.environ.get("EXPORT_WORKERS") or DEFAULT_EXPORT_WORKERS)
+        if not 1 <= workers <= MAX_EXPORT_WORKERS:
+            raise ValueError(f"EXPORT_WORKERS must be 1 to {MAX_EXPORT_WORKERS}, not {workers}")
+        base = {
+            **DEFAULT_PORTS,
+            **ROLE_PORTS,
+            **{export_worker_name(n): EXPORT_WORKER_BASE_PORT + n for n in range(1, workers + 1)},
+        }
+        ports = {name: port + port_offset for name, port in base.items()}
         return cls(
             repo_root=root,
             state_dir=state_dir.resolve(),
             port_offset=port_offset,
             environment=environment or "development",
             ports=ports,
+            export_workers=workers,
         )
+
+    @property
+    def role_processes(self) -> dict[str, tuple[str, str]]:
+        """Every background process of the stack: name -> (service, role)."""
+        workers = {
+            export_worker_name(n): ("export-service", "worker")
+            for n in range(1, self.export_workers + 1)
+        }
+        return {**ROLE_PROCESSES, **workers}
+
+    def processes_of(self, service: str) -> list[str]:
+        """The processes of one service: its HTTP API first, then its roles."""
+        return [service, *(n for n, (owner, _) in self.role_processes.items() if owner == service)]
 
     # --- paths -------------------------------------------------------------------
     @property
@@ -288,15 +337,16 @@ class StackConfig:
     def gateway_url(self) -> str:
         return f"http://localhost:{self.ports['gateway']}"
 
-    def service_env(self, service: str) -> dict[str, str]:
-        """The environment a service process runs with (docs/DEVELOPING.md)."""
+    def service_env(self, service: str, process: str | None = None) -> dict[str, str]:
+        """The environment a process of a service runs with (docs/DEVELOPING.md); it
+        listens on the port of `process` (default: the service's HTTP API)."""
         runtime_role, owner_role = SERVICE_ROLES[service]
         values = self.secrets()
         env = {
             "ORDERFLOW_ENV": self.environment,
             "SERVICE_NAME": service,
             "HTTP_HOST": "127.0.0.1",
-            "HTTP_PORT": str(self.ports[service]),
+            "HTTP_PORT": str(self.ports[process or service]),
             "DATABASE_URL": self.sqlalchemy_url(runtime_role),
             "MIGRATION_DATABASE_URL": self.sqlalchemy_url(owner_role),
             "REDIS_URL": self.redis_url,
@@ -330,6 +380,18 @@ class StackConfig:
             "urls": {
                 "gateway": self.gateway_url,
                 **{name: self.url(name) for name in SERVICES},
+            },
+            "processes": {
+                name: {
+                    "service": service,
+                    "role": role,
+                    "port": self.ports[name],
+                    "url": self.url(name),
+                }
+                for name, (service, role) in {
+                    **{name: (name, "serve") for name in SERVICES},
+                    **self.role_processes,
+                }.items()
             },
             "database": {
                 "superuser_dsn": self.superuser_dsn(),

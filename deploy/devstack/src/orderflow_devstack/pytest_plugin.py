@@ -27,7 +27,7 @@ from orderflow_devstack.config import (
     StackConfig,
     find_repo_root,
 )
-from orderflow_devstack.stack import ALL_COMPONENTS, INFRA, Stack
+from orderflow_devstack.stack import INFRA, Stack
 
 
 @dataclass
@@ -38,9 +38,9 @@ class StackHandle:
     state_dir: Path
     port_offset: int
     ports: dict[str, int]
-    superuser_dsn: str
-    database_urls: dict[str, str]
-    migration_database_urls: dict[str, str]
+    superuser_dsn: str = field(repr=False)
+    database_urls: dict[str, str] = field(repr=False)
+    migration_database_urls: dict[str, str] = field(repr=False)
     redis_url: str
     kafka_bootstrap_servers: str
     dropzone_dir: Path
@@ -49,13 +49,15 @@ class StackHandle:
     sftp_host: str
     sftp_port: int
     sftp_username: str
-    sftp_private_key: str
+    sftp_private_key: str = field(repr=False)
     sftp_private_key_path: Path
     sftp_host_key_fingerprint: str
     sftp_known_hosts_line: str
     gateway_url: str
     service_urls: dict[str, str]
-    jwt_secret: str
+    #: every process of the services (HTTP APIs and background roles) -> its URL
+    process_urls: dict[str, str]
+    jwt_secret: str = field(repr=False)
 
     @classmethod
     def from_stack(cls, stack: Stack) -> StackHandle:
@@ -85,6 +87,7 @@ class StackHandle:
             sftp_known_hosts_line=str(sftp["known_hosts_line"]),
             gateway_url=f"http://127.0.0.1:{cfg.ports['gateway']}",
             service_urls={name: cfg.url(name) for name in SERVICES},
+            process_urls={name: cfg.url(name) for name in stack.apps},
             jwt_secret=cfg.secrets()["jwt_secret"],
         )
 
@@ -130,6 +133,11 @@ class StackHandle:
         self, roles: Iterable[str] = ALL_ROLES, org: str = DEMO_ORG, sub: str = "user-1"
     ) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token(roles=roles, org=org, sub=sub)}"}
+
+    def processes_of(self, service: str) -> list[str]:
+        """The processes of a service (its HTTP API, then its background roles): kill
+        them all to take the whole service down."""
+        return self._stack.processes_of(service)
 
     def kill(self, name: str) -> None:
         """SIGKILL the component's process group."""
@@ -240,7 +248,8 @@ class _Session:
         broker or a service away from every test after it)."""
         if self.infra_failure is not None or not self.infra_up:
             return
-        expected = ALL_COMPONENTS if self.full_up and self.full_failure is None else INFRA
+        full = self.full_up and self.full_failure is None
+        expected = list(self.stack.components) if full else INFRA
         for name in expected:
             component = self.stack.component(name)
             if not component.is_running():

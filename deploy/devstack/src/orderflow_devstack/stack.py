@@ -23,8 +23,6 @@ from orderflow_devstack.procs import StackError, port_open, run, wait_until
 from orderflow_devstack.tokens import mint
 
 INFRA = ("postgres", "redis", "kafka", "sftp")
-APPS = ("draft-api", "export-service", "audit-service")
-ALL_COMPONENTS = (*INFRA, *APPS, "gateway")
 
 Say = Callable[[str], None]
 
@@ -42,11 +40,20 @@ class Stack:
             "redis": c.Redis(cfg),
             "kafka": c.Kafka(cfg),
             "sftp": c.Sftp(cfg),
-            "draft-api": c.DraftApi(cfg),
-            "export-service": c.ExportService(cfg),
-            "audit-service": c.AuditService(cfg),
-            "gateway": c.Gateway(cfg),
         }
+        for service in SERVICES:
+            self.components[service] = c.SERVICE_COMPONENTS[service](cfg)
+        for process, (service, role) in cfg.role_processes.items():
+            self.components[process] = c.SERVICE_COMPONENTS[service](cfg, process, role)
+        self.components["gateway"] = c.Gateway(cfg)
+
+    @property
+    def apps(self) -> list[str]:
+        """Every process of the three services: the HTTP APIs, then the roles."""
+        return [*SERVICES, *self.cfg.role_processes]
+
+    def processes_of(self, service: str) -> list[str]:
+        return self.cfg.processes_of(service)
 
     def component(self, name: str) -> c.Component:
         try:
@@ -85,18 +92,18 @@ class Stack:
 
     def up(self, *, seed: bool = True) -> None:
         self.up_infra()
-        for name in APPS:
+        for name in SERVICES:
             service = self.component(name)
             assert isinstance(service, c.Service)
-            if not service.is_running():
+            if not any(self.component(p).is_running() for p in self.processes_of(name)):
                 service.migrate()
                 self.say(f"{name}: migrated")
-        self._start_all([*APPS, "gateway"])
+        self._start_all([*self.apps, "gateway"])
         if seed:
             self.seed()
 
     def down(self) -> None:
-        for name in reversed(ALL_COMPONENTS):
+        for name in reversed(list(self.components)):
             component = self.components[name]
             if component.is_running():
                 component.stop()

@@ -1,18 +1,31 @@
-"""Wiring: builds the engine, the unit of work and the Kafka consumers from settings."""
+"""Wiring: `build(settings) -> Container`, the roles, and the apps that run them.
+
+The same shape in every service (see draft_api.bootstrap): `build` / `close`, `ROLES`
+(`ingest` files every topic and the dead letters into the chains),
+`make_app(settings, roles=())` for the HTTP API and `make_role_app(settings, role)` for
+`python -m audit_service <role>`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from fastapi import FastAPI
+from orderflow_shared.auth import JwtVerifier
 from orderflow_shared.contracts.topics import DEAD_LETTER_TOPIC
-from orderflow_shared.db import make_engine, make_session_factory
+from orderflow_shared.db import db_reachable, make_engine, make_session_factory
+from orderflow_shared.logging import configure_logging
 from orderflow_shared.messaging.consumer import ConsumerRunner
-from orderflow_shared.messaging.kafka import client_options
+from orderflow_shared.messaging.kafka import client_options, kafka_reachable
+from orderflow_shared.runtime import Role, container_lifespan, package_version, role_app
+from orderflow_shared.web import HealthCheck, make_service_app
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from audit_service.adapters.kafka import LagProbe, RawRecordConsumer
 from audit_service.adapters.repository import SqlUnitOfWork
+from audit_service.entrypoints.http import router
 from audit_service.entrypoints.ingest import IngestHandlers
 from audit_service.service_layer.ports import UnitOfWork
 from audit_service.settings import AuditSettings
@@ -35,7 +48,11 @@ class Container:
         await self.engine.dispose()
 
 
-def build_container(settings: AuditSettings) -> Container:
+DISTRIBUTION = "orderflow-audit-service"
+TITLE = "OrderFlow audit-service"
+
+
+def build(settings: AuditSettings) -> Container:
     # UTC sessions: times read back exactly as hashed, even at the calendar's edges
     engine = make_engine(
         settings.database_url,
@@ -45,9 +62,13 @@ def build_container(settings: AuditSettings) -> Container:
     return Container(settings=settings, engine=engine, session_factory=make_session_factory(engine))
 
 
+async def close(container: Container) -> None:
+    await container.dispose()
+
+
 @dataclass
 class Ingest:
-    """The background consumers of `serve`."""
+    """The background consumers of the `ingest` role."""
 
     events: ConsumerRunner
     dead_letters: RawRecordConsumer
@@ -85,3 +106,72 @@ def build_ingest(container: Container) -> Ingest:
             },
         ),
     )
+
+
+def _base_checks(container: Container) -> dict[str, HealthCheck]:
+    settings, engine = container.settings, container.engine
+    return {
+        "database": lambda: db_reachable(engine),
+        "kafka": lambda: kafka_reachable(client_options(settings)),
+    }
+
+
+def http_role(container: Container) -> Role:
+    return Role(checks=_base_checks(container))
+
+
+def ingest_role(container: Container) -> Role:
+    ingest = build_ingest(container)
+    interval = container.settings.audit_lag_interval_seconds
+
+    async def lag(stop: asyncio.Event) -> None:
+        await ingest.lag.run(stop, interval)
+
+    return Role(
+        {"events": ingest.events.run, "dead-letters": ingest.dead_letters.run, "lag": lag},
+        {**_base_checks(container), "consumer": ingest.events.ready},
+    )
+
+
+ROLES: dict[str, Callable[[Container], Role]] = {"ingest": ingest_role}
+
+
+def _roles(container: Container, names: Iterable[str], first: Role) -> Role:
+    role = first
+    for name in names:
+        role = role.merge(ROLES[name](container))
+    return role
+
+
+def make_app(settings: AuditSettings | None = None, *, roles: Iterable[str] = ()) -> FastAPI:
+    """The HTTP API; the background `roles` named run in the same process."""
+    settings = settings or AuditSettings()
+    names = tuple(roles)
+    app = make_service_app(
+        TITLE,
+        package_version(DISTRIBUTION),
+        lifespan=container_lifespan(
+            lambda: build(settings),
+            close,
+            lambda container: _roles(container, names, http_role(container)),
+        ),
+        service=settings.service_name,
+        verifier=JwtVerifier(settings),
+        cors_allowed_origins=settings.cors_allowed_origins,
+        require_preconditions=settings.require_preconditions,
+    )
+    app.include_router(router)
+    return app
+
+
+def make_role_app(settings: AuditSettings, role: str) -> FastAPI:
+    """One background role in its own process: health and metrics only."""
+    return role_app(
+        f"{TITLE} {role}",
+        package_version(DISTRIBUTION),
+        container_lifespan(lambda: build(settings), close, ROLES[role]),
+    )
+
+
+def configure(settings: AuditSettings) -> None:
+    configure_logging(settings.service_name, settings.log_level)

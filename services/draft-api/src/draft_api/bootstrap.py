@@ -1,10 +1,21 @@
-"""Wiring: the app factory and the lifespan that owns engine, Redis, relay and consumer."""
+"""Wiring: `build(settings) -> Container`, the roles, and the apps that run them.
+
+The same shape in every service:
+- `build(settings)` makes the adapters (engine, Redis, unit of work) into a `Container`;
+  `close(container)` releases them.
+- `ROLES` names the background roles, each `Container -> Role` (its loops and checks):
+  `relay` publishes the outbox, `consume` applies export results and connector changes
+  (and purges what expired).
+- `make_app(settings, roles=())` is the HTTP API; the roles given run in its process too
+  (tests). `make_role_app(settings, role)` is the small app of one background role
+  (`python -m draft_api <role>`: health and metrics only).
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import timedelta
 
 from fastapi import FastAPI
@@ -14,12 +25,13 @@ from orderflow_shared.logging import configure_logging
 from orderflow_shared.messaging.consumer import ConsumerRunner
 from orderflow_shared.messaging.kafka import client_options, kafka_reachable
 from orderflow_shared.messaging.outbox import OutboxRelay
-from orderflow_shared.web import make_service_app
+from orderflow_shared.runtime import Role, container_lifespan, package_version, role_app
+from orderflow_shared.web import HealthCheck, make_service_app
 from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from draft_api import __version__
 from draft_api.adapters.housekeeping import run_housekeeping
-from draft_api.adapters.orm import build_tables
+from draft_api.adapters.orm import Tables, build_tables
 from draft_api.adapters.redis_cache import RedisIdempotencyCache
 from draft_api.adapters.unit_of_work import SqlAlchemyUnitOfWork
 from draft_api.entrypoints import consumer
@@ -29,28 +41,24 @@ from draft_api.entrypoints.http.routes import router
 from draft_api.service_layer.ports import UnitOfWork
 from draft_api.settings import DraftApiSettings
 
-
-def make_app(settings: DraftApiSettings | None = None) -> FastAPI:
-    settings = settings or DraftApiSettings()
-    app = make_service_app(
-        title="OrderFlow draft-api",
-        version=__version__,
-        lifespan=_lifespan,
-        service=settings.service_name,
-        verifier=JwtVerifier(settings),
-        cors_allowed_origins=settings.cors_allowed_origins,
-        require_preconditions=settings.require_preconditions,
-        description="Draft sales orders: create, validate, approve, push to the ERP.",
-    )
-    app.state.settings = settings
-    install_domain_errors(app)
-    app.include_router(router)
-    return app
+DISTRIBUTION = "orderflow-draft-api"
+TITLE = "OrderFlow draft-api"
 
 
-@contextlib.asynccontextmanager
-async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    settings: DraftApiSettings = app.state.settings
+@dataclass
+class Container:
+    settings: DraftApiSettings
+    engine: AsyncEngine
+    tables: Tables
+    redis: Redis[bytes]
+    services: Services
+
+    @property
+    def uow_factory(self) -> Callable[[], UnitOfWork]:
+        return self.services.uow_factory
+
+
+def build(settings: DraftApiSettings) -> Container:
     tables = build_tables()
     engine = make_engine(
         settings.database_url,
@@ -66,62 +74,115 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     def uow_factory() -> UnitOfWork:
         return SqlAlchemyUnitOfWork(session_factory, tables)
 
-    app.state.services = Services(
+    services = Services(
         uow_factory=uow_factory,
         cache=RedisIdempotencyCache(redis, ttl=settings.idempotency_ttl),
         idempotency_ttl=settings.idempotency_ttl,
     )
+    return Container(settings, engine, tables, redis, services)
+
+
+async def close(container: Container) -> None:
+    await container.redis.aclose()  # type: ignore[attr-defined]
+    await container.engine.dispose()
+
+
+def http_role(container: Container) -> Role:
+    redis = container.redis
 
     async def redis_ok() -> bool:
         return bool(await redis.ping())
 
-    app.state.health_checks = {
+    return Role(checks={**_base_checks(container), "redis": redis_ok})
+
+
+def relay_role(container: Container) -> Role:
+    s = container.settings
+    relay = OutboxRelay(
+        container.engine,
+        container.tables.outbox,
+        kafka=client_options(s),
+        batch_size=s.outbox_batch_size,
+        poll_interval=s.outbox_poll_interval_seconds,
+        client_id=f"{s.service_name}-outbox",
+    )
+    return Role({"outbox-relay": relay.run}, _base_checks(container))
+
+
+def consume_role(container: Container) -> Role:
+    s = container.settings
+    runner = ConsumerRunner(
+        kafka=client_options(s),
+        group_id=s.consumer_group_id,
+        handler=consumer.make_handler(container.uow_factory),
+        topics=consumer.TOPICS,
+        client_id=s.service_name,
+        refuse=consumer.refuse_untrusted,
+    )
+
+    async def housekeeping(stop: asyncio.Event) -> None:
+        await run_housekeeping(
+            stop,
+            container.engine,
+            container.tables,
+            interval=s.housekeeping_interval_seconds,
+            inbox_retention=timedelta(days=s.inbox_retention_days),
+        )
+
+    return Role(
+        {"consumer": runner.run, "housekeeping": housekeeping},
+        {**_base_checks(container), "consumer": runner.ready},
+    )
+
+
+def _base_checks(container: Container) -> dict[str, HealthCheck]:
+    settings, engine = container.settings, container.engine
+    return {
         "database": lambda: db_reachable(engine),
-        "redis": redis_ok,
         "kafka": lambda: kafka_reachable(client_options(settings)),
     }
-    stop = asyncio.Event()
-    tasks: list[asyncio.Task[None]] = []
-    if settings.run_outbox_relay:
-        relay = OutboxRelay(
-            engine,
-            tables.outbox,
-            kafka=client_options(settings),
-            batch_size=settings.outbox_batch_size,
-            poll_interval=settings.outbox_poll_interval_seconds,
-            client_id=f"{settings.service_name}-outbox",
-        )
-        tasks.append(asyncio.create_task(relay.run(stop), name="outbox-relay"))
-    if settings.run_consumer:
-        runner = ConsumerRunner(
-            kafka=client_options(settings),
-            group_id=settings.consumer_group_id,
-            handler=consumer.make_handler(uow_factory),
-            topics=consumer.TOPICS,
-            client_id=settings.service_name,
-            refuse=consumer.refuse_untrusted,
-        )
-        tasks.append(asyncio.create_task(runner.run(stop), name="consumer"))
-    if settings.run_housekeeping:
-        housekeeping = run_housekeeping(
-            stop,
-            engine,
-            tables,
-            interval=settings.housekeeping_interval_seconds,
-            inbox_retention=timedelta(days=settings.inbox_retention_days),
-        )
-        tasks.append(asyncio.create_task(housekeeping, name="housekeeping"))
-    try:
-        yield
-    finally:
-        stop.set()
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=10)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-        await redis.aclose()  # type: ignore[attr-defined]
-        await engine.dispose()
+
+
+ROLES: dict[str, Callable[[Container], Role]] = {"relay": relay_role, "consume": consume_role}
+
+
+def _roles(container: Container, names: Iterable[str], first: Role) -> Role:
+    role = first
+    for name in names:
+        role = role.merge(ROLES[name](container))
+    return role
+
+
+def make_app(settings: DraftApiSettings | None = None, *, roles: Iterable[str] = ()) -> FastAPI:
+    """The HTTP API; the background `roles` named run in the same process."""
+    settings = settings or DraftApiSettings()
+    names = tuple(roles)
+    app = make_service_app(
+        title=TITLE,
+        version=package_version(DISTRIBUTION),
+        lifespan=container_lifespan(
+            lambda: build(settings),
+            close,
+            lambda container: _roles(container, names, http_role(container)),
+        ),
+        service=settings.service_name,
+        verifier=JwtVerifier(settings),
+        cors_allowed_origins=settings.cors_allowed_origins,
+        require_preconditions=settings.require_preconditions,
+        description="Draft sales orders: create, validate, approve, push to the ERP.",
+    )
+    install_domain_errors(app)
+    app.include_router(router)
+    return app
+
+
+def make_role_app(settings: DraftApiSettings, role: str) -> FastAPI:
+    """One background role in its own process: health and metrics only."""
+    return role_app(
+        f"{TITLE} {role}",
+        package_version(DISTRIBUTION),
+        container_lifespan(lambda: build(settings), close, ROLES[role]),
+    )
 
 
 def configure(settings: DraftApiSettings) -> None:

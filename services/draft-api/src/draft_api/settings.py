@@ -16,12 +16,8 @@ class DraftApiSettings(ServiceSettings):
     #: A request waits at most this long for a pooled connection / a row lock (then 503).
     db_pool_timeout_seconds: float = Field(default=10, gt=0)
     db_lock_timeout_ms: int = Field(default=10_000, ge=0)
-    #: The outbox relay and the consumer run inside `serve`; tests may turn them off.
-    run_outbox_relay: bool = True
-    run_consumer: bool = True
     consumer_group_id: str = "draft-api"
-    #: Expired idempotency keys and old inbox rows are purged this often.
-    run_housekeeping: bool = True
+    #: Expired idempotency keys and old inbox rows are purged this often (`consume`).
     housekeeping_interval_seconds: float = Field(default=3600, gt=0)
     #: Longer than the Kafka retention of the consumed topics (7 days by default).
     inbox_retention_days: int = Field(default=14, ge=1)

@@ -1,17 +1,17 @@
-"""Wiring: builds adapters from settings and runs HTTP, relay, consumer and workers."""
+"""Wiring: `build(settings) -> Container`, the roles, and the apps that run them.
+
+The same shape in every service (see draft_api.bootstrap): `build` / `close`, `ROLES`
+(`relay` publishes the outbox, `consume` records push requests as exports, `worker`
+delivers them), `make_app(settings, roles=())` for the HTTP API and
+`make_role_app(settings, role)` for `python -m export_service <role>`.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import os
-import signal
-import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from importlib.metadata import PackageNotFoundError, version
 
 from fastapi import FastAPI
 from orderflow_shared.auth import JwtVerifier
@@ -19,8 +19,8 @@ from orderflow_shared.db import db_reachable, make_engine, make_session_factory
 from orderflow_shared.logging import configure_logging
 from orderflow_shared.messaging.kafka import client_options, kafka_reachable
 from orderflow_shared.messaging.outbox import OutboxRelay
-from orderflow_shared.web import make_service_app
-from pydantic import SecretStr
+from orderflow_shared.runtime import Role, container_lifespan, package_version, role_app
+from orderflow_shared.web import HealthCheck, make_service_app
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from export_service.adapters.local_dropzone import LocalDropzoneTransport, LocalRoots
@@ -39,6 +39,8 @@ from export_service.service_layer.ports import Clock, Transports, UnitOfWorkFact
 from export_service.settings import ExportSettings
 
 log = logging.getLogger(__name__)
+DISTRIBUTION = "orderflow-export-service"
+TITLE = "OrderFlow export-service"
 
 
 def utc_now() -> datetime:
@@ -124,73 +126,84 @@ def circuit_policy(settings: ExportSettings) -> CircuitPolicy:
     )
 
 
-def _app_version() -> str:
-    try:
-        return version("orderflow-export-service")
-    except PackageNotFoundError:
-        return "0.0.0"
+async def close(container: Container) -> None:
+    await container.sftp_pool.close()
+    await container.engine.dispose()
 
 
-def make_app(settings: ExportSettings | None = None, *, background: bool = True) -> FastAPI:
-    """The export-service app; `background=False` serves HTTP only (tests)."""
+def _base_checks(container: Container) -> dict[str, HealthCheck]:
+    settings, engine = container.settings, container.engine
+    return {
+        "database": lambda: db_reachable(engine),
+        "kafka": lambda: kafka_reachable(client_options(settings)),
+    }
+
+
+def http_role(container: Container) -> Role:
+    return Role(checks=_base_checks(container))
+
+
+def relay_role(container: Container) -> Role:
+    s = container.settings
+    relay = OutboxRelay(
+        container.engine,
+        container.tables.outbox,
+        kafka=client_options(s),
+        batch_size=s.outbox_batch_size,
+        poll_interval=s.outbox_poll_interval_seconds,
+        client_id=f"{s.service_name}-relay",
+    )
+    return Role({"outbox-relay": relay.run}, _base_checks(container))
+
+
+def consume_role(container: Container) -> Role:
+    s = container.settings
+    consumer = make_consumer(
+        client_options(s),
+        make_push_handler(
+            container.uow_factory,
+            container.clock,
+            container.worker.wake,
+            deadline=timedelta(seconds=s.export_delivery_deadline_seconds),
+        ),
+    )
+    return Role({"consumer": consumer.run}, {**_base_checks(container), "consumer": consumer.ready})
+
+
+def worker_role(container: Container) -> Role:
+    worker = container.worker
+    return Role(
+        {"delivery-worker": worker.run},
+        {"database": _base_checks(container)["database"], "worker": worker.ready},
+    )
+
+
+ROLES: dict[str, Callable[[Container], Role]] = {
+    "relay": relay_role,
+    "consume": consume_role,
+    "worker": worker_role,
+}
+
+
+def _roles(container: Container, names: Iterable[str], first: Role) -> Role:
+    role = first
+    for name in names:
+        role = role.merge(ROLES[name](container))
+    return role
+
+
+def make_app(settings: ExportSettings | None = None, *, roles: Iterable[str] = ()) -> FastAPI:
+    """The HTTP API; the background `roles` named run in the same process."""
     settings = settings or ExportSettings()
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        container = build(settings)
-        app.state.container = container
-        stop = asyncio.Event()
-        checks: dict[str, Callable[[], object]] = {
-            "database": lambda: db_reachable(container.engine),
-            "kafka": lambda: kafka_reachable(client_options(settings)),
-        }
-        tasks: list[asyncio.Task[None]] = []
-        if background:
-            relay = OutboxRelay(
-                container.engine,
-                container.tables.outbox,
-                kafka=client_options(settings),
-                batch_size=settings.outbox_batch_size,
-                poll_interval=settings.outbox_poll_interval_seconds,
-                client_id=f"{settings.service_name}-relay",
-            )
-            consumer = make_consumer(
-                client_options(settings),
-                make_push_handler(
-                    container.uow_factory,
-                    container.clock,
-                    container.worker.wake,
-                    deadline=timedelta(seconds=settings.export_delivery_deadline_seconds),
-                ),
-            )
-            checks["consumer"] = consumer.ready
-            checks["workers"] = container.worker.ready
-            for name, runner in (
-                ("outbox-relay", relay.run),
-                ("consumer", consumer.run),
-                ("delivery-worker", container.worker.run),
-            ):
-                tasks.append(asyncio.create_task(_supervised(name, runner, stop), name=name))
-            child_env = {**os.environ, **settings_env(settings)}
-            for number in range(1, settings.export_worker_processes):
-                name = f"delivery-process-{number}"
-                tasks.append(asyncio.create_task(_child_worker(name, child_env, stop), name=name))
-        app.state.health_checks = checks
-        try:
-            yield
-        finally:
-            stop.set()
-            if tasks:
-                await asyncio.wait(tasks, timeout=15)
-            for task in tasks:
-                task.cancel()
-            await container.sftp_pool.close()
-            await container.engine.dispose()
-
+    names = tuple(roles)
     app = make_service_app(
-        "OrderFlow export-service",
-        _app_version(),
-        lifespan,
+        TITLE,
+        package_version(DISTRIBUTION),
+        container_lifespan(
+            lambda: build(settings),
+            close,
+            lambda container: _roles(container, names, http_role(container)),
+        ),
         service=settings.service_name,
         verifier=JwtVerifier(settings),
         cors_allowed_origins=settings.cors_allowed_origins,
@@ -201,89 +214,13 @@ def make_app(settings: ExportSettings | None = None, *, background: bool = True)
     return app
 
 
-def settings_env(settings: ExportSettings) -> dict[str, str]:
-    """The settings as environment variables, for a child process to read them back."""
-    env: dict[str, str] = {}
-    for name in type(settings).model_fields:
-        value = getattr(settings, name)
-        if value is None:
-            continue
-        if isinstance(value, SecretStr):
-            value = value.get_secret_value()
-        env[name.upper()] = str(value)
-    return env
-
-
-async def _child_worker(name: str, env: dict[str, str], stop: asyncio.Event) -> None:
-    """An extra delivery process (`python -m export_service worker`), restarted if it
-    dies; it stays in this process group, so it dies with it, and it exits by itself
-    when this process goes away."""
-    delay = 0.5
-    while not stop.is_set():
-        child = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "export_service",
-            "worker",
-            "--parent",
-            str(os.getpid()),
-            env=env,
-        )
-        waiter = asyncio.ensure_future(child.wait())
-        stopper = asyncio.ensure_future(stop.wait())
-        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        stopper.cancel()
-        if stop.is_set():
-            if child.returncode is None:
-                child.terminate()
-            await waiter
-            return
-        log.error("%s exited with %s; restarting in %.1fs", name, child.returncode, delay)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=delay)
-        delay = min(delay * 2, 30.0)
-
-
-async def run_delivery_process(settings: ExportSettings, parent_pid: int | None) -> None:
-    """Body of `python -m export_service worker`: delivery only, until SIGTERM or the
-    parent is gone."""
-    container = build(settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-
-    async def watch_parent() -> None:
-        while not stop.is_set():
-            if parent_pid is not None and os.getppid() != parent_pid:
-                stop.set()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=1.0)
-
-    watcher = asyncio.create_task(watch_parent())
-    try:
-        await _supervised("delivery-worker", container.worker.run, stop)
-    finally:
-        watcher.cancel()
-        await container.sftp_pool.close()
-        await container.engine.dispose()
-
-
-async def _supervised(
-    name: str, run: Callable[[asyncio.Event], object], stop: asyncio.Event
-) -> None:
-    """Keep a background loop alive: a crash is logged and the loop restarted."""
-    delay = 0.5
-    while not stop.is_set():
-        try:
-            await run(stop)  # type: ignore[misc]
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("%s crashed; restarting in %.1fs", name, delay)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=delay)
-            delay = min(delay * 2, 30.0)
+def make_role_app(settings: ExportSettings, role: str) -> FastAPI:
+    """One background role in its own process: health and metrics only."""
+    return role_app(
+        f"{TITLE} {role}",
+        package_version(DISTRIBUTION),
+        container_lifespan(lambda: build(settings), close, ROLES[role]),
+    )
 
 
 def configure(settings: ExportSettings) -> None:

@@ -28,9 +28,8 @@ class ExportSettings(ServiceSettings):
     export_circuit_probe_interval_seconds: float = Field(default=30.0, gt=0)
     #: deliveries in flight per connection, over all delivery processes
     export_connection_max_in_flight: int = Field(default=32, ge=1)
+    #: deliveries in flight per `worker` process
     export_worker_concurrency: int = Field(default=32, ge=1)
-    #: processes that deliver (this one plus `python -m export_service worker` children)
-    export_worker_processes: int = Field(default=2, ge=1)
     export_lease_seconds: float = Field(default=30.0, gt=0)
     export_poll_interval_seconds: float = Field(default=0.25, gt=0)
     #: local_dropzone directories must lie inside `<root>/<org_id>/` of one of these

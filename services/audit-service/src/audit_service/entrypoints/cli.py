@@ -1,28 +1,25 @@
-"""`python -m audit_service serve | migrate | verify [--org ORG]`."""
+"""`python -m audit_service serve | ingest | migrate | downgrade | verify [--org ORG]`."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
-import sys
 from pathlib import Path
 
 from alembic.config import Config
-from orderflow_shared.logging import configure_logging
+from orderflow_shared.service_cli import (
+    Command,
+    ServiceCli,
+    downgrade_schema,
+    upgrade_schema,
+)
 from orderflow_shared.service_cli import alembic_config as service_alembic_config
-from orderflow_shared.service_cli import serve_http
+from orderflow_shared.settings import ServiceSettings
 
 from audit_service.settings import AuditSettings
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
-
-
-def serve(settings: AuditSettings) -> int:
-    from audit_service.entrypoints.http import make_app
-
-    serve_http(make_app(settings), settings)
-    return 0
 
 
 def alembic_config(settings: AuditSettings) -> Config:
@@ -32,24 +29,27 @@ def alembic_config(settings: AuditSettings) -> Config:
     )
 
 
-def migrate(settings: AuditSettings) -> int:
-    from alembic import command
+def migrate(settings: AuditSettings, revision: str = "head") -> int:
+    upgrade_schema(alembic_config(settings), revision)
+    return 0
 
-    command.upgrade(alembic_config(settings), "head")
+
+def downgrade(settings: AuditSettings, revision: str) -> int:
+    downgrade_schema(alembic_config(settings), revision)
     return 0
 
 
 def verify(settings: AuditSettings, org: str | None) -> int:
     """Exit 0 when every chain holds, 1 with the first broken link otherwise."""
-    from audit_service.bootstrap import build_container
+    from audit_service.bootstrap import build, close
     from audit_service.service_layer.verify import verify_all
 
     async def run() -> int:
-        container = build_container(settings)
+        container = build(settings)
         try:
             reports = await verify_all(container.uow_factory, [org] if org else None)
         finally:
-            await container.dispose()
+            await close(container)
         broken = 0
         for org_id, report in reports.items():
             line = {"org_id": org_id, "ok": report.ok, "entries_checked": report.entries_checked}
@@ -66,22 +66,34 @@ def verify(settings: AuditSettings, org: str | None) -> int:
     return asyncio.run(run())
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m audit_service")
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("serve", help="HTTP API and the Kafka ingest in one process")
-    commands.add_parser("migrate", help="Alembic upgrade head (MIGRATION_DATABASE_URL)")
-    check = commands.add_parser("verify", help="walk every org's hash chain")
-    check.add_argument("--org", help="only this org")
-    args = parser.parse_args(argv)
-    settings = AuditSettings()
-    configure_logging(settings.service_name, settings.log_level)
-    if args.command == "serve":
-        return serve(settings)
-    if args.command == "migrate":
-        return migrate(settings)
+def _verify(settings: AuditSettings, args: argparse.Namespace) -> int:
     return verify(settings, args.org)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def _verify_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--org", help="only this org")
+
+
+def _settings() -> ServiceSettings:
+    return AuditSettings()
+
+
+def cli() -> ServiceCli:
+    from audit_service import bootstrap
+
+    return ServiceCli(
+        prog="python -m audit_service",
+        settings=_settings,
+        configure=bootstrap.configure,
+        http_app=bootstrap.make_app,
+        role_app=bootstrap.make_role_app,
+        roles={"ingest": "file every topic and the dead letters into the hash chains"},
+        alembic=alembic_config,
+        commands={
+            "verify": Command("walk every org's hash chain", _verify, _verify_arguments),
+        },
+    )
+
+
+def main() -> int:
+    return cli().main()

@@ -1,24 +1,20 @@
-"""The HTTP API: `GET /audit-log`, `GET /audit-log/verify`, health, metrics, docs."""
+"""The HTTP API's routes: `GET /audit-log` and `GET /audit-log/verify` (the app, with
+health, metrics and docs, is made in bootstrap.py)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import re
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from orderflow_shared.auth import JwtVerifier, Principal, require_roles
-from orderflow_shared.db import db_reachable
-from orderflow_shared.messaging.kafka import client_options, kafka_reachable
-from orderflow_shared.web import error_responses, make_service_app
+from orderflow_shared.auth import Principal, require_roles
+from orderflow_shared.web import error_responses
 from pydantic import BaseModel, Field
 
-from audit_service.bootstrap import Container, build_container, build_ingest
 from audit_service.domain.query import (
     CURSOR_PATTERN,
     DEFAULT_LIMIT,
@@ -29,9 +25,9 @@ from audit_service.domain.query import (
 )
 from audit_service.domain.verification import ChainReport, StoredEntry
 from audit_service.entrypoints.ingest import VERIFICATION_FAILURES
+from audit_service.service_layer.ports import UnitOfWork
 from audit_service.service_layer.queries import list_entries
 from audit_service.service_layer.verify import verify_org
-from audit_service.settings import AuditSettings
 
 AnyRole = Annotated[Principal, Depends(require_roles("viewer", "operator", "approver", "admin"))]
 Admin = Annotated[Principal, Depends(require_roles("admin"))]
@@ -103,12 +99,19 @@ class VerifyOut(BaseModel):
         )
 
 
-async def _container(request: Request) -> Container:
-    container: Container = request.app.state.container
+class _Container(Protocol):
+    """What the routes use of the service's container (bootstrap.Container)."""
+
+    @property
+    def uow_factory(self) -> Callable[[], UnitOfWork]: ...
+
+
+async def _container(request: Request) -> _Container:
+    container: _Container = request.app.state.container
     return container
 
 
-ContainerDep = Annotated[Container, Depends(_container)]
+ContainerDep = Annotated[_Container, Depends(_container)]
 
 
 def _utc(moment: datetime | None) -> datetime | None:
@@ -249,52 +252,3 @@ async def verify_audit_log(principal: Admin, container: ContainerDep) -> VerifyO
     if not report.ok:
         VERIFICATION_FAILURES.inc()
     return VerifyOut.of(report)
-
-
-def make_app(settings: AuditSettings | None = None, *, run_ingest: bool = True) -> FastAPI:
-    """The service's app; `run_ingest=False` serves the API without the consumers."""
-    settings = settings or AuditSettings()
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        container = build_container(settings)
-        app.state.container = container
-
-        async def database() -> bool:
-            return await db_reachable(container.engine)
-
-        async def kafka() -> bool:
-            return await kafka_reachable(client_options(settings))
-
-        app.state.health_checks = {"database": database, "kafka": kafka}
-        stop = asyncio.Event()
-        tasks: list[asyncio.Task[None]] = []
-        if run_ingest:
-            ingest = build_ingest(container)
-            jobs: list[Coroutine[Any, Any, None]] = [
-                ingest.events.run(stop),
-                ingest.dead_letters.run(stop),
-                ingest.lag.run(stop, settings.audit_lag_interval_seconds),
-            ]
-            tasks = [asyncio.create_task(job) for job in jobs]
-        try:
-            yield
-        finally:
-            stop.set()
-            if tasks:
-                _, pending = await asyncio.wait(tasks, timeout=15)
-                for task in pending:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-            await container.dispose()
-
-    app = make_service_app(
-        "OrderFlow audit-service",
-        "0.1.0",
-        lifespan=lifespan,
-        service=settings.service_name,
-        verifier=JwtVerifier(settings),
-        cors_allowed_origins=settings.cors_allowed_origins,
-    )
-    app.include_router(router)
-    return app

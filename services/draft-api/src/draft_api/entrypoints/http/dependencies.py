@@ -24,7 +24,7 @@ class Services:
 
 
 async def get_services(request: Request) -> Services:
-    services: Services = request.app.state.services
+    services: Services = request.app.state.container.services
     return services
 
 
