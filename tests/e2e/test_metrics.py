@@ -24,15 +24,19 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 def scrape(stack: Any, service: str) -> tuple[dict[str, str], Samples]:
-    """(family name -> type, (sample name, labels) -> value) of one service's /metrics."""
-    answer = httpx.get(f"{stack.service_urls[service]}/metrics", timeout=10)
-    assert answer.status_code == 200, answer.text
+    """(family name -> type, (sample name, labels) -> value) of a service, summed over
+    the /metrics of each of its processes (HTTP API and background roles) as a
+    Prometheus query `sum by (labels)` would."""
     families: dict[str, str] = {}
     samples: Samples = {}
-    for family in text_string_to_metric_families(answer.text):
-        families[family.name] = family.type
-        for sample in family.samples:
-            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    for process in stack.processes_of(service):
+        answer = httpx.get(f"{stack.process_urls[process]}/metrics", timeout=10)
+        assert answer.status_code == 200, (process, answer.text)
+        for family in text_string_to_metric_families(answer.text):
+            families[family.name] = family.type
+            for sample in family.samples:
+                key = (sample.name, frozenset(sample.labels.items()))
+                samples[key] = samples.get(key, 0.0) + sample.value
     return families, samples
 
 

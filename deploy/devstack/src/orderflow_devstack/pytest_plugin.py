@@ -156,6 +156,10 @@ class StackHandle:
     def is_running(self, name: str) -> bool:
         return self._stack.component(name).is_running()
 
+    def pid(self, name: str) -> int | None:
+        """The pid of a running component's process (None when it is not running)."""
+        return self._stack.component(name).pid()
+
     def is_ready(self, name: str) -> bool:
         return self._stack.component(name).is_ready()
 
