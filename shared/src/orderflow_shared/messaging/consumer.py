@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -52,6 +51,7 @@ from prometheus_client import Counter, Gauge
 from orderflow_shared.contracts.topics import DEAD_LETTER_TOPIC
 from orderflow_shared.messaging.envelope import Envelope, EnvelopeError
 from orderflow_shared.messaging.kafka import KafkaOptions, make_idempotent_producer
+from orderflow_shared.timing import backoff, sleep_or_stop
 
 _log = logging.getLogger(__name__)
 
@@ -181,13 +181,12 @@ class ConsumerRunner:
                     exc,
                     delay,
                 )
-                await _wait(stop, delay)
+                await sleep_or_stop(stop, delay)
             finally:
                 self._joined = False
 
     def _backoff(self, failures: int) -> float:
-        delay = min(self._retry_max_delay, self._retry_initial_delay * 2 ** min(failures - 1, 20))
-        return float(delay * random.uniform(0.5, 1.0))
+        return backoff(failures, base=self._retry_initial_delay, cap=self._retry_max_delay)
 
     def _make_consumer(self) -> AIOKafkaConsumer:
         options: dict[str, Any] = {"session_timeout_ms": 10_000, "heartbeat_interval_ms": 3_000}
@@ -227,7 +226,7 @@ class ConsumerRunner:
                 async with self._batch_lock:
                     handled = await self._process(consumer, producer, batches)
                 if not handled:
-                    await _wait(stop, self._backoff(self._failures))
+                    await sleep_or_stop(stop, self._backoff(self._failures))
         finally:
             for client in reversed(started):
                 try:
@@ -367,10 +366,3 @@ class ConsumerRunner:
         for tp, records in batches.items():
             if tp in assigned:
                 consumer.seek(tp, records[0].offset)
-
-
-async def _wait(stop: asyncio.Event, seconds: float) -> None:
-    try:
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except TimeoutError:
-        pass

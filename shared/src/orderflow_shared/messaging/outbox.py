@@ -38,7 +38,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -65,6 +64,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from orderflow_shared.db import libpq_url
 from orderflow_shared.messaging.envelope import Envelope
 from orderflow_shared.messaging.kafka import KafkaOptions, make_idempotent_producer
+from orderflow_shared.timing import backoff, sleep_or_stop
 
 _log = logging.getLogger(__name__)
 
@@ -250,8 +250,7 @@ class OutboxRelay:
                 self._failures += 1
                 self._healthy = False
                 RELAY_ERRORS.labels(self._schema).inc()
-                delay = min(self._max_backoff, 0.25 * 2 ** min(self._failures, 10))
-                delay *= random.uniform(0.5, 1.0)
+                delay = backoff(self._failures, base=0.5, cap=self._max_backoff)
                 _log.warning(
                     "outbox relay for %s failed (%s: %s); retrying in %.1fs",
                     self._schema,
@@ -259,7 +258,7 @@ class OutboxRelay:
                     exc,
                     delay,
                 )
-                await _wait(stop, delay)
+                await sleep_or_stop(stop, delay)
         self._healthy = False
 
     async def _session(self, stop: asyncio.Event) -> None:
@@ -312,7 +311,7 @@ class OutboxRelay:
             if row and row[0]:
                 return True
             self._forget_backlog()  # the leader reports it
-            await _wait(stop, self._poll_interval)
+            await sleep_or_stop(stop, self._poll_interval)
         return False
 
     async def _measure_backlog(self, conn: psycopg.AsyncConnection[Any]) -> None:
@@ -455,10 +454,3 @@ class OutboxRelay:
             )
             if cur.rowcount < _DELETE_SLICE:
                 return
-
-
-async def _wait(stop: asyncio.Event, seconds: float) -> None:
-    try:
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except TimeoutError:
-        pass

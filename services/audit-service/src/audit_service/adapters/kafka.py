@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -21,6 +20,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from orderflow_shared.messaging.consumer import report_lag
 from orderflow_shared.messaging.kafka import KafkaOptions
+from orderflow_shared.timing import backoff, sleep_or_stop
 
 from audit_service.domain.mapping import RawRecord
 
@@ -74,7 +74,7 @@ class RawRecordConsumer:
             except Exception as exc:
                 self._failures += 1
                 _log.warning("%s: consumer failed (%r); restarting", self._group_id, exc)
-                await _wait(stop, _backoff(self._failures))
+                await sleep_or_stop(stop, _backoff(self._failures))
             finally:
                 self.joined = False
 
@@ -100,7 +100,7 @@ class RawRecordConsumer:
                 async with self.batch_lock:
                     done = await self._process(consumer, batches)
                 if not done:
-                    await _wait(stop, _backoff(self._failures))
+                    await sleep_or_stop(stop, _backoff(self._failures))
         finally:
             await consumer.stop()
 
@@ -157,7 +157,7 @@ class LagProbe:
                 raise
             except Exception as exc:
                 _log.warning("consumer lag probe failed: %r", exc)
-            await _wait(stop, interval)
+            await sleep_or_stop(stop, interval)
 
     async def measure(self) -> None:
         admin = AIOKafkaAdminClient(**self._kafka)
@@ -197,11 +197,4 @@ async def _partitions(admin: AIOKafkaAdminClient) -> list[TopicPartition]:
 
 
 def _backoff(failures: int) -> float:
-    return float(min(30.0, 0.2 * 2 ** min(failures, 20)) * random.uniform(0.5, 1.0))
-
-
-async def _wait(stop: asyncio.Event, seconds: float) -> None:
-    try:
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except TimeoutError:
-        pass
+    return backoff(failures, base=0.4, cap=30.0)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from orderflow_shared.timing import sleep_or_stop
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -58,5 +58,4 @@ async def run_housekeeping(
                 _log.info("housekeeping purged %s", purged)
         except Exception as exc:  # the database may be down; try again next round
             _log.warning("housekeeping failed: %s", type(exc).__name__)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=interval)
+        await sleep_or_stop(stop, interval)

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from orderflow_shared.contracts import ExportCircuitChangedV1
+from orderflow_shared.timing import backoff
 
 from export_service.domain.errors import DeliveryError
 from export_service.domain.events import Message
@@ -45,8 +46,13 @@ class CircuitPolicy:
 
     def probe_delay(self, failed_probes: int) -> timedelta:
         """Wait before the next probe: doubles with each failed probe, capped."""
-        factor = 1 << min(max(failed_probes, 0), 30)
-        return min(self.probe_interval * factor, self.max_probe_interval)
+        seconds = backoff(
+            failed_probes + 1,
+            base=self.probe_interval.total_seconds(),
+            cap=self.max_probe_interval.total_seconds(),
+            jitter=False,
+        )
+        return timedelta(seconds=seconds)
 
 
 @dataclass

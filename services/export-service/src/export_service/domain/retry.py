@@ -12,6 +12,8 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from orderflow_shared.timing import backoff
+
 DEFAULT_DEADLINE = timedelta(hours=24)
 
 
@@ -33,15 +35,12 @@ class RetryPolicy:
 
     def ceiling(self, attempts_made: int) -> float:
         """Upper bound of the delay after the given number of failed attempts."""
-        exponent = max(attempts_made - 1, 0)
-        # Cap the exponent before computing 2**n so a large count cannot overflow.
-        return min(self.max_seconds, self.base_seconds * 2.0 ** min(exponent, 62))
+        return backoff(attempts_made, base=self.base_seconds, cap=self.max_seconds, jitter=False)
 
     def delay(self, attempts_made: int, rng: random.Random | None = None) -> timedelta:
         """Delay before the next attempt: uniform in [ceiling/2, ceiling] (jittered)."""
-        ceiling = self.ceiling(attempts_made)
-        draw = (rng or random).random()
-        return timedelta(seconds=ceiling / 2 + draw * ceiling / 2)
+        seconds = backoff(attempts_made, base=self.base_seconds, cap=self.max_seconds, rng=rng)
+        return timedelta(seconds=seconds)
 
     def next_attempt(
         self,

@@ -25,6 +25,8 @@ import time
 import uuid
 from datetime import timedelta
 
+from orderflow_shared.timing import backoff, sleep_or_stop
+
 from export_service.domain.circuit import CircuitPolicy, CircuitState
 from export_service.domain.export import Export, ExportStatus
 from export_service.domain.retry import RetryPolicy
@@ -122,7 +124,7 @@ class DeliveryWorker:
                 for state in CircuitState:
                     metrics.circuits.labels(state.value).set(counts.get(state.value, 0))
             await self._backlog_metrics()
-            await _sleep_or_stop(stop, CIRCUIT_METRICS_INTERVAL)
+            await sleep_or_stop(stop, CIRCUIT_METRICS_INTERVAL)
 
     async def _backlog_metrics(self) -> None:
         metrics = export_metrics()
@@ -158,7 +160,7 @@ class DeliveryWorker:
                     failures += 1
                     self._healthy = False
                     log.exception("claiming due exports failed (%d in a row)", failures)
-                    await _sleep_or_stop(stop, min(30.0, 0.5 * 2 ** min(failures, 6)))
+                    await sleep_or_stop(stop, backoff(failures, base=1.0, cap=30.0, jitter=False))
                     continue
                 failures, self._healthy = 0, True
                 claimed = len(jobs)
@@ -233,12 +235,7 @@ class DeliveryWorker:
             metrics.end_to_end_seconds.observe(max(latency, 0.0))
 
     async def _wait(self, stop: asyncio.Event, at_most: float | None) -> None:
-        waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
-        try:
-            await asyncio.wait(waiters, timeout=at_most, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
+        await sleep_or_stop(stop, at_most, wake=self._wake)
 
     async def _drain(self, grace: float = 10.0) -> None:
         """On shutdown: let running attempts finish and record them (bounded)."""
@@ -251,10 +248,3 @@ class DeliveryWorker:
         while (not self._results.empty() or self._busy) and loop.time() < end:
             self._wake.clear()
             await self._wait(asyncio.Event(), end - loop.time())
-
-
-async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
-    try:
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except TimeoutError:
-        return
