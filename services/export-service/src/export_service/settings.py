@@ -41,6 +41,10 @@ class ExportSettings(ServiceSettings):
     sftp_connect_timeout_seconds: float = Field(default=10.0, gt=0)
     sftp_sessions_per_target: int = Field(default=2, ge=1)
     sftp_uploads_per_session: int = Field(default=16, ge=1)
+    #: inbox rows (push requests already recorded) older than this are purged, every
+    #: `inbox_purge_interval_seconds`; must outlast the Kafka topics' retention
+    inbox_retention_days: int = Field(default=14, ge=1)
+    inbox_purge_interval_seconds: float = Field(default=3600.0, gt=0)
 
     @model_validator(mode="after")
     def _refuse_dev_key_in_production(self) -> ExportSettings:

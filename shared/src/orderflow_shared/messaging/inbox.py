@@ -8,6 +8,11 @@
   effect), False when it was applied before (skip it).
 - `await claim_many(session, table, consumer, event_ids) -> set[UUID]`: the same for a
   whole batch in one statement; returns the ids that are new.
+- `await purge_inbox(engine, table, older_than=...) -> int`: delete the rows applied
+  before a point, in slices; `purge_inbox_forever(...)` does it every `interval` until
+  stopped (a loop for a role). Every service's inbox is purged this way. The retention
+  must outlast the Kafka topics' retention, or a redelivered old event could be
+  applied twice.
 
 A concurrent claim of the same event id by another transaction blocks until that
 transaction ends (primary-key uniqueness), so two replicas never both apply it.
@@ -15,15 +20,24 @@ transaction ends (primary-key uniqueness), so two replicas never both apply it.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Column, DateTime, MetaData, Table, Text, func
+from sqlalchemy import Column, DateTime, MetaData, Table, Text, delete, func, select, tuple_
 from sqlalchemy.dialects.postgresql import UUID, insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from orderflow_shared.timing import sleep_or_stop
 
 INBOX_TABLE = "inbox"
+#: rows deleted per transaction, so a large backlog never holds one long transaction
+PURGE_SLICE = 10_000
+
+_log = logging.getLogger(__name__)
 
 
 def _columns() -> list[Column[Any]]:
@@ -76,3 +90,44 @@ async def claim_many(
     )
     result = await session.execute(statement)
     return {row[0] for row in result}
+
+
+async def purge_inbox(
+    engine: AsyncEngine, table: Table, *, older_than: datetime, slice_size: int = PURGE_SLICE
+) -> int:
+    """Delete the inbox rows applied before `older_than` (in slices of `slice_size`,
+    one transaction each); how many were deleted."""
+    deleted = 0
+    while True:
+        oldest = (
+            select(table.c.consumer, table.c.event_id)
+            .where(table.c.applied_at < older_than)
+            .limit(slice_size)
+        )
+        statement = delete(table).where(tuple_(table.c.consumer, table.c.event_id).in_(oldest))
+        async with engine.begin() as conn:
+            count = (await conn.execute(statement)).rowcount
+        deleted += count
+        if count < slice_size:
+            return deleted
+
+
+async def purge_inbox_forever(
+    stop: asyncio.Event,
+    engine: AsyncEngine,
+    table: Table,
+    *,
+    retention: timedelta,
+    interval: float,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> None:
+    """Purge rows older than `retention` every `interval` seconds until `stop`; a
+    failure (the database may be down) is logged and tried again next round."""
+    while not stop.is_set():
+        try:
+            purged = await purge_inbox(engine, table, older_than=clock() - retention)
+            if purged:
+                _log.info("purged %d inbox rows of %s", purged, table.fullname)
+        except Exception as exc:
+            _log.warning("inbox purge of %s failed: %s", table.fullname, type(exc).__name__)
+        await sleep_or_stop(stop, interval)

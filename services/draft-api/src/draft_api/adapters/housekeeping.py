@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from orderflow_shared.messaging.inbox import purge_inbox
 from orderflow_shared.timing import sleep_or_stop
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -25,7 +26,8 @@ class Purged:
 async def purge(
     engine: AsyncEngine, tables: Tables, *, now: datetime, inbox_retention: timedelta
 ) -> Purged:
-    """Delete what can no longer matter: keys past `expires_at`, inbox rows past retention.
+    """Delete what can no longer matter: keys past `expires_at`, inbox rows past retention
+    (the shared `purge_inbox`, as every service's inbox).
 
     Inbox retention must outlast the Kafka topics' retention, or a redelivered old
     event could be applied twice.
@@ -34,10 +36,8 @@ async def purge(
         keys = await conn.execute(
             delete(tables.idempotency_key).where(tables.idempotency_key.c.expires_at < now)
         )
-        inbox = await conn.execute(
-            delete(tables.inbox).where(tables.inbox.c.applied_at < now - inbox_retention)
-        )
-    return Purged(keys.rowcount, inbox.rowcount)
+    inbox = await purge_inbox(engine, tables.inbox, older_than=now - inbox_retention)
+    return Purged(keys.rowcount, inbox)
 
 
 async def run_housekeeping(

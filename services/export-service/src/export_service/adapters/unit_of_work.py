@@ -7,9 +7,8 @@ from collections.abc import Callable
 from types import TracebackType
 
 from orderflow_shared.contracts.services import Service, source_for, system_actor
-from orderflow_shared.messaging import outbox
+from orderflow_shared.messaging import inbox, outbox
 from orderflow_shared.messaging.envelope import Envelope
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from export_service.adapters.orm import Tables
@@ -70,18 +69,8 @@ class SqlUnitOfWork(AbstractUnitOfWork):
         return self._session
 
     async def claim_events(self, consumer: str, event_ids: list[uuid.UUID]) -> set[uuid.UUID]:
-        """One INSERT ... ON CONFLICT DO NOTHING for the whole batch (same rows and
-        semantics as `orderflow_shared.messaging.inbox.claim`, one round trip)."""
-        if not event_ids:
-            return set()
-        table = self._tables.inbox
-        statement = (
-            insert(table)
-            .on_conflict_do_nothing(index_elements=["consumer", "event_id"])
-            .returning(table.c.event_id)
-        )
-        rows = [{"consumer": consumer, "event_id": e} for e in dict.fromkeys(event_ids)]
-        return set((await self.session.execute(statement, rows)).scalars())
+        """The new ids of a batch, claimed in one round trip (`inbox.claim_many`)."""
+        return await inbox.claim_many(self.session, self._tables.inbox, consumer, event_ids)
 
     async def _write_events(self, messages: list[Message]) -> None:
         for message in messages:
