@@ -190,10 +190,13 @@ def free_port() -> int:
 
 
 class AuditProcess:
-    """`python -m audit_service serve` as a child in its own process group."""
+    """audit-service as a deployment runs it: `python -m audit_service serve` (the HTTP
+    API) and `python -m audit_service ingest`, each a child in its own process group."""
+
+    ROLES = ("serve", "ingest")
 
     def __init__(self, db: AuditDb, group: str, log_path: Path) -> None:
-        self.port = free_port()
+        self.ports = {role: free_port() for role in self.ROLES}
         self.group = group
         self.log_path = log_path
         self.env = {
@@ -204,51 +207,67 @@ class AuditProcess:
             **db.servers.service_kafka_env,
             "JWT_SECRET": db.servers.jwt_secret,
             "HTTP_HOST": "127.0.0.1",
-            "HTTP_PORT": str(self.port),
             "AUDIT_CONSUMER_GROUP": group,
             "AUDIT_LAG_INTERVAL_SECONDS": "1",
             "AUDIT_TOPIC_REFRESH_MS": "1000",
             "DB_POOL_SIZE": "4",
         }
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    @property
+    def port(self) -> int:
+        return self.ports["serve"]
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://127.0.0.1:{self.ports['serve']}"
+
+    def role_url(self, role: str) -> str:
+        return f"http://127.0.0.1:{self.ports[role]}"
 
     def start(self) -> None:
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "audit_service", "serve"],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        wait_for(lambda: self._ready(), "audit-service ready", deadline=60)
+        for role in self.ROLES:
+            self.procs[role] = subprocess.Popen(
+                [sys.executable, "-m", "audit_service", role],
+                env={**self.env, "HTTP_PORT": str(self.ports[role])},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        wait_for(lambda: all(self._ready(role) for role in self.ROLES), "audit-service ready", 60)
 
-    def _ready(self) -> bool:
-        assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise AssertionError(f"audit-service exited: {self.log_path.read_text()[-3000:]}")
+    def _ready(self, role: str) -> bool:
+        proc = self.procs[role]
+        if proc.poll() is not None:
+            raise AssertionError(
+                f"audit-service {role} exited: {self.log_path.read_text()[-3000:]}"
+            )
         try:
-            return httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200
+            return httpx.get(f"{self.role_url(role)}/readyz", timeout=2).status_code == 200
         except httpx.HTTPError:
             return False
 
     def kill(self) -> None:
-        assert self.proc is not None
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=30)
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.procs.values():
             try:
-                self.proc.wait(timeout=30)
+                proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=30)
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=30)
+
+    def metrics(self) -> str:
+        """The ingest process's /metrics (the figures of the consumers)."""
+        return httpx.get(f"{self.role_url('ingest')}/metrics", timeout=10).text
 
     def get(self, path: str, *, org: str, roles: tuple[str, ...] = ("viewer",), **params: Any):  # type: ignore[no-untyped-def]
         token = mint_token(self.env["JWT_SECRET"], sub="auditor-1", org_id=org, roles=roles)

@@ -110,7 +110,7 @@ def test_two_replicas_ingesting_at_once_keep_every_chain_whole(audit_db, samples
 
 
 def _appended(replica: AuditProcess) -> float:
-    body = replica.get("/metrics", org="any").text
+    body = replica.metrics()
     return sum(
         float(line.rsplit(" ", 1)[1])
         for line in body.splitlines()

@@ -101,7 +101,7 @@ def test_a_record_without_any_envelope_is_audited_under_its_org(audit_service, a
 
 def test_lag_per_partition_is_exposed_as_a_metric(audit_service):
     def lag_lines() -> list[str]:
-        body = audit_service.get("/metrics", org="any").text
+        body = audit_service.metrics()
         return [
             line
             for line in body.splitlines()

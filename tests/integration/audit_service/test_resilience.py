@@ -15,7 +15,7 @@ from .conftest import _produce, produce, wait_for
 
 
 def _handler_failures(audit_service) -> float:
-    body = audit_service.get("/metrics", org="any").text
+    body = audit_service.metrics()
     found = re.search(
         r'^orderflow_consumer_handler_failures_total\{consumer="audit-service"\} (\S+)$',
         body,
