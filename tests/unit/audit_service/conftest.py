@@ -84,9 +84,26 @@ class FakeAuditLog:
         return sorted({r.entry.org_id for r in self.rows})
 
 
+class FakeRetention:
+    """The retention store as an org without policy, checkpoints or archives sees it."""
+
+    def __init__(self, log: FakeAuditLog) -> None:
+        self._log = log
+
+    async def org_ids(self) -> list[str]:
+        return await self._log.org_ids()
+
+    async def anchors(self, org_id: str) -> list[object]:
+        return []
+
+    async def newest_head(self, org_id: str) -> None:
+        return None
+
+
 class FakeUnitOfWork:
     def __init__(self, log: FakeAuditLog) -> None:
         self.audit_log = log
+        self.retention = FakeRetention(log)
         self.commits = 0
 
     async def __aenter__(self) -> FakeUnitOfWork:

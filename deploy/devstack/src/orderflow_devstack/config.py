@@ -104,6 +104,8 @@ def _secret_makers() -> dict[str, Any]:
         "export_encryption_key": lambda: base64.urlsafe_b64encode(os.urandom(32)).decode(),
         # HS256 signing key of the stack's dev tokens (`make token`)
         "jwt_secret": lambda: secrets.token_urlsafe(48),
+        # Ed25519 private key (32 random bytes, base64) of audit-service's checkpoints
+        "audit_signing_key": lambda: base64.b64encode(os.urandom(32)).decode(),
     }
     for principal in KAFKA_PRINCIPALS:
         makers[kafka_secret_key(principal)] = _password
@@ -249,6 +251,11 @@ class StackConfig:
         return self.state_dir / "storage"
 
     @property
+    def audit_archive_dir(self) -> Path:
+        """audit-service's retention archives (AUDIT_ARCHIVE_DIR, owned by its user)."""
+        return self.state_dir / "audit-archive"
+
+    @property
     def local_dropzone_root(self) -> Path:
         """Root of `local_dropzone` connections (each org's inside `<root>/<org_id>/`)."""
         return self.state_dir / "local-dropzones"
@@ -368,6 +375,9 @@ class StackConfig:
             env["EXPORT_SFTP_ALLOW_PRIVATE_TARGETS"] = "true"
             if self.environment == "test":
                 env.update(delivery_env_for_tests())
+        if service == "audit-service":
+            env["AUDIT_SIGNING_KEY"] = values["audit_signing_key"]
+            env["AUDIT_ARCHIVE_DIR"] = str(self.audit_archive_dir)
         return env
 
     def describe(self, sftp: dict[str, Any] | None = None) -> dict[str, Any]:

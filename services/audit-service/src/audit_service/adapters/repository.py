@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import Row, func, insert, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from audit_service.adapters.retention_store import SqlRetentionStore
 from audit_service.adapters.tables import audit_log
 from audit_service.domain.entry import AuditEntry, ChainedEntry
 from audit_service.domain.query import AuditQuery
@@ -160,6 +161,7 @@ class SqlUnitOfWork:
     """One transaction; rolled back unless committed."""
 
     audit_log: SqlAuditLog
+    retention: SqlRetentionStore
 
     def __init__(self, session_factory: async_sessionmaker[AsyncSession]) -> None:
         self._session_factory = session_factory
@@ -168,6 +170,7 @@ class SqlUnitOfWork:
     async def __aenter__(self) -> SqlUnitOfWork:
         self._session = self._session_factory()
         self.audit_log = SqlAuditLog(self._session)
+        self.retention = SqlRetentionStore(self._session)
         return self
 
     async def __aexit__(

@@ -67,7 +67,21 @@ def verify(settings: AuditSettings, org: str | None) -> int:
 
 
 def _verify(settings: AuditSettings, args: argparse.Namespace) -> int:
-    return verify(settings, args.org)
+    from audit_service.entrypoints.retention import verify_command
+
+    return verify_command(settings, args.org, kafka=False)  # checkpoints from the table
+
+
+def _audit_verify(settings: AuditSettings, args: argparse.Namespace) -> int:
+    from audit_service.entrypoints.retention import verify_command
+
+    return verify_command(settings, args.org, kafka=True)
+
+
+def _retention(settings: AuditSettings, args: argparse.Namespace) -> int:
+    from audit_service.entrypoints.retention import retention_command
+
+    return retention_command(settings, args.org)
 
 
 def _verify_arguments(parser: argparse.ArgumentParser) -> None:
@@ -91,6 +105,16 @@ def cli() -> ServiceCli:
         alembic=alembic_config,
         commands={
             "verify": Command("walk every org's hash chain", _verify, _verify_arguments),
+            "audit-verify": Command(
+                "verify against the signed checkpoints of topic audit.checkpoint too",
+                _audit_verify,
+                _verify_arguments,
+            ),
+            "retention": Command(
+                "archive and prune what is past retention, sign the chain heads",
+                _retention,
+                _verify_arguments,
+            ),
         },
     )
 

@@ -25,9 +25,12 @@ from audit_service.domain.query import (
 )
 from audit_service.domain.verification import ChainReport, StoredEntry
 from audit_service.entrypoints.ingest import VERIFICATION_FAILURES
+from audit_service.entrypoints.retention import verifier_of
+from audit_service.entrypoints.retention_http import retention_router
 from audit_service.service_layer.ports import UnitOfWork
 from audit_service.service_layer.queries import list_entries
 from audit_service.service_layer.verify import verify_org
+from audit_service.settings import AuditSettings
 
 AnyRole = Annotated[Principal, Depends(require_roles("viewer", "operator", "approver", "admin"))]
 Admin = Annotated[Principal, Depends(require_roles("admin"))]
@@ -101,6 +104,8 @@ class VerifyOut(BaseModel):
 
 class _Container(Protocol):
     """What the routes use of the service's container (bootstrap.Container)."""
+
+    settings: AuditSettings
 
     @property
     def uow_factory(self) -> Callable[[], UnitOfWork]: ...
@@ -247,8 +252,14 @@ async def get_audit_log(
     responses=error_responses(400, 401, 403, descriptions={403: "Requires the role admin"}),
 )
 async def verify_audit_log(principal: Admin, container: ContainerDep) -> VerifyOut:
-    """Walks the caller's org's hash chain and reports the first broken link."""
-    report = await verify_org(container.uow_factory, principal.org_id)
+    """Walks the caller's org's hash chain and reports the first broken link: the
+    chain must start at the genesis or at a signed retention anchor, and reach the
+    newest signed checkpoint of its head with that entry unchanged."""
+    signatures = verifier_of(container.settings)
+    report = await verify_org(container.uow_factory, principal.org_id, signatures)
     if not report.ok:
         VERIFICATION_FAILURES.inc()
     return VerifyOut.of(report)
+
+
+router.include_router(retention_router)

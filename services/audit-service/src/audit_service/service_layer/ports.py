@@ -5,10 +5,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Collection, Sequence
 from types import TracebackType
-from typing import Protocol
+from typing import Any, Protocol
 
+from audit_service.domain.checkpoint import Checkpoint
 from audit_service.domain.entry import ChainedEntry
 from audit_service.domain.query import AuditQuery
+from audit_service.domain.retention import LogRow
 from audit_service.domain.verification import StoredEntry
 
 
@@ -32,9 +34,46 @@ class AuditLog(Protocol):
     async def org_ids(self) -> list[str]: ...
 
 
+class RetentionStore(Protocol):
+    """Policies, checkpoints and archives (the tables of spec 026)."""
+
+    async def policy(self, org_id: str) -> int | None: ...
+
+    async def set_policy(self, org_id: str, days: int, updated_by: str | None) -> None: ...
+
+    async def org_ids(self) -> list[str]:
+        """Orgs with entries or checkpoints."""
+
+    async def head(self, org_id: str) -> tuple[int, str, int] | None:
+        """(id, hash, rows) of the org's newest entry."""
+
+    async def entry_seq(self, org_id: str, entry_id: int) -> tuple[str, int] | None:
+        """(hash, rows up to it) of one of the org's entries."""
+
+    async def oldest_rows(self, org_id: str, limit: int, base_seq: int) -> list[LogRow]: ...
+
+    async def add_checkpoint(self, checkpoint: Checkpoint) -> None: ...
+
+    async def anchors(self, org_id: str) -> list[Checkpoint]: ...
+
+    async def newest_anchor(self, org_id: str) -> Checkpoint | None: ...
+
+    async def newest_head(self, org_id: str) -> Checkpoint | None: ...
+
+    async def newest_heads(self) -> list[Checkpoint]: ...
+
+    async def add_archive(self, values: dict[str, Any]) -> int: ...
+
+    async def prune(self, archive_id: int) -> int:
+        """Delete an archive's rows (idempotent: 0 once pruned)."""
+
+
 class UnitOfWork(Protocol):
     @property
     def audit_log(self) -> AuditLog: ...
+
+    @property
+    def retention(self) -> RetentionStore: ...
 
     async def __aenter__(self) -> UnitOfWork: ...
 

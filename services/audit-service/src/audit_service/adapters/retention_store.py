@@ -1,0 +1,187 @@
+"""Postgres side of retention and checkpoints: policies, archives, checkpoints, pruning."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from audit_service.adapters.tables import archives, audit_log, checkpoints, retention_policies
+from audit_service.domain.checkpoint import Checkpoint, Kind
+from audit_service.domain.retention import LogRow
+
+
+class SqlRetentionStore:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    # --- policies ---------------------------------------------------------------
+    async def policy(self, org_id: str) -> int | None:
+        result = await self._session.execute(
+            select(retention_policies.c.retention_days).where(retention_policies.c.org_id == org_id)
+        )
+        return result.scalar_one_or_none()
+
+    async def policies(self) -> dict[str, int]:
+        result = await self._session.execute(
+            select(retention_policies.c.org_id, retention_policies.c.retention_days)
+        )
+        return {org: days for org, days in result.tuples()}
+
+    async def set_policy(self, org_id: str, days: int, updated_by: str | None) -> None:
+        stmt = pg_insert(retention_policies).values(
+            org_id=org_id, retention_days=days, updated_by=updated_by
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[retention_policies.c.org_id],
+            set_={"retention_days": days, "updated_by": updated_by, "updated_at": func.now()},
+        )
+        await self._session.execute(stmt)
+
+    # --- the log as retention sees it -------------------------------------------
+    async def org_ids(self) -> list[str]:
+        """Orgs with entries or checkpoints (an org whose log vanished still counts)."""
+        result = await self._session.execute(
+            text(
+                "SELECT org_id FROM (SELECT DISTINCT org_id FROM audit.audit_log"
+                " UNION SELECT DISTINCT org_id FROM audit.checkpoints) o ORDER BY org_id"
+            )
+        )
+        return list(result.scalars())
+
+    async def head(self, org_id: str) -> tuple[int, str, int] | None:
+        """(id, hash, number of rows) of the org's newest entry; None when it has none."""
+        result = await self._session.execute(
+            text(
+                "SELECT h.id, h.hash, (SELECT count(*) FROM audit.audit_log c"
+                " WHERE c.org_id = :org) FROM (SELECT id, hash FROM audit.audit_log"
+                " WHERE org_id = :org ORDER BY id DESC LIMIT 1) h"
+            ),
+            {"org": org_id},
+        )
+        row = result.first()
+        return None if row is None else (int(row[0]), str(row[1]), int(row[2]))
+
+    async def entry_seq(self, org_id: str, entry_id: int) -> tuple[str, int] | None:
+        result = await self._session.execute(
+            text(
+                "SELECT e.hash, (SELECT count(*) FROM audit.audit_log c"
+                " WHERE c.org_id = :org AND c.id <= :id)"
+                " FROM audit.audit_log e WHERE e.org_id = :org AND e.id = :id"
+            ),
+            {"org": org_id, "id": entry_id},
+        )
+        row = result.first()
+        return None if row is None else (str(row[0]), int(row[1]))
+
+    async def oldest_rows(self, org_id: str, limit: int, base_seq: int) -> list[LogRow]:
+        result = await self._session.execute(
+            select(audit_log)
+            .where(audit_log.c.org_id == org_id)
+            .order_by(audit_log.c.id)
+            .limit(limit)
+        )
+        return [_log_row(row._mapping, base_seq + n) for n, row in enumerate(result, start=1)]
+
+    # --- checkpoints --------------------------------------------------------------
+    async def add_checkpoint(self, checkpoint: Checkpoint) -> None:
+        stmt = pg_insert(checkpoints).values(
+            org_id=checkpoint.org_id,
+            kind=checkpoint.kind,
+            seq=checkpoint.seq,
+            entry_id=checkpoint.entry_id,
+            hash=checkpoint.hash,
+            signed_at=checkpoint.signed_at,
+            key_id=checkpoint.key_id,
+            signature=checkpoint.signature,
+        )
+        await self._session.execute(stmt.on_conflict_do_nothing(constraint="uq_checkpoint"))
+
+    async def anchors(self, org_id: str) -> list[Checkpoint]:
+        return await self._checkpoints(org_id, "anchor", None)
+
+    async def newest_anchor(self, org_id: str) -> Checkpoint | None:
+        found = await self._checkpoints(org_id, "anchor", 1)
+        return found[0] if found else None
+
+    async def newest_head(self, org_id: str) -> Checkpoint | None:
+        found = await self._checkpoints(org_id, "head", 1)
+        return found[0] if found else None
+
+    async def newest_heads(self) -> list[Checkpoint]:
+        """The newest head checkpoint of every org (what the topic should hold)."""
+        c = checkpoints.c
+        result = await self._session.execute(
+            select(checkpoints)
+            .where(c.kind == "head")
+            .distinct(c.org_id)
+            .order_by(c.org_id, c.seq.desc(), c.signed_at.desc())
+        )
+        return [_checkpoint(row._mapping) for row in result]
+
+    async def _checkpoints(self, org_id: str, kind: Kind, limit: int | None) -> list[Checkpoint]:
+        c = checkpoints.c
+        stmt = (
+            select(checkpoints)
+            .where(c.org_id == org_id, c.kind == kind)
+            .order_by(c.seq.desc(), c.signed_at.desc())
+        )
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        result = await self._session.execute(stmt)
+        return [_checkpoint(row._mapping) for row in result]
+
+    # --- archives -----------------------------------------------------------------
+    async def add_archive(self, values: dict[str, Any]) -> int:
+        result = await self._session.execute(
+            pg_insert(archives).values(**values).returning(archives.c.id)
+        )
+        return int(result.scalar_one())
+
+    async def prune(self, archive_id: int) -> int:
+        result = await self._session.execute(
+            text("SELECT audit.prune_archived(:id)"), {"id": archive_id}
+        )
+        return int(result.scalar_one())
+
+    async def archives(self, org_id: str) -> list[dict[str, Any]]:
+        result = await self._session.execute(
+            select(archives).where(archives.c.org_id == org_id).order_by(archives.c.first_id)
+        )
+        return [dict(row._mapping) for row in result]
+
+
+def _log_row(m: Any, seq: int) -> LogRow:
+    return LogRow(
+        id=m["id"],
+        seq=seq,
+        event_id=m["event_id"],
+        org_id=m["org_id"],
+        action=m["action"],
+        entity_type=m["entity_type"],
+        entity_id=m["entity_id"],
+        actor_user_id=m["actor_user_id"],
+        occurred_at=m["occurred_at"],
+        created_at=m["created_at"],
+        recorded_at=m["recorded_at"],
+        source_topic=m["source_topic"],
+        producer=m["producer"],
+        data=m["data"],
+        prev_hash=m["prev_hash"],
+        hash=m["hash"],
+    )
+
+
+def _checkpoint(m: Any) -> Checkpoint:
+    return Checkpoint(
+        org_id=m["org_id"],
+        kind=m["kind"],
+        seq=m["seq"],
+        entry_id=m["entry_id"],
+        hash=m["hash"],
+        signed_at=m["signed_at"],
+        key_id=m["key_id"],
+        signature=m["signature"],
+    )
