@@ -121,6 +121,7 @@ schemas: venv
 	$(PY) -m orderflow_shared schemas write
 	$(PY) -m orderflow_shared asyncapi write
 
-# verifies the audit hash chain of the running dev stack
+# verifies the audit hash chains of the running dev stack against their signed
+# checkpoints (the service's table and the topic audit.checkpoint)
 audit-verify:
-	@$(DEVSTACK) exec audit-service -- $(PY) -m audit_service verify
+	@$(DEVSTACK) exec audit-service -- $(PY) -m audit_service audit-verify
