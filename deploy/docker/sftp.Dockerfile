@@ -1,7 +1,9 @@
-# The SFTP dropzone for compose: OpenSSH, key auth only, chrooted to /dropzone,
+# The SFTP dropzone for compose (and its local image, DEBIAN_IMAGE the debootstrap
+# base): OpenSSH, key auth only, chrooted to /dropzone,
 # uploads land in /dropzone/inbox. The client's public key comes from the
 # SFTP_AUTHORIZED_KEY environment variable or a file mounted at /keys/authorized_keys.
-FROM debian:bookworm-slim
+ARG DEBIAN_IMAGE=debian:bookworm-slim
+FROM ${DEBIAN_IMAGE}
 
 RUN apt-get update \
     && apt-get install -y --no-install-recommends openssh-server \

@@ -17,7 +17,7 @@ process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=kafka:9093
 listeners=SASL://0.0.0.0:9092,EXTERNAL://0.0.0.0:19092,CONTROLLER://0.0.0.0:9093
-advertised.listeners=SASL://kafka:9092,EXTERNAL://localhost:19092
+advertised.listeners=SASL://kafka:9092,EXTERNAL://${KAFKA_EXTERNAL_ADVERTISED:-localhost:19092}
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=SASL
 listener.security.protocol.map=SASL:SASL_PLAINTEXT,EXTERNAL:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT
@@ -26,6 +26,7 @@ sasl.mechanism.controller.protocol=PLAIN
 listener.name.sasl.sasl.enabled.mechanisms=SCRAM-SHA-512
 listener.name.sasl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="${KAFKA_ADMIN_PASSWORD}";
 listener.name.external.sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.external.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 listener.name.controller.sasl.enabled.mechanisms=PLAIN
 listener.name.controller.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="admin" password="${KAFKA_ADMIN_PASSWORD}" user_admin="${KAFKA_ADMIN_PASSWORD}";
 authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer

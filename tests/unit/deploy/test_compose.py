@@ -10,7 +10,14 @@ from typing import Any
 
 import pytest
 import yaml
-from orderflow_devstack.config import DEFAULT_PORTS, SERVICES, find_repo_root
+from orderflow_devstack.config import (
+    DEFAULT_PORTS,
+    EXPORT_WORKER_BASE_PORT,
+    ROLE_PORTS,
+    ROLE_PROCESSES,
+    SERVICES,
+    find_repo_root,
+)
 from orderflow_shared.settings import ServiceSettings
 
 ROOT = find_repo_root()
@@ -20,6 +27,12 @@ APP_CONTAINERS = {
     "draft-api": "draft-api",
     "export-service": "export-service",
     "audit-service": "audit-service",
+    "draft-api-relay": "draft-api",
+    "draft-api-consumer": "draft-api",
+    "export-service-relay": "export-service",
+    "export-service-consumer": "export-service",
+    "export-worker": "export-service",
+    "audit-service-ingest": "audit-service",
     "draft-api-migrate": "draft-api",
     "export-service-migrate": "export-service",
     "audit-service-migrate": "audit-service",
@@ -65,7 +78,10 @@ def test_every_dockerfile_compose_names_exists() -> None:
 def test_every_file_a_dockerfile_copies_exists(dockerfile: Path) -> None:
     for line in dockerfile.read_text().splitlines():
         if line.startswith("COPY "):
-            *sources, _target = line.split()[1:]
+            args = line.split()[1:]
+            if any(a.startswith("--from=") for a in args):
+                continue  # from an earlier build stage, not the build context
+            *sources, _target = [a for a in args if not a.startswith("--")]
             for source in sources:
                 assert (ROOT / source).exists(), f"{dockerfile.name}: {source}"
 
@@ -120,10 +136,61 @@ def test_services_wait_for_healthy_dependencies_and_their_migrations() -> None:
         assert depends["postgres"] == {"condition": "service_healthy"}
         assert depends["kafka"] == {"condition": "service_healthy"}
         assert depends[f"{service}-migrate"] == {"condition": "service_completed_successfully"}
-    long_running = [n for n, s in COMPOSE["services"].items() if s.get("restart") != "no"]
-    assert len(long_running) == 8
+    long_running = {n for n, s in COMPOSE["services"].items() if s.get("restart") != "no"}
+    processes = {*SERVICES, *ROLE_CONTAINERS}
+    assert long_running == {"postgres", "redis", "kafka", "sftp", "gateway", *processes}
     for name in long_running:
         assert "healthcheck" in COMPOSE["services"][name], name
+
+
+#: compose container -> the devstack process it is (export-worker: EXPORT_WORKERS of them)
+ROLE_CONTAINERS = {
+    **{name: name for name in ROLE_PROCESSES},
+    "export-worker": "export-worker-1",
+}
+
+
+def test_every_process_role_is_its_own_container_of_its_service_image() -> None:
+    for container, process in ROLE_CONTAINERS.items():
+        service, role = {**ROLE_PROCESSES, "export-worker-1": ("export-service", "worker")}[process]
+        spec = COMPOSE["services"][container]
+        assert spec["command"] == ["python", "-m", SERVICES[service], role], container
+        assert spec["build"]["dockerfile"] == f"deploy/docker/{service}.Dockerfile"
+        assert spec["image"] == COMPOSE["services"][service]["image"]
+        # its own /metrics, /readyz listener: the devstack's port for that role
+        port = ROLE_PORTS.get(process, EXPORT_WORKER_BASE_PORT + 1)
+        assert spec["environment"]["HTTP_PORT"] == str(port), container
+        assert "HTTP_PORT" in " ".join(spec["healthcheck"]["test"]), container
+        assert spec["depends_on"][f"{service}-migrate"] == {
+            "condition": "service_completed_successfully"
+        }
+    for service in SERVICES:
+        assert COMPOSE["services"][service]["command"][-1] == "serve"
+    assert COMPOSE["services"]["export-worker"]["deploy"]["replicas"] == "${EXPORT_WORKERS:-2}"
+
+
+def test_every_image_name_comes_from_a_variable() -> None:
+    for name, spec in COMPOSE["services"].items():
+        assert re.fullmatch(r"\$\{[A-Z_]+_IMAGE:-[^}]+\}", spec["image"]), (name, spec["image"])
+
+
+SECRET = re.compile(r"(PASSWORD|SECRET|ENCRYPTION_KEY)")
+
+
+def test_no_secret_has_a_default_in_the_repository() -> None:
+    text = (ROOT / "docker-compose.yml").read_text()
+    uses = re.findall(r"\$\{([A-Z_]+)(:[?-])?([^}]*)\}", text)
+    secrets = [(name, op) for name, op, _ in uses if SECRET.search(name)]
+    assert {name for name, _ in secrets} >= {
+        "JWT_SECRET",
+        "EXPORT_ENCRYPTION_KEY",
+        "POSTGRES_PASSWORD",
+        "DRAFT_API_DB_PASSWORD",
+    }
+    assert [s for s in secrets if s[1] != ":?"] == []
+    generator = (ROOT / "deploy" / "kafka" / "compose-env.sh").read_text()
+    for name, _ in secrets:
+        assert name in generator, f"compose-env.sh does not generate {name}"
 
 
 def test_migrations_run_as_the_schema_owner_of_each_service() -> None:

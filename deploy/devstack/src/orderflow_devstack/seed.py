@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -94,18 +95,35 @@ def seed_demo(stack: Stack) -> None:
     """Idempotent: does nothing when the demo org already has an active dropzone."""
     cfg = stack.cfg
     sftp = stack.sftp_info()
-    headers = {"Authorization": f"Bearer {stack.token()}"}
-    with httpx.Client(
-        base_url=f"http://127.0.0.1:{cfg.ports['gateway']}", headers=headers, timeout=30
-    ) as http:
+    seed_demo_at(
+        gateway_url=f"http://127.0.0.1:{cfg.ports['gateway']}",
+        token=stack.token(),
+        sftp={**sftp, "private_key": Path(sftp["private_key_path"]).read_text()},
+        connector_known=lambda: connector_known_to_draft_api(stack),
+        say=stack.say,
+    )
+
+
+def seed_demo_at(
+    *,
+    gateway_url: str,
+    token: str,
+    sftp: dict[str, Any],
+    connector_known: Callable[[], bool],
+    say: Callable[[str], None],
+) -> None:
+    """The demo org's dropzone connection and READY drafts through a gateway (the local
+    stack's or compose's). `sftp`: host, port, username, host_key_fingerprint and
+    private_key as the export-service reaches the dropzone. Idempotent."""
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=gateway_url, headers=headers, timeout=30) as http:
         existing = _items(_check(http.get("/erp-connections"), "GET /erp-connections"))
         if any(
             item.get("connector_type") == "sftp_dropzone" and item.get("is_active")
             for item in existing
         ):
-            stack.say("seed: demo org already seeded")
+            say("seed: demo org already seeded")
             return
-        private_key = Path(sftp["private_key_path"]).read_text()
         connection = {
             "name": "Demo ERP dropzone",
             "connector_type": "sftp_dropzone",
@@ -113,19 +131,19 @@ def seed_demo(stack: Stack) -> None:
             "file_format": "csv",
             "file_name_template": "{external_ref}_{export_id}",
             "sftp": {
-                "host": "127.0.0.1",
-                "port": cfg.ports["sftp"],
+                "host": sftp["host"],
+                "port": sftp["port"],
                 "username": sftp["username"],
                 "remote_directory": "/inbox",
                 "host_key_fingerprint": sftp["host_key_fingerprint"],
-                "private_key": private_key,
+                "private_key": sftp["private_key"],
                 "password": None,
             },
         }
         _check(http.post("/erp-connections", json=connection), "POST /erp-connections")
-        stack.say("seed: demo sftp_dropzone connection created")
+        say("seed: demo sftp_dropzone connection created")
         wait_until(
-            lambda: connector_known_to_draft_api(stack),
+            connector_known,
             timeout=60,
             what="seed: draft-api never saw the demo connection (erp_connection.changed)",
             interval=0.25,
@@ -137,4 +155,4 @@ def seed_demo(stack: Stack) -> None:
             )
             if validated.get("status") != "READY":
                 raise StackError(f"seed: demo draft {draft['id']} did not validate: {validated}")
-        stack.say(f"seed: {len(DEMO_DRAFTS)} READY drafts created")
+        say(f"seed: {len(DEMO_DRAFTS)} READY drafts created")
