@@ -40,11 +40,14 @@ def _acls_apply(_args: argparse.Namespace) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
-    settings = ServiceSettings()
     roles = [r.strip() for r in args.roles.split(",") if r.strip()]
     unknown = sorted(set(roles) - ROLES)
     if unknown:
         print(f"unknown role(s): {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    settings = ServiceSettings()
+    if settings.jwt_secret is None:  # RS256: tokens come from the identity provider
+        print("no JWT_SECRET: this stack verifies tokens of an identity provider", file=sys.stderr)
         return 2
     token = mint_token(
         settings.jwt_secret.get_secret_value(),

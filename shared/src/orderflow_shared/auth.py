@@ -75,7 +75,10 @@ class JwtVerifier:
         self._leeway = leeway_seconds
         self._max_lifetime = settings.jwt_max_lifetime_seconds
         self._max_token_bytes = settings.jwt_max_token_bytes
-        self._secret = settings.jwt_secret.get_secret_value()
+        secret = settings.jwt_secret
+        if self._algorithm == "HS256" and secret is None:
+            raise ValueError("JWT_SECRET is required with HS256 (`make up` makes one per stack)")
+        self._secret = secret.get_secret_value() if secret is not None else ""
         self._jwks: jwt.PyJWKClient | None = None
         if self._algorithm == "RS256":
             if not settings.jwt_jwks_url:

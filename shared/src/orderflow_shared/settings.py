@@ -7,7 +7,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEV_JWT_SECRET = "orderflow-dev-secret-change-me-0123456789abcdef"  # noqa: S105
+#: the shortest HS256 key accepted (RFC 7518 3.2: at least the hash's 256 bits)
+MIN_JWT_SECRET_BYTES = 32
 
 
 class ServiceSettings(BaseSettings):
@@ -58,7 +59,8 @@ class ServiceSettings(BaseSettings):
     kafka_ssl_cafile: str | None = None
 
     jwt_algorithm: Literal["HS256", "RS256"] = "HS256"
-    jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
+    #: the HS256 signing key; no default: `make up` generates one per stack
+    jwt_secret: SecretStr | None = None
     jwt_jwks_url: str | None = None
     jwt_issuer: str = "orderflow"
     jwt_audience: str = "orderflow"
@@ -75,14 +77,12 @@ class ServiceSettings(BaseSettings):
         return self.migration_database_url or self.database_url
 
     @model_validator(mode="after")
-    def _refuse_dev_secret_in_production(self) -> ServiceSettings:
-        if self.orderflow_env == "production":
-            if self.jwt_algorithm == "HS256" and (
-                self.jwt_secret.get_secret_value() == DEV_JWT_SECRET
-            ):
-                raise ValueError("JWT_SECRET must be set to a real secret in production")
-            if self.jwt_algorithm == "RS256" and not self.jwt_jwks_url:
-                raise ValueError("JWT_JWKS_URL is required with RS256")
+    def _signing_key_for_the_algorithm(self) -> ServiceSettings:
+        """A key that is given must be long enough; that one is given at all is checked
+        where tokens are verified (JwtVerifier): commands such as `migrate` need none."""
+        secret = self.jwt_secret
+        if secret is not None and len(secret.get_secret_value().encode()) < MIN_JWT_SECRET_BYTES:
+            raise ValueError(f"JWT_SECRET must be at least {MIN_JWT_SECRET_BYTES} bytes")
         return self
 
     @model_validator(mode="after")

@@ -8,13 +8,25 @@ from pathlib import Path
 import jwt
 import pytest
 from orderflow_devstack.components import StackError, render_template
-from orderflow_devstack.config import DEFAULT_PORTS, StackConfig, chroot_safe
+from orderflow_devstack.config import (
+    DEFAULT_PORTS,
+    EXPORT_WORKER_BASE_PORT,
+    ROLE_PORTS,
+    StackConfig,
+    chroot_safe,
+)
 from orderflow_devstack.tokens import mint
 
 
 def test_ports_are_the_dev_defaults_plus_the_offset(tmp_path: Path) -> None:
     cfg = StackConfig.from_env(state_dir=tmp_path, port_offset=10000)
-    assert cfg.ports == {name: port + 10000 for name, port in DEFAULT_PORTS.items()}
+    defaults = {
+        **DEFAULT_PORTS,
+        **ROLE_PORTS,
+        **{f"export-worker-{n}": EXPORT_WORKER_BASE_PORT + n for n in (1, 2)},
+    }
+    assert cfg.ports == {name: port + 10000 for name, port in defaults.items()}
+    assert len(set(cfg.ports.values())) == len(cfg.ports)  # no two processes share a port
     assert cfg.redis_url == "redis://127.0.0.1:16379/0"
     assert cfg.gateway_url == "http://localhost:18000"
 
@@ -62,3 +74,32 @@ def test_tokens_carry_the_documented_claims() -> None:
     )
     assert (claims["sub"], claims["org_id"], claims["roles"]) == ("u-9", "acme", ["approver"])
     assert claims["exp"] > claims["iat"]
+
+
+def test_every_role_is_a_process_with_its_own_port_and_export_workers_scale(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EXPORT_WORKERS", "4")
+    cfg = StackConfig.from_env(state_dir=tmp_path, port_offset=0)
+    assert cfg.processes_of("export-service") == [
+        "export-service",
+        "export-service-relay",
+        "export-service-consumer",
+        *(f"export-worker-{n}" for n in range(1, 5)),
+    ]
+    assert cfg.processes_of("audit-service") == ["audit-service", "audit-service-ingest"]
+    env = cfg.service_env("export-service", "export-worker-3")
+    assert env["HTTP_PORT"] == str(EXPORT_WORKER_BASE_PORT + 3)
+    described = cfg.describe()["processes"]
+    assert described["export-worker-4"]["role"] == "worker"
+    assert described["draft-api"]["role"] == "serve"
+    monkeypatch.setenv("EXPORT_WORKERS", "0")
+    with pytest.raises(ValueError, match="EXPORT_WORKERS"):
+        StackConfig.from_env(state_dir=tmp_path)
+
+
+def test_each_stack_signs_its_tokens_with_a_key_of_its_own(tmp_path: Path) -> None:
+    one = StackConfig.from_env(state_dir=tmp_path / "a").secrets()["jwt_secret"]
+    two = StackConfig.from_env(state_dir=tmp_path / "b").secrets()["jwt_secret"]
+    assert one != two and len(one) >= 32
+    assert StackConfig.from_env(state_dir=tmp_path / "a").secrets()["jwt_secret"] == one

@@ -244,9 +244,18 @@ def test_an_rs256_verifier_needs_a_jwks_url() -> None:
         JwtVerifier(ServiceSettings(orderflow_env="test", jwt_algorithm="RS256"))
 
 
-def test_the_dev_secret_is_refused_in_production() -> None:
-    with pytest.raises(ValueError, match="JWT_SECRET"):
-        ServiceSettings(orderflow_env="production")
+def test_hs256_needs_a_signing_key_of_its_own_in_every_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("JWT_SECRET", raising=False)
+    for env in ("development", "test", "production"):
+        with pytest.raises(ValueError, match="JWT_SECRET is required"):
+            JwtVerifier(ServiceSettings(orderflow_env=env))
+    with pytest.raises(ValueError, match="at least 32 bytes"):
+        ServiceSettings(jwt_secret="short-secret")
+    rs256 = ServiceSettings(jwt_algorithm="RS256", jwt_jwks_url="https://idp/jwks")
+    assert rs256.jwt_secret is None
+    JwtVerifier(rs256)  # no signing key: the identity provider's keys verify
 
 
 # --- FastAPI dependencies ------------------------------------------------------------

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from pathlib import Path
 
 from orderflow_shared.settings import ServiceSettings
 from pydantic import Field, SecretStr, model_validator
-
-#: Development-only Fernet key; refused in production like the dev JWT secret.
-DEV_ENCRYPTION_KEY = "b3JkZXJmbG93LWRldi1leHBvcnQta2V5LTAxMjM0NTY="
 
 
 class ExportSettings(ServiceSettings):
     service_name: str = "export-service"
     http_port: int = 8102
 
-    export_encryption_key: SecretStr = SecretStr(DEV_ENCRYPTION_KEY)
+    #: Fernet key of the ERP secrets at rest; no default: `make up` makes one per stack
+    export_encryption_key: SecretStr
     export_storage_dir: Path = Path(".run/storage")
     #: transient delivery errors are retried until this long after the push was recorded
     export_delivery_deadline_seconds: float = Field(default=86_400.0, gt=0)
@@ -47,14 +47,19 @@ class ExportSettings(ServiceSettings):
     inbox_purge_interval_seconds: float = Field(default=3600.0, gt=0)
 
     @model_validator(mode="after")
-    def _refuse_dev_key_in_production(self) -> ExportSettings:
+    def _consistent(self) -> ExportSettings:
         if self.export_backoff_max_seconds < self.export_backoff_base_seconds:
             raise ValueError("EXPORT_BACKOFF_MAX_SECONDS must be >= EXPORT_BACKOFF_BASE_SECONDS")
-        if (
-            self.orderflow_env == "production"
-            and self.export_encryption_key.get_secret_value() == DEV_ENCRYPTION_KEY
-        ):
-            raise ValueError("EXPORT_ENCRYPTION_KEY must be set to a real key in production")
+        for text in self.export_encryption_key.get_secret_value().split(","):
+            try:
+                key = base64.urlsafe_b64decode(text.strip())
+            except (ValueError, binascii.Error):
+                key = b""
+            if len(key) != 32:
+                raise ValueError(
+                    "EXPORT_ENCRYPTION_KEY must be Fernet keys (32 bytes, URL-safe base64),"
+                    " comma-separated"
+                )
         return self
 
     @property
