@@ -15,6 +15,8 @@ SVC ?= $(NAME)
 PYTEST_ARGS ?=
 # minutes-long runs have targets of their own; the tiers deselect them
 QUICK := -m "not slow and not nemesis"
+# the container and cluster tiers bring up stacks of their own (make test-containers/-cluster)
+OWN_STACK_TIERS := --ignore=tests/containers --ignore=tests/cluster
 NEMESIS_SEED ?=
 NEMESIS_MINUTES ?= 10
 NEMESIS_N ?= 1000
@@ -24,6 +26,7 @@ MYPY_PATHS := shared/src services/draft-api/src services/export-service/src \
 .PHONY: help venv install up down clean status token kafka-credentials restart kill psql redis-cli \
 	lint test test-unit test-integration test-e2e bench schemas audit-verify \
 	test-slow test-faults-long test-nemesis
+.PHONY: images compose-up compose-down compose-ps test-containers test-cluster
 
 help:
 	@echo "make up | down | clean | status | token [ROLE=approver] [ORG=demo] | kafka-credentials"
@@ -32,6 +35,9 @@ help:
 	@echo "make psql | redis-cli | install | lint | test | test-unit | test-integration"
 	@echo "make test-e2e | bench | schemas | audit-verify"
 	@echo "make test-slow | test-faults-long | test-nemesis [NEMESIS_SEED=n]   (long runs)"
+	@echo "make images | compose-up [EXPORT_WORKERS=n] | compose-down [CLEAN=1] | compose-ps"
+	@echo "make test-containers   (quickstart + worker SIGKILL against the compose stack)"
+	@echo "make up KAFKA_BROKERS=3 | test-cluster   (three KRaft brokers; one killed under load)"
 
 # the Python environment (uv is installed with pip when absent)
 venv:
@@ -87,7 +93,7 @@ lint: venv
 
 # one pytest run over every tier, so "no tests collected" (exit 5) is never hidden
 test: install lint
-	$(PY) -m pytest tests $(QUICK) $(PYTEST_ARGS)
+	$(PY) -m pytest tests $(QUICK) $(OWN_STACK_TIERS) $(PYTEST_ARGS)
 
 test-unit: venv
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
@@ -100,7 +106,7 @@ test-e2e: install
 
 # the 3-minute SFTP outage and other tests marked slow
 test-slow: install
-	$(PY) -m pytest tests -m slow --timeout=1800 $(PYTEST_ARGS)
+	$(PY) -m pytest tests -m slow $(OWN_STACK_TIERS) --timeout=1800 $(PYTEST_ARGS)
 
 # the fault matrix with N=1000 per scenario (`make test` runs it with N=100)
 test-faults-long: install
@@ -125,3 +131,31 @@ schemas: venv
 # checkpoints (the service's table and the topic audit.checkpoint)
 audit-verify:
 	@$(DEVSTACK) exec audit-service -- $(PY) -m audit_service audit-verify
+
+# --- containers (README "Containers"): docker where an engine answers, else podman ----
+# every image from deploy/docker/*.Dockerfile (local debootstrap base and host-built
+# wheels when there is no registry); prints each image's size
+images:
+	@bash deploy/docker/build-images.sh
+
+# docker-compose.yml: generated secrets (.env), every role its own container, gateway
+# on :8000, then the demo seed; EXPORT_WORKERS=n export-worker containers
+compose-up:
+	@bash deploy/docker/compose.sh up
+
+# CLEAN=1 also removes the volumes and the stack's secrets
+compose-down:
+	@bash deploy/docker/compose.sh down
+
+compose-ps:
+	@bash deploy/docker/compose.sh ps
+
+# the quickstart and an export-worker SIGKILL against a fresh compose stack (brought
+# up and down by the run; minutes, not part of `make test`)
+test-containers: venv
+	$(PY) -m pytest tests/containers --timeout=1800 $(PYTEST_ARGS)
+
+# a broker of three SIGKILLed while pushes arrive (the test stack with KAFKA_BROKERS=3;
+# minutes, not part of `make test`)
+test-cluster: install
+	KAFKA_BROKERS=3 $(PY) -m pytest tests/cluster --timeout=1800 $(PYTEST_ARGS)

@@ -382,6 +382,8 @@ class Redis(Component):
 
 class Kafka(Component):
     name = "kafka"
+    #: KRaft node id; nodes 2.. of a cluster: orderflow_devstack.kafka_cluster.KafkaNode
+    node_id = 1
     ready_timeout = 120.0
     stop_timeout = 30.0
 
@@ -437,7 +439,10 @@ class Kafka(Component):
         write_private(props, self.server_properties(admin_plain=formatted and self._lacks_users()))
         write_private(self.admin_plain_properties, self.admin_plain_config())
         (self.home / "log4j.properties").write_text(LOG4J_PROPERTIES)
+        from orderflow_devstack import kafka_cluster
+
         if formatted:
+            kafka_cluster.check_recorded(self.cfg)
             return
         cluster_id = self._cluster_id()
         scram: list[str] = []
@@ -451,7 +456,7 @@ class Kafka(Component):
                 *self._jvm_flags(),
                 "kafka.tools.StorageTool",
                 "format",
-                "--standalone",
+                *kafka_cluster.format_args(self.cfg),
                 f"--cluster-id={cluster_id}",  # an id may start with "-"
                 "-c",
                 str(props),
@@ -463,6 +468,7 @@ class Kafka(Component):
             secrets=self._passwords(),
         )
         self._record_users(KAFKA_PRINCIPALS)
+        kafka_cluster.record_brokers(self.cfg)
 
     def _passwords(self) -> list[str]:
         return [self.cfg.kafka_password(p) for p in KAFKA_PRINCIPALS]
@@ -558,7 +564,9 @@ class Kafka(Component):
         text = KAFKA_PROPERTIES.format(**values)
         if admin_plain:
             text += KAFKA_ADMIN_PLAIN_PROPERTIES.format(**values)
-        return text
+        from orderflow_devstack import kafka_cluster
+
+        return kafka_cluster.cluster_properties(text, self.cfg, self.node_id, self.data_dir)
 
     def command(self) -> list[str]:
         return [

@@ -335,7 +335,10 @@ class StackConfig:
 
     @property
     def kafka_bootstrap(self) -> str:
-        return f"127.0.0.1:{self.ports['kafka']}"
+        """Every broker of the stack (KAFKA_BROKERS, orderflow_devstack.kafka_cluster)."""
+        from orderflow_devstack.kafka_cluster import bootstrap_servers
+
+        return bootstrap_servers(self)
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from orderflow_devstack import components as c
+from orderflow_devstack import kafka_cluster
 from orderflow_devstack.config import (
     ALL_ROLES,
     DATABASE,
@@ -39,6 +40,7 @@ class Stack:
             "postgres": c.Postgres(cfg),
             "redis": c.Redis(cfg),
             "kafka": c.Kafka(cfg),
+            **kafka_cluster.extra_brokers(cfg),  # KAFKA_BROKERS=3: kafka-2, kafka-3
             "sftp": c.Sftp(cfg),
         }
         for service in SERVICES:
@@ -83,7 +85,7 @@ class Stack:
         self.cfg.state_dir.mkdir(parents=True, exist_ok=True)
         self.cfg.logs_dir.mkdir(parents=True, exist_ok=True)
         self.cfg.secrets()
-        self._start_all(INFRA)
+        self._start_all([*INFRA, *kafka_cluster.extra_broker_names(self.cfg)])
         self.bootstrap_database()
         self.say("postgres: database, schemas and roles in place")
         self.create_topics()
@@ -209,8 +211,9 @@ class Stack:
         """The contract topics (as `admin`, the super user), then the ACL table."""
         env = {
             **self.cfg.kafka_env("admin"),
-            "KAFKA_TOPIC_PARTITIONS": "6",
-            "KAFKA_REPLICATION_FACTOR": "1",
+            # one place for the topic settings: orderflow_devstack.kafka_cluster
+            "KAFKA_TOPIC_PARTITIONS": str(kafka_cluster.topic_policy(self.cfg).partitions),
+            "KAFKA_REPLICATION_FACTOR": str(kafka_cluster.topic_policy(self.cfg).replication),
             "ORDERFLOW_ENV": self.cfg.environment,
         }
         run(
@@ -227,6 +230,7 @@ class Stack:
                 "topics: `python -m orderflow_shared topics create` exited 0 but these "
                 f"topics do not exist: {', '.join(sorted(missing))}"
             )
+        kafka_cluster.reconcile_topics(self.cfg, self.say)  # existing ones checked too
         self.apply_acls()
 
     def apply_acls(self) -> None:
