@@ -16,6 +16,10 @@ orchestrator can scale, probe and restart each role on its own.
 - `container_lifespan(build, close, role_of)`: the lifespan every service's app uses:
   build the container, put it on `app.state.container`, run the role's loops, close.
 - `role_app(title, version, lifespan)`: the small app of a background role.
+- `Wiring(title, distribution, build, close, http, roles)`: a service's wiring in one
+  value; `lifespan(settings, roles)` for its HTTP app (with background roles in the
+  same process, for tests), `role_app(settings, role)` for one role's process.
+- `infra_checks(engine, kafka)`: the readiness checks of Postgres and Kafka.
 - `package_version(distribution)`: the version from package metadata.
 """
 
@@ -24,14 +28,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from fastapi import FastAPI
 
 from orderflow_shared.web import HealthCheck, health_router, metrics_router
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+S = TypeVar("S")
+C = TypeVar("C")
 
 log = logging.getLogger(__name__)
 
@@ -134,3 +144,61 @@ def package_version(distribution: str) -> str:
         return version(distribution)
     except PackageNotFoundError:
         return "0.0.0"
+
+
+def infra_checks(engine: AsyncEngine, kafka: Mapping[str, Any]) -> dict[str, HealthCheck]:
+    """`/readyz` checks of what nearly every role needs: Postgres and Kafka."""
+    from orderflow_shared.db import db_reachable
+    from orderflow_shared.messaging.kafka import kafka_reachable
+
+    options = dict(kafka)
+
+    async def database() -> bool:
+        return await db_reachable(engine)
+
+    async def broker() -> bool:
+        return await kafka_reachable(options)
+
+    return {"database": database, "kafka": broker}
+
+
+@dataclass(frozen=True)
+class Wiring(Generic[S, C]):
+    """How a service is put together: `build(settings) -> container`, `close`, the
+    HTTP role's checks, and the background roles by name."""
+
+    title: str
+    distribution: str
+    build: Callable[[S], C]
+    close: Callable[[C], Awaitable[None]]
+    http: Callable[[C], Role]
+    roles: Mapping[str, Callable[[C], Role]]
+
+    @property
+    def version(self) -> str:
+        return package_version(self.distribution)
+
+    def lifespan(
+        self, settings: S, roles: Iterable[str] = ()
+    ) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
+        """The HTTP app's lifespan; the background `roles` named run in it too."""
+        names = tuple(roles)
+        unknown = set(names) - set(self.roles)
+        if unknown:
+            raise ValueError(f"unknown role(s) {sorted(unknown)}; known: {sorted(self.roles)}")
+
+        def role_of(container: C) -> Role:
+            role = self.http(container)
+            for name in names:
+                role = role.merge(self.roles[name](container))
+            return role
+
+        return container_lifespan(lambda: self.build(settings), self.close, role_of)
+
+    def role_app(self, settings: S, role: str) -> FastAPI:
+        """One background role in its own process: health and metrics only."""
+        return role_app(
+            f"{self.title} {role}",
+            self.version,
+            container_lifespan(lambda: self.build(settings), self.close, self.roles[role]),
+        )

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
+from orderflow_shared.runtime import Wiring
 from orderflow_shared.service_cli import ServiceCli
 
 SERVICES = {
@@ -19,7 +20,7 @@ SERVICES = {
     "audit_service": "orderflow-audit-service",
 }
 ROOT = Path(__file__).resolve().parents[3]
-WIRING = ("build", "close", "make_app", "make_role_app", "configure", "ROLES")
+WIRING = ("build", "close", "make_app", "make_role_app", "configure", "ROLES", "WIRING")
 
 
 def source(package: str, *parts: str) -> Path:
@@ -38,6 +39,9 @@ def test_bootstrap_offers_the_same_wiring(package: str) -> None:
     assert bootstrap.ROLES, package
     assert all(callable(role) for role in bootstrap.ROLES.values())
     assert bootstrap.DISTRIBUTION == SERVICES[package]
+    assert isinstance(bootstrap.WIRING, Wiring) and bootstrap.WIRING.roles is bootstrap.ROLES
+    with pytest.raises(ValueError, match="unknown role"):
+        bootstrap.WIRING.lifespan(object(), ["no-such-role"])
 
 
 @pytest.mark.parametrize("package", SERVICES)

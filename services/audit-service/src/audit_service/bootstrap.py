@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from fastapi import FastAPI
 from orderflow_shared.auth import JwtVerifier
 from orderflow_shared.contracts.topics import DEAD_LETTER_TOPIC
-from orderflow_shared.db import db_reachable, make_engine, make_session_factory
+from orderflow_shared.db import make_engine, make_session_factory
 from orderflow_shared.logging import configure_logging
 from orderflow_shared.messaging.consumer import ConsumerRunner
-from orderflow_shared.messaging.kafka import client_options, kafka_reachable
-from orderflow_shared.runtime import Role, container_lifespan, package_version, role_app
-from orderflow_shared.web import HealthCheck, make_service_app
+from orderflow_shared.messaging.kafka import client_options
+from orderflow_shared.runtime import Role, Wiring, infra_checks
+from orderflow_shared.web import make_service_app
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from audit_service.adapters.kafka import LagProbe, RawRecordConsumer
@@ -108,16 +108,8 @@ def build_ingest(container: Container) -> Ingest:
     )
 
 
-def _base_checks(container: Container) -> dict[str, HealthCheck]:
-    settings, engine = container.settings, container.engine
-    return {
-        "database": lambda: db_reachable(engine),
-        "kafka": lambda: kafka_reachable(client_options(settings)),
-    }
-
-
 def http_role(container: Container) -> Role:
-    return Role(checks=_base_checks(container))
+    return Role(checks=infra_checks(container.engine, client_options(container.settings)))
 
 
 def ingest_role(container: Container) -> Role:
@@ -127,34 +119,24 @@ def ingest_role(container: Container) -> Role:
     async def lag(stop: asyncio.Event) -> None:
         await ingest.lag.run(stop, interval)
 
+    checks = infra_checks(container.engine, client_options(container.settings))
     return Role(
         {"events": ingest.events.run, "dead-letters": ingest.dead_letters.run, "lag": lag},
-        {**_base_checks(container), "consumer": ingest.events.ready},
+        {**checks, "consumer": ingest.events.ready},
     )
 
 
 ROLES: dict[str, Callable[[Container], Role]] = {"ingest": ingest_role}
-
-
-def _roles(container: Container, names: Iterable[str], first: Role) -> Role:
-    role = first
-    for name in names:
-        role = role.merge(ROLES[name](container))
-    return role
+WIRING = Wiring(TITLE, DISTRIBUTION, build, close, http_role, ROLES)
 
 
 def make_app(settings: AuditSettings | None = None, *, roles: Iterable[str] = ()) -> FastAPI:
     """The HTTP API; the background `roles` named run in the same process."""
     settings = settings or AuditSettings()
-    names = tuple(roles)
     app = make_service_app(
         TITLE,
-        package_version(DISTRIBUTION),
-        lifespan=container_lifespan(
-            lambda: build(settings),
-            close,
-            lambda container: _roles(container, names, http_role(container)),
-        ),
+        WIRING.version,
+        lifespan=WIRING.lifespan(settings, roles),
         service=settings.service_name,
         verifier=JwtVerifier(settings),
         cors_allowed_origins=settings.cors_allowed_origins,
@@ -166,11 +148,7 @@ def make_app(settings: AuditSettings | None = None, *, roles: Iterable[str] = ()
 
 def make_role_app(settings: AuditSettings, role: str) -> FastAPI:
     """One background role in its own process: health and metrics only."""
-    return role_app(
-        f"{TITLE} {role}",
-        package_version(DISTRIBUTION),
-        container_lifespan(lambda: build(settings), close, ROLES[role]),
-    )
+    return WIRING.role_app(settings, role)
 
 
 def configure(settings: AuditSettings) -> None:

@@ -15,11 +15,11 @@ from datetime import UTC, datetime, timedelta
 
 from fastapi import FastAPI
 from orderflow_shared.auth import JwtVerifier
-from orderflow_shared.db import db_reachable, make_engine, make_session_factory
+from orderflow_shared.db import make_engine, make_session_factory
 from orderflow_shared.logging import configure_logging
-from orderflow_shared.messaging.kafka import client_options, kafka_reachable
+from orderflow_shared.messaging.kafka import client_options
 from orderflow_shared.messaging.outbox import OutboxRelay
-from orderflow_shared.runtime import Role, container_lifespan, package_version, role_app
+from orderflow_shared.runtime import Role, Wiring, infra_checks
 from orderflow_shared.web import HealthCheck, make_service_app
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -132,11 +132,7 @@ async def close(container: Container) -> None:
 
 
 def _base_checks(container: Container) -> dict[str, HealthCheck]:
-    settings, engine = container.settings, container.engine
-    return {
-        "database": lambda: db_reachable(engine),
-        "kafka": lambda: kafka_reachable(client_options(settings)),
-    }
+    return infra_checks(container.engine, client_options(container.settings))
 
 
 def http_role(container: Container) -> Role:
@@ -183,27 +179,16 @@ ROLES: dict[str, Callable[[Container], Role]] = {
     "consume": consume_role,
     "worker": worker_role,
 }
-
-
-def _roles(container: Container, names: Iterable[str], first: Role) -> Role:
-    role = first
-    for name in names:
-        role = role.merge(ROLES[name](container))
-    return role
+WIRING = Wiring(TITLE, DISTRIBUTION, build, close, http_role, ROLES)
 
 
 def make_app(settings: ExportSettings | None = None, *, roles: Iterable[str] = ()) -> FastAPI:
     """The HTTP API; the background `roles` named run in the same process."""
     settings = settings or ExportSettings()
-    names = tuple(roles)
     app = make_service_app(
         TITLE,
-        package_version(DISTRIBUTION),
-        container_lifespan(
-            lambda: build(settings),
-            close,
-            lambda container: _roles(container, names, http_role(container)),
-        ),
+        WIRING.version,
+        WIRING.lifespan(settings, roles),
         service=settings.service_name,
         verifier=JwtVerifier(settings),
         cors_allowed_origins=settings.cors_allowed_origins,
@@ -216,11 +201,7 @@ def make_app(settings: ExportSettings | None = None, *, roles: Iterable[str] = (
 
 def make_role_app(settings: ExportSettings, role: str) -> FastAPI:
     """One background role in its own process: health and metrics only."""
-    return role_app(
-        f"{TITLE} {role}",
-        package_version(DISTRIBUTION),
-        container_lifespan(lambda: build(settings), close, ROLES[role]),
-    )
+    return WIRING.role_app(settings, role)
 
 
 def configure(settings: ExportSettings) -> None:
