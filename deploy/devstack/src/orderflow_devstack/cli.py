@@ -81,7 +81,7 @@ def _dispatch(args: argparse.Namespace, cfg: StackConfig, stack: Stack) -> int:
         say(f"removed {cfg.state_dir}")
     elif command == "status":
         for name, state in stack.status().items():
-            print(f"{name:<16} {state}")
+            print(f"{name:<24} {state}")
     elif command == "token":
         roles = [role.strip() for role in args.roles.split(",") if role.strip()]
         print(stack.token(roles=roles, org=args.org, sub=args.sub))

@@ -20,7 +20,15 @@ from orderflow_devstack.config import (
     SERVICES,
     StackConfig,
 )
-from orderflow_devstack.procs import StackError, port_open, run, wait_until
+from orderflow_devstack.procs import (
+    StackError,
+    group_alive,
+    port_open,
+    read_pid,
+    run,
+    stop_group,
+    wait_until,
+)
 from orderflow_devstack.tokens import mint
 
 INFRA = ("postgres", "redis", "kafka", "sftp")
@@ -110,7 +118,22 @@ class Stack:
             if component.is_running():
                 component.stop()
                 self.say(f"{name}: stopped")
+        self._stop_strays()
         self.wait_ports_closed()
+
+    def _stop_strays(self) -> None:
+        """Stop processes an earlier `up` started that this layout lacks (export-worker-3
+        of a run with EXPORT_WORKERS=3)."""
+        if not self.cfg.pids_dir.is_dir():
+            return
+        for pid_file in sorted(self.cfg.pids_dir.glob("export-worker-*.pid")):
+            if pid_file.stem in self.components:
+                continue
+            pid = read_pid(pid_file)
+            if pid is not None and group_alive(pid):
+                stop_group(pid)
+                self.say(f"{pid_file.stem}: stopped (not in this layout)")
+            pid_file.unlink(missing_ok=True)
 
     def wait_ports_closed(self, timeout: float = 20) -> None:
         ports = [p for key, p in self.cfg.ports.items() if key != "kafka-controller"]
