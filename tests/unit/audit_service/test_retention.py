@@ -10,7 +10,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from audit_service.adapters.signing import Signer, Verifier, generate_private_key, load_private_key
+from audit_service.adapters.signing import (
+    Signer,
+    Verifier,
+    generate_private_key,
+    load_private_key,
+)
 from audit_service.domain.checkpoint import ChainPosition
 from audit_service.domain.entry import AuditEntry, chain
 from audit_service.domain.retention import (

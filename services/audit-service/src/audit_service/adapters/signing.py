@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from audit_service.domain.checkpoint import ChainPosition, Checkpoint, Kind, signed_bytes
+from audit_service.settings import AuditSettings
 
 
 class SigningKeyError(ValueError):
@@ -116,3 +117,18 @@ class Verifier:
         except (InvalidSignature, ValueError, binascii.Error):
             return False
         return True
+
+
+def signer_of(settings: AuditSettings) -> Signer | None:
+    if settings.audit_signing_key is None:
+        return None
+    return Signer(load_private_key(settings.audit_signing_key.get_secret_value()))
+
+
+def verifier_of(settings: AuditSettings) -> Verifier | None:
+    """The trusted public keys (the signing key's and AUDIT_TRUSTED_KEYS); None if none."""
+    keys = [load_public_key(k) for k in settings.audit_trusted_keys.split(",") if k.strip()]
+    signer = signer_of(settings)
+    if signer is not None:
+        keys.append(signer.public_key)
+    return Verifier(keys) if keys else None

@@ -15,6 +15,7 @@ from orderflow_shared.auth import Principal, require_roles
 from orderflow_shared.web import error_responses
 from pydantic import BaseModel, Field
 
+from audit_service.adapters.signing import verifier_of
 from audit_service.domain.query import (
     CURSOR_PATTERN,
     DEFAULT_LIMIT,
@@ -25,7 +26,6 @@ from audit_service.domain.query import (
 )
 from audit_service.domain.verification import ChainReport, StoredEntry
 from audit_service.entrypoints.ingest import VERIFICATION_FAILURES
-from audit_service.entrypoints.retention import verifier_of
 from audit_service.entrypoints.retention_http import retention_router
 from audit_service.service_layer.ports import UnitOfWork
 from audit_service.service_layer.queries import list_entries

@@ -28,12 +28,7 @@ from prometheus_client import Counter, Gauge
 from audit_service.adapters import checkpoint_topic
 from audit_service.adapters.archive_files import ArchiveDir, ArchiveDirError
 from audit_service.adapters.repository import SqlUnitOfWork
-from audit_service.adapters.signing import (
-    Signer,
-    Verifier,
-    load_private_key,
-    load_public_key,
-)
+from audit_service.adapters.signing import signer_of, verifier_of
 from audit_service.domain.checkpoint import Checkpoint
 from audit_service.service_layer.checkpoints import SealResult, seal_heads
 from audit_service.service_layer.retention import OrgRetention, PauseHook, retain_all
@@ -91,21 +86,6 @@ def _since(job: str) -> float:
 def _register_age_gauges() -> None:
     CHECKPOINT_AGE.set_function(lambda: _since("checkpoints"))
     RETENTION_AGE.set_function(lambda: _since("retention"))
-
-
-def signer_of(settings: AuditSettings) -> Signer | None:
-    if settings.audit_signing_key is None:
-        return None
-    return Signer(load_private_key(settings.audit_signing_key.get_secret_value()))
-
-
-def verifier_of(settings: AuditSettings) -> Verifier | None:
-    """The trusted public keys (the signing key's and AUDIT_TRUSTED_KEYS); None if none."""
-    keys = [load_public_key(k) for k in settings.audit_trusted_keys.split(",") if k.strip()]
-    signer = signer_of(settings)
-    if signer is not None:
-        keys.append(signer.public_key)
-    return Verifier(keys) if keys else None
 
 
 def pause_hook(settings: AuditSettings) -> PauseHook:
