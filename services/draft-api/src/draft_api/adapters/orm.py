@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from orderflow_shared.enum_check import enum_check
 from orderflow_shared.messaging.inbox import inbox_table
 from orderflow_shared.messaging.outbox import outbox_table
 from sqlalchemy import (
     Boolean,
-    CheckConstraint,
     Column,
     DateTime,
     ForeignKey,
@@ -25,9 +25,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
+from draft_api.domain.model import DraftStatus, ExportStatus
+
 SCHEMA = "draft"
-STATUSES = ("NEW", "READY", "NEEDS_REVIEW", "APPROVED", "PUSHING", "PUSHED", "ERROR")
-EXPORT_STATUSES = ("in_progress", "SENT", "FAILED")
 
 
 @dataclass(frozen=True)
@@ -40,10 +40,6 @@ class Tables:
     erp_connector: Table
     outbox: Table
     inbox: Table
-
-
-def _in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
 def build_tables() -> Tables:
@@ -66,7 +62,7 @@ def build_tables() -> Tables:
         Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         Column("current_export_id", UUID(as_uuid=True)),
-        CheckConstraint(_in("status", STATUSES), name="ck_draft_order_status"),
+        enum_check("status", DraftStatus, name="ck_draft_order_status"),
         Index("ix_draft_order_org_created", "org_id", "created_at"),
         Index("ix_draft_order_org_status", "org_id", "status"),
         Index("ix_draft_order_org_external_ref", "org_id", "external_ref"),
@@ -107,7 +103,7 @@ def build_tables() -> Tables:
         Column("requested_at", DateTime(timezone=True), nullable=False),
         Column("finished_at", DateTime(timezone=True)),
         UniqueConstraint("draft_id", "attempt", name="uq_push_attempt_draft_attempt"),
-        CheckConstraint(_in("status", EXPORT_STATUSES), name="ck_push_attempt_status"),
+        enum_check("status", ExportStatus, name="ck_push_attempt_status"),
     )
     idempotency_key = Table(
         "idempotency_key",

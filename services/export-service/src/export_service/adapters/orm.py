@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from orderflow_shared.enum_check import enum_check
 from orderflow_shared.messaging.inbox import inbox_table
 from orderflow_shared.messaging.outbox import outbox_table
 from sqlalchemy import (
     BigInteger,
     Boolean,
-    CheckConstraint,
     Column,
     DateTime,
     Index,
@@ -21,8 +21,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
+from export_service.domain.circuit import CircuitState
+from export_service.domain.connection import ConnectorType
+from export_service.domain.export import ExportStatus
+
 SCHEMA = "export"
-EXPORT_STATUSES = ("PENDING", "DELIVERING", "SENT", "FAILED")
 
 
 @dataclass(frozen=True)
@@ -49,10 +52,7 @@ def make_tables() -> Tables:
         Column("secrets_ciphertext", Text, nullable=True),
         Column("created_at", DateTime(timezone=True), nullable=False),
         Column("updated_at", DateTime(timezone=True), nullable=False),
-        CheckConstraint(
-            "connector_type IN ('sftp_dropzone', 'local_dropzone')",
-            name="ck_erp_connection_type",
-        ),
+        enum_check("connector_type", ConnectorType, name="ck_erp_connection_type"),
         Index("ix_erp_connection_org", "org_id"),
         Index(
             "uq_erp_connection_one_active_per_org",
@@ -85,9 +85,7 @@ def make_tables() -> Tables:
         Column("created_at", DateTime(timezone=True), nullable=False),
         Column("sent_at", DateTime(timezone=True), nullable=True),
         Column("deliver_by", DateTime(timezone=True), nullable=True),
-        CheckConstraint(
-            "status IN ('PENDING', 'DELIVERING', 'SENT', 'FAILED')", name="ck_erp_export_status"
-        ),
+        enum_check("status", ExportStatus, name="ck_erp_export_status"),
         Index("ix_erp_export_draft", "draft_order_id"),
         Index("ix_erp_export_org_created", "org_id", "created_at"),
         Index(
@@ -141,8 +139,6 @@ def make_circuit_table(metadata: MetaData) -> Table:
         Column("probe_export_id", UUID(as_uuid=True), nullable=True),
         Column("probe_expires_at", DateTime(timezone=True), nullable=True),
         Column("last_error_code", Text, nullable=True),
-        CheckConstraint(
-            "state IN ('closed', 'open', 'half_open')", name="ck_erp_connection_circuit_state"
-        ),
+        enum_check("state", CircuitState, name="ck_erp_connection_circuit_state"),
         Index("ix_erp_connection_circuit_org", "org_id"),
     )
