@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from fastapi import FastAPI
 
+from orderflow_shared.timing import backoff, sleep_or_stop
 from orderflow_shared.web import HealthCheck, health_router, metrics_router
 
 if TYPE_CHECKING:
@@ -64,20 +65,23 @@ class Role:
 
 
 async def supervised(name: str, run: Runner, stop: asyncio.Event) -> None:
-    """Keep a loop alive until `stop`: a crash is logged and the loop restarted."""
-    delay = RESTART_DELAY_SECONDS
+    """Keep a loop alive until `stop`: a crash is logged and the loop restarted after
+    `backoff` (from RESTART_DELAY_SECONDS, doubling per crash in a row)."""
+    crashes = 0
     while not stop.is_set():
         try:
             await run(stop)
         except asyncio.CancelledError:
             raise
         except Exception:
+            crashes += 1
+            delay = backoff(
+                crashes, base=RESTART_DELAY_SECONDS, cap=MAX_RESTART_DELAY_SECONDS, jitter=False
+            )
             log.exception("%s crashed; restarting in %.1fs", name, delay)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=delay)
-            delay = min(delay * 2, MAX_RESTART_DELAY_SECONDS)
+            await sleep_or_stop(stop, delay)
         else:
-            delay = RESTART_DELAY_SECONDS
+            crashes = 0
 
 
 @contextlib.asynccontextmanager

@@ -25,7 +25,7 @@ SOURCES = [
 OWN = {ROOT / "shared/src/orderflow_shared/timing.py"}
 #: Being rewired by the coordinator (issue 11, process roles): drop from this set when
 #: runtime.py's restart delay uses backoff()/sleep_or_stop().
-PENDING = {ROOT / "shared/src/orderflow_shared/runtime.py"}
+PENDING: set[Path] = set()
 
 
 def test_backoff_doubles_from_base_to_cap() -> None:

@@ -8,6 +8,7 @@ delivers them), `make_app(settings, roles=())` for the HTTP API and
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from orderflow_shared.db import make_engine, make_session_factory
 from orderflow_shared.logging import configure_logging
 from orderflow_shared.messaging.kafka import client_options
 from orderflow_shared.messaging.outbox import OutboxRelay
+from orderflow_shared.notify import Notifier, listen
 from orderflow_shared.runtime import Role, Wiring, infra_checks
 from orderflow_shared.web import HealthCheck, make_service_app
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -41,6 +43,9 @@ from export_service.settings import ExportSettings
 log = logging.getLogger(__name__)
 DISTRIBUTION = "orderflow-export-service"
 TITLE = "OrderFlow export-service"
+#: `consume` announces newly recorded exports here; each `worker` listens (and still
+#: polls every EXPORT_POLL_INTERVAL_SECONDS for retries that fall due)
+EXPORTS_DUE_CHANNEL = "export_exports_due"
 
 
 def utc_now() -> datetime:
@@ -154,12 +159,18 @@ def relay_role(container: Container) -> Role:
 
 def consume_role(container: Container) -> Role:
     s = container.settings
+    notify = Notifier(container.engine, EXPORTS_DUE_CHANNEL)
+
+    def on_due() -> None:
+        container.worker.wake()  # a worker in this process (tests, one-process runs)
+        notify()  # the `worker` processes
+
     consumer = make_consumer(
         client_options(s),
         make_push_handler(
             container.uow_factory,
             container.clock,
-            container.worker.wake,
+            on_due,
             deadline=timedelta(seconds=s.export_delivery_deadline_seconds),
         ),
     )
@@ -168,8 +179,13 @@ def consume_role(container: Container) -> Role:
 
 def worker_role(container: Container) -> Role:
     worker = container.worker
+    url = container.settings.database_url
+
+    async def woken(stop: asyncio.Event) -> None:
+        await listen(url, EXPORTS_DUE_CHANNEL, worker.wake, stop)
+
     return Role(
-        {"delivery-worker": worker.run},
+        {"delivery-worker": worker.run, "due-listener": woken},
         {"database": _base_checks(container)["database"], "worker": worker.ready},
     )
 
