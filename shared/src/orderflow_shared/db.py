@@ -23,6 +23,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from orderflow_shared import tracing
+
 _log = logging.getLogger(__name__)
 
 
@@ -60,7 +62,9 @@ def make_engine(url: str, pool_size: int = 20, **kwargs: Any) -> AsyncEngine:
         "pool_recycle": 1800,
     }
     options.update(kwargs)
-    return create_async_engine(async_url(url), **options)
+    engine = create_async_engine(async_url(url), **options)
+    tracing.instrument_engine(engine)  # SQL spans, when this process exports traces
+    return engine
 
 
 def make_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

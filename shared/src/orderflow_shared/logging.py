@@ -3,7 +3,10 @@
 - `configure_logging(service: str, level: str = "INFO") -> None`: one JSON object per
   line on stderr with `timestamp`, `level`, `service`, `event`, plus bound context.
   A processor redacts keys that look secret (password, private_key, secret, token,
-  authorization) anywhere in the event dict.
+  authorization) anywhere in the event dict. Lines written while a span is active
+  carry its `trace_id` and `span_id`. It also sets up tracing for the process
+  (`orderflow_shared.tracing.configure_tracing`, once), since every service and role
+  process calls it first.
 - `get_logger(name) -> structlog BoundLogger`.
 
 Records of plain `logging` loggers (uvicorn, aiokafka, this package) go through the
@@ -19,6 +22,8 @@ from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
+
+from orderflow_shared import tracing
 
 REDACTED = "[REDACTED]"
 _SECRET_KEY = re.compile(
@@ -86,6 +91,7 @@ def configure_logging(service: str, level: str = "INFO", stream: Any = None) -> 
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
         _add_service(service),
+        tracing.add_trace_ids,
     ]
     structlog.configure(
         processors=[
@@ -116,6 +122,7 @@ def configure_logging(service: str, level: str = "INFO", stream: Any = None) -> 
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
+    tracing.configure_tracing(service)
 
 
 def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:

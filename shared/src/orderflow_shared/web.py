@@ -27,7 +27,9 @@
   is a sane token, else a new UUID); the id is bound into the structlog context of the
   request so every log line of it can be found.
 - `make_service_app(title, version, lifespan, checks, ...)`: a FastAPI app with all of
-  the above installed (and auth, when a verifier is given).
+  the above installed (and auth, when a verifier is given), traced with OpenTelemetry
+  (`orderflow_shared.tracing.instrument_app`: a server span per request that continues
+  the caller's `traceparent`).
 - `PatchIn`: base of PATCH bodies; a field left out stays as it is, an explicit `null`
   is a 422 naming the field unless the model lists it in `nullable_fields` (and the
   published schema says which fields take null).
@@ -66,6 +68,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from orderflow_shared import tracing
 from orderflow_shared.auth import JwtVerifier, install_auth
 from orderflow_shared.preconditions import (
     Preconditions,
@@ -1159,4 +1162,5 @@ def make_service_app(
     _tighten_openapi(app)
     if verifier is not None:
         install_auth(app, verifier)
+    tracing.instrument_app(app)
     return app

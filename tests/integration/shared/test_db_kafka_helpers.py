@@ -21,6 +21,7 @@ from orderflow_shared.messaging.inbox import (
 )
 from orderflow_shared.messaging.kafka import ensure_topics, kafka_reachable
 from orderflow_shared.messaging.outbox import (
+    add_outbox_trace_context,
     create_outbox_table,
     drop_outbox_table,
     outbox_table,
@@ -84,6 +85,7 @@ async def test_the_alembic_helpers_create_and_drop_the_tables(backbone: Backbone
     def upgrade(conn: Connection) -> dict[str, list[str]]:
         ops = Operations(MigrationContext.configure(conn))
         create_outbox_table(ops, schema)
+        add_outbox_trace_context(ops, schema)  # the services' later migrations
         create_inbox_table(ops, schema)
         inspector = inspect(conn)
         found: dict[str, list[str]] = {
@@ -113,6 +115,7 @@ async def test_the_alembic_helpers_create_and_drop_the_tables(backbone: Backbone
         "payload",
         "created_at",
         "published_at",
+        "trace_context",
     ]
     assert f"ix_{schema}_outbox_unpublished" in found["indexes"]
     assert found["after_drop"] == []

@@ -378,6 +378,9 @@ class StackConfig:
             env["EXPORT_SFTP_ALLOW_PRIVATE_TARGETS"] = "true"
             if self.environment == "test":
                 env.update(delivery_env_for_tests())
+        from orderflow_devstack import monitoring
+
+        env.update(monitoring.tracing_env(self))  # spans to the stack's Zipkin, if it runs
         if service == "audit-service":
             env["AUDIT_SIGNING_KEY"] = values["audit_signing_key"]
             env["AUDIT_ARCHIVE_DIR"] = str(self.audit_archive_dir)
@@ -431,6 +434,7 @@ class StackConfig:
             "storage_dir": str(self.storage_dir),
             "sftp": sftp or {},
             "secrets_file": str(self.secrets_file),
+            "monitoring": _monitoring(self),
             "logs_dir": str(self.logs_dir),
         }
 
@@ -440,3 +444,9 @@ class StackConfig:
         tmp.write_text(json.dumps(self.describe(sftp), indent=2) + "\n")
         tmp.chmod(0o600)
         tmp.replace(self.stack_file)
+
+
+def _monitoring(cfg: StackConfig) -> dict[str, Any]:
+    from orderflow_devstack import monitoring
+
+    return monitoring.describe(cfg)

@@ -244,3 +244,6 @@ def install_all(*, python: bool = True) -> None:
     if python:
         sync_python(repo_root)
     fetch_kafka(repo_root)
+    from orderflow_devstack import monitoring  # (imports the components, which import this)
+
+    monitoring.fetch_zipkin()  # `make up MONITORING=1` and the test stack run it

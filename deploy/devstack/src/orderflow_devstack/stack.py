@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from orderflow_devstack import components as c
-from orderflow_devstack import kafka_cluster
+from orderflow_devstack import kafka_cluster, monitoring
 from orderflow_devstack.config import (
     ALL_ROLES,
     DATABASE,
@@ -56,6 +56,7 @@ class Stack:
         for process, (service, role) in cfg.role_processes.items():
             self.components[process] = c.SERVICE_COMPONENTS[service](cfg, process, role)
         self.components["gateway"] = c.Gateway(cfg)
+        self.components.update(monitoring.components(cfg))  # MONITORING=1: zipkin, prometheus
 
     @property
     def apps(self) -> list[str]:
@@ -93,7 +94,13 @@ class Stack:
         self.cfg.state_dir.mkdir(parents=True, exist_ok=True)
         self.cfg.logs_dir.mkdir(parents=True, exist_ok=True)
         self.cfg.secrets()
-        self._start_all([*INFRA, *kafka_cluster.extra_broker_names(self.cfg)])
+        self._start_all(
+            [
+                *INFRA,
+                *kafka_cluster.extra_broker_names(self.cfg),
+                *(n for n in monitoring.MONITORING_PORTS if n in self.components),
+            ]
+        )
         self.bootstrap_database()
         self.say("postgres: database, schemas and roles in place")
         self.create_topics()
@@ -307,6 +314,7 @@ class Stack:
             f"  dropzone files   {self.cfg.inbox_dir}",
             f"  logs             {self.cfg.logs_dir}",
             f"  stack.json       {self.cfg.stack_file}",
+            *monitoring.banner_lines(self.cfg),
             "",
             *self.integration_credentials(),
             "",

@@ -30,6 +30,12 @@ partition}` (`CONSUMER_LAG`, the partition's last stable offset minus the positi
 each partition it holds, and drops the partitions it gives up (`report_lag=False` turns
 this off).
 
+Tracing: each handed record gets a CONSUMER span (`process <topic>`) that continues
+the record's `traceparent` (a new trace when it has none) and ends when the batch is
+committed (as an error when the handler raised). The handler gets envelopes whose
+`traceparent` names that span: it continues the trace per event with
+`orderflow_shared.tracing.attached(envelope_carrier(envelope))`.
+
 Rebalances: a batch is handled and committed under a lock that the revoke callback
 also takes, so a revoke waits for the batch in flight; records of partitions that
 are no longer assigned are dropped unhandled (their new owner reads them from the
@@ -39,6 +45,7 @@ committed offset).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -48,6 +55,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from prometheus_client import Counter, Gauge
 
+from orderflow_shared import tracing
 from orderflow_shared.contracts.topics import DEAD_LETTER_TOPIC
 from orderflow_shared.messaging.envelope import Envelope, EnvelopeError
 from orderflow_shared.messaging.kafka import KafkaOptions, make_idempotent_producer
@@ -277,11 +285,15 @@ class ConsumerRunner:
                     poison.append((record, f"refused: {refusal}"))
                 else:
                     events.append(envelope)
+        events, spans = self._traced(events)
         try:
             await self._dead_letter(producer, poison)
             if events:
                 await self._handler(events)
         except Exception as exc:
+            for span in spans:
+                tracing.fail_span(span, f"handler failed: {type(exc).__name__}")
+                span.end()
             self._failures += 1
             HANDLER_FAILURES.labels(self.name).inc()
             _log.error(
@@ -307,7 +319,24 @@ class ConsumerRunner:
             _log.warning("%s: commit after rebalance refused: %s", self.name, exc)
         for envelope in events:
             EVENTS_HANDLED.labels(self.name, envelope.topic).inc()
+        for span in spans:
+            span.end()
         return True
+
+    def _traced(self, events: list[Envelope]) -> tuple[list[Envelope], list[Any]]:
+        """A CONSUMER span per event; the events as handed on, naming their span."""
+        traced, spans = [], []
+        for envelope in events:
+            span = tracing.consumer_span(
+                envelope.record_topic or envelope.topic,
+                tracing.envelope_carrier(envelope),
+                event_id=str(envelope.id),
+                group=self._group_id,
+            )
+            spans.append(span)
+            carrier = tracing.carrier_for_span(span)
+            traced.append(dataclasses.replace(envelope, traceparent=carrier.get("traceparent")))
+        return traced, spans
 
     async def _dead_letter(
         self,

@@ -3,11 +3,14 @@
 - `outbox_table(metadata, schema)` declares `<schema>.outbox`:
   `id BIGSERIAL PK, event_id UUID UNIQUE, topic TEXT, key TEXT, headers JSONB,
   payload BYTEA, created_at TIMESTAMPTZ default now(), published_at TIMESTAMPTZ NULL`
-  plus a partial index on id where published_at is null. Services include it in their
+  plus a partial index on id where published_at is null, and `trace_context JSONB NULL`
+  (the W3C trace context of the span that wrote the row). Services include it in their
   SQLAlchemy metadata and create it in their Alembic migrations
-  (`create_outbox_table(op, schema)`).
+  (`create_outbox_table(op, schema)`, then `add_outbox_trace_context(op, schema)`).
 - `add_event(session, table, envelope)` inserts the envelope as a row in the caller's
   transaction and issues `NOTIFY <schema>_outbox` (delivered at commit) so the relay wakes.
+  The row keeps the active span's trace context (`orderflow_shared.tracing`), else the
+  envelope's own `traceparent`.
 - `OutboxRelay(...).run(stop)` loops until `stop` is set: holds a session-level
   Postgres advisory lock on a dedicated connection (only one relay per schema publishes
   at a time; the others retry the lock every `poll_interval` and take over when it
@@ -22,6 +25,9 @@
   `orderflow_outbox_oldest_unpublished_age_seconds{schema}` (measured on taking the lock,
   before the producer starts, and then every BACKLOG_INTERVAL seconds); a standby drops
   both.
+- Tracing: a row with a trace context is published under a PRODUCER span
+  (`publish <topic>`) that continues it, and its record carries that span's
+  `traceparent` header, so the consumers continue the writer's trace.
 
 The rows are read and marked on the same connection that holds the lock, so a relay
 that lost its connection (and with it the lock) cannot mark anything any more.
@@ -61,6 +67,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from orderflow_shared import tracing
 from orderflow_shared.db import libpq_url
 from orderflow_shared.messaging.envelope import Envelope
 from orderflow_shared.messaging.kafka import KafkaOptions, make_idempotent_producer
@@ -69,6 +76,9 @@ from orderflow_shared.timing import backoff, sleep_or_stop
 _log = logging.getLogger(__name__)
 
 OUTBOX_TABLE = "outbox"
+TRACE_CONTEXT_COLUMN = "trace_context"
+#: headers of the record that the relay sets from the row's trace context
+_TRACE_HEADERS = ("traceparent", "tracestate")
 #: the backlog gauge counts at most this many rows (a bounded index scan)
 BACKLOG_COUNT_CAP = 100_000
 #: the leader measures the backlog at most this often (seconds)
@@ -130,13 +140,26 @@ def outbox_table(metadata: MetaData, schema: str) -> Table:
     existing = metadata.tables.get(f"{schema}.{OUTBOX_TABLE}")
     if existing is not None:
         return existing
-    table = Table(OUTBOX_TABLE, metadata, *_columns(), schema=schema)
+    table = Table(OUTBOX_TABLE, metadata, *_columns(), _trace_context_column(), schema=schema)
     Index(
         _unpublished_index_name(schema),
         table.c.id,
         postgresql_where=table.c.published_at.is_(None),
     )
     return table
+
+
+def _trace_context_column() -> Column[Any]:
+    return Column(TRACE_CONTEXT_COLUMN, JSONB, nullable=True)
+
+
+def add_outbox_trace_context(op: Any, schema: str) -> None:
+    """Alembic helper (after `create_outbox_table`): the nullable trace context column."""
+    op.add_column(OUTBOX_TABLE, _trace_context_column(), schema=schema)
+
+
+def drop_outbox_trace_context(op: Any, schema: str) -> None:
+    op.drop_column(OUTBOX_TABLE, TRACE_CONTEXT_COLUMN, schema=schema)
 
 
 def create_outbox_table(op: Any, schema: str) -> None:
@@ -178,6 +201,7 @@ async def add_event(
     `topic` overrides the contract topic of the event type (tests, replays).
     """
     headers = [[name, value.decode()] for name, value in envelope.kafka_headers()]
+    trace_context = tracing.current_carrier() or tracing.envelope_carrier(envelope)
     await session.execute(
         table.insert().values(
             event_id=envelope.id,
@@ -185,6 +209,7 @@ async def add_event(
             key=envelope.key,
             headers=headers,
             payload=envelope.data,
+            trace_context=trace_context or None,
         )
     )
     # one NOTIFY per transaction and schema is enough to wake the relay at commit
@@ -367,7 +392,8 @@ class OutboxRelay:
         """Publish one batch of unpublished rows; returns how many were marked published."""
         cur = await conn.execute(
             sql.SQL(
-                "SELECT id, topic, key, headers, payload, created_at FROM {} "
+                "SELECT id, topic, key, headers, payload, created_at, event_id, trace_context"
+                " FROM {} "
                 "WHERE published_at IS NULL ORDER BY id LIMIT %s"
             ).format(self._table),
             (self._batch_size,),
@@ -376,22 +402,38 @@ class OutboxRelay:
         if not rows:
             return 0
         futures: list[asyncio.Future[Any]] = []
+        spans: list[Any] = []
         send_error: BaseException | None = None
-        for _id, topic, key, headers, payload, _created in rows:
+        for _id, topic, key, headers, payload, _created, event_id, trace_context in rows:
+            record_headers = [(name, value.encode()) for name, value in headers]
+            span = None
+            if trace_context:
+                span = tracing.producer_span(topic, trace_context, str(event_id))
+                record_headers = [h for h in record_headers if h[0] not in _TRACE_HEADERS]
+                record_headers += [
+                    (name, value.encode()) for name, value in tracing.carrier_for_span(span).items()
+                ]
             try:
                 futures.append(
                     await producer.send(
-                        topic,
-                        value=bytes(payload),
-                        key=key.encode(),
-                        headers=[(name, value.encode()) for name, value in headers],
+                        topic, value=bytes(payload), key=key.encode(), headers=record_headers
                     )
                 )
+                spans.append(span)
             except Exception as exc:
                 # Later rows stay unsent so that no key overtakes an earlier event of its own.
                 send_error = exc
+                if span is not None:
+                    tracing.fail_span(span, f"not sent: {type(exc).__name__}")
+                    span.end()
                 break
         results = await asyncio.gather(*futures, return_exceptions=True)
+        for span, result in zip(spans, results, strict=False):
+            if span is None:
+                continue
+            if isinstance(result, BaseException):
+                tracing.fail_span(span, f"not acknowledged: {type(result).__name__}")
+            span.end()
         acked = [
             row
             for row, result in zip(rows, results, strict=False)

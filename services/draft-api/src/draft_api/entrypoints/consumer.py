@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from orderflow_shared import tracing
 from orderflow_shared.contracts import (
     ErpConnectionChangedV1,
     ExportDelayedV1,
@@ -40,11 +41,18 @@ def refuse_untrusted(envelope: Envelope) -> str | None:
 
 
 def make_handler(uow_factory: UnitOfWorkFactory) -> BatchHandler:
-    """One transaction per event (inbox claim + effect); the runner commits offsets after."""
+    """One transaction per event (inbox claim + effect); the runner commits offsets after.
+    Each is applied in a span of the event's trace (the push's: its status change shows
+    in the trace that began with the push request)."""
 
     async def handle(events: list[Envelope]) -> None:
         for envelope in events:
-            await apply(uow_factory, envelope)
+            with tracing.span(
+                f"apply {envelope.type}",
+                parent=tracing.envelope_carrier(envelope) or None,
+                attributes={"orderflow.event_id": str(envelope.id)},
+            ):
+                await apply(uow_factory, envelope)
 
     return handle
 

@@ -85,6 +85,8 @@ def make_tables() -> Tables:
         Column("created_at", DateTime(timezone=True), nullable=False),
         Column("sent_at", DateTime(timezone=True), nullable=True),
         Column("deliver_by", DateTime(timezone=True), nullable=True),
+        # W3C trace context of the push request (migration 0004), continued on delivery
+        Column("trace_context", JSONB, nullable=True),
         enum_check("status", ExportStatus, name="ck_erp_export_status"),
         Index("ix_erp_export_draft", "draft_order_id"),
         Index("ix_erp_export_org_created", "org_id", "created_at"),

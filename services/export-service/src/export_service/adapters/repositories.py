@@ -183,6 +183,7 @@ class SqlExportRepository:
             "created_at": e.created_at,
             "sent_at": e.sent_at,
             "deliver_by": e.deliver_by,
+            "trace_context": e.trace_context or None,
         }
 
     @staticmethod
@@ -209,6 +210,7 @@ class SqlExportRepository:
             lease_owner=row.lease_owner,
             lease_expires_at=row.lease_expires_at,
             deliver_by=row.deliver_by,
+            trace_context=row.trace_context,
         )
 
     async def add_many(self, exports: list[Export]) -> set[uuid.UUID]:
@@ -224,7 +226,7 @@ class SqlExportRepository:
 
     async def save(self, export: Export) -> None:
         values = self._row(export)
-        for fixed in ("id", "draft_order_id", "org_id", "snapshot", "created_at"):
+        for fixed in ("id", "draft_order_id", "org_id", "snapshot", "created_at", "trace_context"):
             del values[fixed]
         await self._session.execute(
             update(self._t).where(self._t.c.id == export.id).values(**values)

@@ -74,6 +74,9 @@ class Export:
     lease_expires_at: datetime | None = None
     #: deadline of the retries (None: no deadline, rows recorded before it existed)
     deliver_by: datetime | None = None
+    #: opaque W3C trace context of the push request (`traceparent`, ...), kept so the
+    #: delivery continues its trace; never interpreted here
+    trace_context: dict[str, str] | None = field(default=None, repr=False, compare=False)
     events: list[Message] = field(default_factory=list, repr=False, compare=False)
 
     @property

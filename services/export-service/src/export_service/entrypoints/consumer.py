@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable
 from datetime import timedelta
 
+from orderflow_shared import tracing
 from orderflow_shared.contracts import DraftPushRequestedV1, Topic
 from orderflow_shared.messaging.consumer import BatchHandler, ConsumerRunner
 from orderflow_shared.messaging.envelope import Envelope
@@ -49,7 +50,9 @@ def make_push_handler(
             if mismatch:  # the runner dead-letters these; a handler called directly skips
                 log.error("push request %s refused: %s", envelope.id, mismatch)
                 continue
-            requests.append(PushRequest(envelope.id, envelope.org_id, data))
+            requests.append(
+                PushRequest(envelope.id, envelope.org_id, data, tracing.envelope_carrier(envelope))
+            )
         if not requests:
             return
         due = await record_push_requests(uow_factory(), requests, clock, deadline=deadline)

@@ -23,11 +23,14 @@ import os
 import socket
 import time
 import uuid
+from dataclasses import replace
 from datetime import timedelta
 
+from orderflow_shared import tracing
 from orderflow_shared.timing import backoff, sleep_or_stop
 
 from export_service.domain.circuit import CircuitPolicy, CircuitState
+from export_service.domain.errors import DeliveryError
 from export_service.domain.export import Export, ExportStatus
 from export_service.domain.retry import RetryPolicy
 from export_service.entrypoints.metrics import export_metrics
@@ -180,7 +183,24 @@ class DeliveryWorker:
 
     async def _attempt(self, job: Job) -> None:
         begin = time.perf_counter()
-        result = await attempt(job, self._transports, self._store)
+        export = job.export
+        # continues the push request's trace (kept on the export row), even in a later
+        # process or after a restart
+        with tracing.span(
+            "deliver export",
+            parent=export.trace_context or None,
+            attributes={
+                "orderflow.export_id": str(export.id),
+                "orderflow.draft_id": str(export.draft_order_id),
+                "orderflow.org_id": export.org_id,
+                "orderflow.attempt": export.attempts,
+                "orderflow.worker": self.owner,
+            },
+        ) as span:
+            result = await attempt(job, self._transports, self._store)
+            if isinstance(result, DeliveryError):
+                tracing.fail_span(span, str(result.code))
+            job = replace(job, trace_context=tracing.carrier_for_span(span))
         await self._results.put((job, result, begin))
 
     async def _record_forever(self) -> None:
@@ -223,13 +243,8 @@ class DeliveryWorker:
             metrics.finished.labels(outcome.status.value, outcome.error_code or "").inc()
         if outcome.error_code:
             metrics.failures.labels(outcome.error_code).inc()
-            log.warning(
-                "export %s attempt %d failed: %s (now %s)",
-                outcome.export_id,
-                job.export.attempts,
-                outcome.error_code,
-                outcome.status,
-            )
+        with tracing.attached(job.trace_context or job.export.trace_context):
+            log_outcome(job, outcome)
         if outcome.status is ExportStatus.SENT:
             latency = (self._clock() - job.export.created_at).total_seconds()
             metrics.end_to_end_seconds.observe(max(latency, 0.0))
@@ -248,3 +263,34 @@ class DeliveryWorker:
         while (not self._results.empty() or self._busy) and loop.time() < end:
             self._wake.clear()
             await self._wait(asyncio.Event(), end - loop.time())
+
+
+def log_outcome(job: Job, outcome: Outcome) -> None:
+    """One INFO line per recorded attempt, worded like the seed's worker log:
+    `Export completed: <id>`, `Export failed: <id>` (final), `Export attempt failed:
+    <id>` (retried), with the ids and the error code as fields."""
+    fields = {
+        "export_id": str(outcome.export_id),
+        "draft_id": str(job.export.draft_order_id),
+        "org_id": job.export.org_id,
+        "attempt": job.export.attempts,
+        "error_code": outcome.error_code,
+    }
+    if outcome.status is ExportStatus.SENT:
+        log.info("Export completed: %s", outcome.export_id, extra=fields)
+    elif outcome.status is ExportStatus.FAILED:
+        log.info("Export failed: %s (%s)", outcome.export_id, outcome.error_code, extra=fields)
+    elif outcome.status is ExportStatus.PENDING:
+        log.info(
+            "Export attempt failed: %s (%s, attempt %d; will retry)",
+            outcome.export_id,
+            outcome.error_code,
+            job.export.attempts,
+            extra=fields,
+        )
+    else:
+        log.info(
+            "Export attempt not recorded: %s (another worker holds it now)",
+            outcome.export_id,
+            extra=fields,
+        )

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from orderflow_shared import tracing
 from orderflow_shared.contracts import DraftPushRequestedV1
 
 from export_service.domain.circuit import CircuitPolicy
@@ -35,6 +36,8 @@ class PushRequest:
     event_id: uuid.UUID
     org_id: str
     data: DraftPushRequestedV1
+    #: W3C trace context of the record (the consumer's span), kept on the export
+    trace_context: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,9 @@ class Job:
 
     export: Export
     connection: ErpConnection | None
+    #: trace context of this attempt's span (the worker's), under which its outcome
+    #: event is written; None: the export's own (the push request's)
+    trace_context: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -111,6 +117,7 @@ def _new_export(
         created_at=now,
         next_attempt_at=now,
         deliver_by=now + deadline,
+        trace_context=request.trace_context or None,
     )
     if connection is not None and connection.delivery_deadline_seconds is not None:
         export.deliver_by = now + timedelta(seconds=connection.delivery_deadline_seconds)
@@ -270,9 +277,11 @@ async def record_outcomes(
         updated.append(export)
     async with uow:
         saved = await uow.exports.save_if_leased(updated, owner)
-        for export in updated:
+        for (job, _), export in zip(results, updated, strict=True):
             if export.id in saved:
-                uow.publish(export.events)
+                # the outcome event continues the trace of the attempt
+                with tracing.attached(job.trace_context or export.trace_context):
+                    uow.publish(export.events)
         recorded = [(job, result) for job, result in results if job.export.id in saved]
         await _update_circuits(uow, recorded, circuit_policy or CircuitPolicy(), clock())
         await uow.commit()
@@ -376,7 +385,12 @@ async def _attempt(job: Job, transports: Transports, store: ArtifactStore) -> De
         checksum=digest,
         check_existing=export.may_already_be_delivered,
     )
-    remote_path = await transports[connection.connector_type].deliver(connection, upload)
+    with tracing.span(
+        f"upload {connection.connector_type.value}",
+        kind=tracing.SpanKind.CLIENT,
+        attributes={"orderflow.export_id": str(export.id), "orderflow.file_name": export.file_name},
+    ):
+        remote_path = await transports[connection.connector_type].deliver(connection, upload)
     return Delivery(
         remote_path=remote_path, checksum=digest, size_bytes=len(content), storage_key=key
     )

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from itertools import groupby
 from types import TracebackType
+
+from orderflow_shared import tracing
 
 from export_service.domain.events import Message
 from export_service.service_layer.ports import (
@@ -21,9 +24,11 @@ class AbstractUnitOfWork:
 
     def __init__(self) -> None:
         self._pending: list[Message] = []
+        #: the trace context active when each pending message was published
+        self._traces: list[dict[str, str]] = []
 
     async def __aenter__(self) -> AbstractUnitOfWork:
-        self._pending = []
+        self._pending, self._traces = [], []
         return self
 
     async def __aexit__(
@@ -35,18 +40,27 @@ class AbstractUnitOfWork:
         await self.rollback()
 
     def publish(self, messages: Iterable[Message]) -> None:
-        self._pending.extend(messages)
+        """Queue the messages for the commit; each keeps the trace active now."""
+        carrier = tracing.current_carrier()
+        for message in messages:
+            self._pending.append(message)
+            self._traces.append(carrier)
 
     async def commit(self) -> None:
         pending, self._pending = self._pending, []
-        await self._write_events(pending)
+        traces, self._traces = self._traces, []
+        if not pending:
+            await self._write_events([])  # the adapter's own bookkeeping, if any
+        for carrier, group in groupby(zip(pending, traces, strict=True), key=lambda p: p[1]):
+            with tracing.attached(carrier):
+                await self._write_events([message for message, _ in group])
         await self._commit()
 
     async def claim_events(self, consumer: str, event_ids: list[uuid.UUID]) -> set[uuid.UUID]:
         raise NotImplementedError
 
     async def rollback(self) -> None:
-        self._pending = []
+        self._pending, self._traces = [], []
         await self._rollback()
 
     async def _write_events(self, messages: list[Message]) -> None:
