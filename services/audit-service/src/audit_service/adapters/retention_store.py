@@ -51,30 +51,30 @@ class SqlRetentionStore:
         )
         return list(result.scalars())
 
-    async def head(self, org_id: str) -> tuple[int, str, int] | None:
-        """(id, hash, number of rows) of the org's newest entry; None when it has none."""
+    async def head(self, org_id: str) -> tuple[int, str] | None:
+        """(id, hash) of the org's newest entry; None when it has none."""
         result = await self._session.execute(
-            text(
-                "SELECT h.id, h.hash, (SELECT count(*) FROM audit.audit_log c"
-                " WHERE c.org_id = :org) FROM (SELECT id, hash FROM audit.audit_log"
-                " WHERE org_id = :org ORDER BY id DESC LIMIT 1) h"
-            ),
-            {"org": org_id},
+            select(audit_log.c.id, audit_log.c.hash)
+            .where(audit_log.c.org_id == org_id)
+            .order_by(audit_log.c.id.desc())
+            .limit(1)
         )
         row = result.first()
-        return None if row is None else (int(row[0]), str(row[1]), int(row[2]))
+        return None if row is None else (int(row[0]), str(row[1]))
 
-    async def entry_seq(self, org_id: str, entry_id: int) -> tuple[str, int] | None:
+    async def entry_hash(self, org_id: str, entry_id: int) -> str | None:
         result = await self._session.execute(
-            text(
-                "SELECT e.hash, (SELECT count(*) FROM audit.audit_log c"
-                " WHERE c.org_id = :org AND c.id <= :id)"
-                " FROM audit.audit_log e WHERE e.org_id = :org AND e.id = :id"
-            ),
-            {"org": org_id, "id": entry_id},
+            select(audit_log.c.hash).where(audit_log.c.org_id == org_id, audit_log.c.id == entry_id)
         )
-        row = result.first()
-        return None if row is None else (str(row[0]), int(row[1]))
+        return result.scalar_one_or_none()
+
+    async def count_after(self, org_id: str, after_id: int) -> int:
+        result = await self._session.execute(
+            select(func.count())
+            .select_from(audit_log)
+            .where(audit_log.c.org_id == org_id, audit_log.c.id > after_id)
+        )
+        return int(result.scalar_one())
 
     async def oldest_rows(self, org_id: str, limit: int, base_seq: int) -> list[LogRow]:
         result = await self._session.execute(

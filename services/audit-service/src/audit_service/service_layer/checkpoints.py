@@ -39,21 +39,24 @@ async def seal_org(
         if head is None:
             last = await uow.retention.newest_head(org_id)
             return None if last is None else f"the log is empty; it reached seq {last.seq}"
-        head_id, head_hash, rows = head
+        head_id, head_hash = head
         anchor = await uow.retention.newest_anchor(org_id)
         base = anchor.seq if anchor else 0
-        seq = base + rows
         last = await uow.retention.newest_head(org_id)
+        if last is not None and last.seq > base:
+            # count on from the last signed head (not from the anchor: a big log would
+            # be counted whole every round), which must still be there, unchanged
+            if await uow.retention.entry_hash(org_id, last.entry_id) != last.hash:
+                return (
+                    f"the entry of the checkpoint at seq {last.seq} (id {last.entry_id}) "
+                    "is gone or changed"
+                )
+            seq = last.seq + await uow.retention.count_after(org_id, last.entry_id)
+        else:  # no head yet, or retention pruned past it
+            seq = base + await uow.retention.count_after(org_id, anchor.entry_id if anchor else 0)
         if last is not None:
             if last.seq == seq and last.hash == head_hash and last.entry_id == head_id:
                 return None
-            if last.seq > base:  # not pruned yet: it must still be where it was
-                found = await uow.retention.entry_seq(org_id, last.entry_id)
-                if found is None or found != (last.hash, last.seq - base):
-                    return (
-                        f"the entry of the checkpoint at seq {last.seq} (id {last.entry_id}) "
-                        "is gone or changed"
-                    )
             if seq < last.seq:
                 return f"the log ends at seq {seq}, before its checkpoint at seq {last.seq}"
         checkpoint = signer.sign(ChainPosition(org_id, seq, head_id, head_hash), "head", now)

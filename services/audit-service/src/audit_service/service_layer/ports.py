@@ -44,11 +44,13 @@ class RetentionStore(Protocol):
     async def org_ids(self) -> list[str]:
         """Orgs with entries or checkpoints."""
 
-    async def head(self, org_id: str) -> tuple[int, str, int] | None:
-        """(id, hash, rows) of the org's newest entry."""
+    async def head(self, org_id: str) -> tuple[int, str] | None:
+        """(id, hash) of the org's newest entry."""
 
-    async def entry_seq(self, org_id: str, entry_id: int) -> tuple[str, int] | None:
-        """(hash, rows up to it) of one of the org's entries."""
+    async def entry_hash(self, org_id: str, entry_id: int) -> str | None: ...
+
+    async def count_after(self, org_id: str, after_id: int) -> int:
+        """How many of the org's entries have a greater id."""
 
     async def oldest_rows(self, org_id: str, limit: int, base_seq: int) -> list[LogRow]: ...
 
