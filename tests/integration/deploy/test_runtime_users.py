@@ -25,9 +25,15 @@ def status_fields(pid: int) -> dict[str, list[str]]:
 
 
 def family(stack: StackHandle, component: str) -> list[int]:
-    pid = read_pid(stack.state_dir / "pids" / f"{component}.pid")
-    assert pid is not None, f"{component}: no pid file"
-    return [pid, *descendants(pid)]
+    """Every process of a component: for a service, each of its role processes (HTTP
+    API, relay, consumer, workers, ingest) with their children."""
+    names = stack.processes_of(component) if component in SERVICES else [component]
+    pids: list[int] = []
+    for name in names:
+        pid = read_pid(stack.state_dir / "pids" / f"{name}.pid")
+        assert pid is not None, f"{name}: no pid file"
+        pids += [pid, *descendants(pid)]
+    return pids
 
 
 def as_uid(uid: int, *argv: str) -> bool:
@@ -52,8 +58,8 @@ def test_every_process_of_a_component_runs_as_its_own_unprivileged_user(
     expected = pwd.getpwnam(RUNTIME_USERS[component])
     assert expected.pw_uid != 0
     pids = family(stack, component)
-    if component == "export-service":
-        assert len(pids) >= 2, "export-service runs its delivery workers as child processes"
+    if component in SERVICES:
+        assert len(pids) >= len(stack.processes_of(component)) >= 2, "a process per role"
     if component == "gateway":
         assert len(pids) >= 2, "nginx master and worker"
     for pid in pids:

@@ -292,36 +292,51 @@ def free_port() -> int:
 
 
 class ServiceProcess:
-    """`python -m export_service serve` in a process group of its own, on a free port."""
+    """export-service as a deployment runs it: `serve`, `relay`, `consume` and two
+    `worker`s, each `python -m export_service <role>` in a process group of its own on a
+    free port; `url` is the HTTP API's."""
+
+    ROLES = ("serve", "relay", "consume", "worker", "worker")
 
     def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.port = free_port()
-        self.env = {**os.environ, **env, "HTTP_PORT": str(self.port)}
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.ports = [free_port() for _ in self.ROLES]
+        self.env = {**os.environ, **env}
+        self.url = f"http://127.0.0.1:{self.ports[0]}"
+        self.role_urls = [f"http://127.0.0.1:{port}" for port in self.ports]
         self.log = log
-        self.process: subprocess.Popen[bytes] | None = None
+        self.processes: list[subprocess.Popen[bytes]] = []
 
     def start(self) -> None:
         with open(self.log, "ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "export_service", "serve"],
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+            self.processes = [
+                subprocess.Popen(
+                    [sys.executable, "-m", "export_service", role],
+                    env={**self.env, "HTTP_PORT": str(port)},
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+                for role, port in zip(self.ROLES, self.ports, strict=True)
+            ]
+
+    async def ready(self) -> bool:
+        """Every process answers /readyz with 200."""
+        return all([await ready(url) for url in self.role_urls])
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time the service process has used so far."""
-        assert self.process is not None
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """User + system CPU time all its processes have used so far."""
+        total = 0.0
+        for process in self.processes:
+            fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return total
 
     def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-        self.process = None
+        for process in self.processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        self.processes = []
 
 
 async def ready(url: str) -> bool:

@@ -8,7 +8,7 @@ import uuid
 import httpx
 import pytest
 
-from .conftest import ServiceProcess, eventually, ready, rows
+from .conftest import ServiceProcess, eventually, rows
 
 pytestmark = pytest.mark.usefixtures("exclusive")
 COUNT = 100
@@ -28,7 +28,7 @@ async def test_sigkill_with_exports_in_flight_delivers_each_exactly_once(
     url = service.url
     service.start()
     try:
-        await eventually(lambda: ready(url), "export-service to be ready")
+        await eventually(service.ready, "export-service to be ready")
         org = f"org-{uuid.uuid4().hex[:10]}"
         async with httpx.AsyncClient() as client:
             created = await client.post(

@@ -12,7 +12,7 @@ import uuid
 import httpx
 import pytest
 
-from .conftest import ServiceProcess, eventually, ready, rows
+from .conftest import ServiceProcess, eventually, rows
 
 pytestmark = pytest.mark.usefixtures("exclusive")
 RATE, SECONDS, BURST = 50, 10, 2000
@@ -40,7 +40,7 @@ async def test_latency_at_50_pushes_per_second_and_sustained_delivery(
     url = service.url
     service.start()
     try:
-        await eventually(lambda: ready(url), "export-service to be ready")
+        await eventually(service.ready, "export-service to be ready")
         orgs = [f"org-{uuid.uuid4().hex[:10]}" for _ in range(2)]
         async with httpx.AsyncClient() as client:
             for org in orgs:
