@@ -33,7 +33,7 @@ help:
 	@echo "make restart SVC=name | kill SVC=name   (postgres redis kafka sftp gateway"
 	@echo "                                          draft-api export-service audit-service)"
 	@echo "make psql | redis-cli | install | lint | test | test-unit | test-integration"
-	@echo "make test-e2e | bench | schemas | audit-verify"
+	@echo "make test-e2e | bench | schemas | audit-verify | screenshots"
 	@echo "make test-slow | test-faults-long | test-nemesis [NEMESIS_SEED=n]   (long runs)"
 	@echo "make images | compose-up [EXPORT_WORKERS=n] | compose-down [CLEAN=1] | compose-ps"
 	@echo "make test-containers   (quickstart + worker SIGKILL against the compose stack)"
@@ -122,6 +122,13 @@ test-nemesis: install
 
 bench: venv
 	$(PY) -m tests.bench
+
+# every console page as PNG at 1280x800 and 390 px (and dark) into docs/screenshots/
+# (starts its own test stack, like the tests)
+.PHONY: screenshots
+screenshots: install
+	ORDERFLOW_SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(PY) -m pytest \
+		tests/e2e/console/test_console_pages.py -q $(PYTEST_ARGS)
 
 schemas: venv
 	$(PY) -m orderflow_shared schemas write

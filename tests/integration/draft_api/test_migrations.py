@@ -30,6 +30,7 @@ EXPECTED = {
     "erp_connector",
     "outbox",
     "inbox",
+    "org_settings",
 }
 
 

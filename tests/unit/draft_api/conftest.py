@@ -13,6 +13,7 @@ from draft_api.domain.connector import ErpConnector
 from draft_api.domain.events import DomainEvent
 from draft_api.domain.idempotency import IdempotencyRecord
 from draft_api.domain.model import DraftOrder, DraftStatus, ExportStatus
+from draft_api.domain.org_settings import OrgSettings
 from draft_api.service_layer.ports import CacheEntry, CacheState, DraftSummary
 
 
@@ -24,6 +25,7 @@ class Store:
         self.connectors: dict[uuid.UUID, ErpConnector] = {}
         self.keys: dict[tuple[str, str], IdempotencyRecord] = {}
         self.inbox: set[uuid.UUID] = set()
+        self.org_settings: dict[str, OrgSettings] = {}
         self.outbox: list[DomainEvent] = []
         self.commits = 0
 
@@ -51,12 +53,21 @@ class FakeDrafts:
         self.uow.pending_drafts[draft.id] = copy.deepcopy(draft)
 
     async def page(
-        self, org_id: str, *, status: DraftStatus | None, limit: int, offset: int
+        self,
+        org_id: str,
+        *,
+        status: DraftStatus | None,
+        limit: int,
+        offset: int,
+        search: str | None = None,
     ) -> tuple[list[DraftSummary], int]:
+        needle = (search or "").lower()
         found = [
             d
             for d in self.uow.store.drafts.values()
-            if d.org_id == org_id and (status is None or d.status is status)
+            if d.org_id == org_id
+            and (status is None or d.status is status)
+            and (needle in (d.external_ref or "").lower() or needle in d.customer_id.lower())
         ]
         found.sort(key=lambda d: d.created_at, reverse=True)
         return [DraftSummary.of(d) for d in found[offset : offset + limit]], len(found)
@@ -117,9 +128,21 @@ class FakeInbox:
         return True
 
 
+class FakeOrgSettings:
+    def __init__(self, uow: FakeUnitOfWork) -> None:
+        self.uow = uow
+
+    async def get(self, org_id: str) -> OrgSettings:
+        return self.uow.store.org_settings.get(org_id) or OrgSettings(org_id=org_id)
+
+    async def save(self, settings: OrgSettings) -> None:
+        self.uow.pending_org_settings[settings.org_id] = settings
+
+
 class FakeUnitOfWork:
     def __init__(self, store: Store) -> None:
         self.store = store
+        self.org_settings = FakeOrgSettings(self)
         self.drafts = FakeDrafts(self)
         self.connectors = FakeConnectors(self)
         self.idempotency_keys = FakeKeys(self)
@@ -132,6 +155,7 @@ class FakeUnitOfWork:
         self.pending_connectors: dict[uuid.UUID, ErpConnector] = {}
         self.pending_keys: dict[tuple[str, str], IdempotencyRecord] = {}
         self.pending_inbox: set[uuid.UUID] = set()
+        self.pending_org_settings: dict[str, OrgSettings] = {}
 
     async def __aenter__(self) -> FakeUnitOfWork:
         self._reset()
@@ -151,6 +175,7 @@ class FakeUnitOfWork:
         self.store.connectors.update(self.pending_connectors)
         self.store.keys.update(self.pending_keys)
         self.store.inbox |= self.pending_inbox
+        self.store.org_settings.update(self.pending_org_settings)
         self.store.commits += 1
         self._reset()
 

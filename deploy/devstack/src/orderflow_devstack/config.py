@@ -369,6 +369,13 @@ class StackConfig:
             "JWT_AUDIENCE": "orderflow",
             "LOG_LEVEL": "INFO",
         }
+        if service == "draft-api":
+            # the operator console (/ui) calls the services' APIs with the user's token
+            env["CONSOLE_DRAFT_API_URL"] = self.url("draft-api")
+            env["CONSOLE_EXPORT_SERVICE_URL"] = self.url("export-service")
+            env["CONSOLE_AUDIT_SERVICE_URL"] = self.url("audit-service")
+            # the stack's sshd listens on 127.0.0.1: its host key may be fetched
+            env["CONSOLE_ALLOW_PRIVATE_SSH_TARGETS"] = "true"
         if service == "export-service":
             env["EXPORT_ENCRYPTION_KEY"] = values["export_encryption_key"]
             env["EXPORT_STORAGE_DIR"] = str(self.storage_dir)

@@ -34,10 +34,12 @@ from draft_api.adapters.housekeeping import run_housekeeping
 from draft_api.adapters.orm import Tables, build_tables
 from draft_api.adapters.redis_cache import RedisIdempotencyCache
 from draft_api.adapters.unit_of_work import SqlAlchemyUnitOfWork
+from draft_api.console import install as install_console
 from draft_api.entrypoints import consumer
 from draft_api.entrypoints.http.dependencies import Services
 from draft_api.entrypoints.http.errors import install_domain_errors
 from draft_api.entrypoints.http.routes import router
+from draft_api.entrypoints.http.settings_routes import settings_router
 from draft_api.service_layer.ports import UnitOfWork
 from draft_api.settings import DraftApiSettings
 
@@ -158,6 +160,8 @@ def make_app(settings: DraftApiSettings | None = None, *, roles: Iterable[str] =
     )
     install_domain_errors(app)
     app.include_router(router)
+    app.include_router(settings_router)
+    install_console(app)
     return app
 
 

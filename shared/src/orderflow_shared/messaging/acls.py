@@ -5,7 +5,8 @@ The broker runs Kafka's own authorizer (`StandardAuthorizer`) with
 allows and nothing else; `admin` is the only super user (topic creation, these ACLs).
 
 - `draft-api` produces `draft.*`; consumes `export.*` (the export results) and
-  `erp_connection.changed` in groups named `draft-api...`.
+  `erp_connection.changed` in groups named `draft-api...`; its console's live feed
+  reads `draft.*` and `export.*` without a group (every partition assigned).
 - `export-service` produces `export.*` and `erp_connection.changed`; consumes
   `draft.push_requested` in groups named `export-service...`.
 - `audit-service` consumes every topic, in groups named `audit-service...` (its
@@ -121,6 +122,8 @@ def _table() -> tuple[Acl, ...]:
     rules: list[Acl] = []
     # draft-api
     rules += _topic(DRAFT_API, "draft.", write, describe, prefixed=True)
+    # the operator console's live feed reads draft.* too (no consumer group)
+    rules += _topic(DRAFT_API, "draft.", read, prefixed=True)
     rules += _topic(DRAFT_API, "export.", read, describe, prefixed=True)
     rules += _topic(DRAFT_API, str(Topic.ERP_CONNECTION_CHANGED), read, describe)
     # export-service

@@ -38,6 +38,7 @@ class Tables:
     push_attempt: Table
     idempotency_key: Table
     erp_connector: Table
+    org_settings: Table
     outbox: Table
     inbox: Table
 
@@ -62,6 +63,7 @@ def build_tables() -> Tables:
         Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         Column("current_export_id", UUID(as_uuid=True)),
+        Column("last_edited_by_user_id", Text),
         enum_check("status", DraftStatus, name="ck_draft_order_status"),
         Index("ix_draft_order_org_created", "org_id", "created_at"),
         Index("ix_draft_order_org_status", "org_id", "status"),
@@ -129,6 +131,14 @@ def build_tables() -> Tables:
         Column("changed_at", DateTime(timezone=True), nullable=False),
         Index("ix_draft_erp_connector_org_id", "org_id"),
     )
+    org_settings = Table(
+        "org_settings",
+        md,
+        Column("org_id", Text, primary_key=True),
+        Column("four_eyes", Boolean, nullable=False, server_default=text("false")),
+        Column("updated_by_user_id", Text),
+        Column("updated_at", DateTime(timezone=True)),
+    )
     return Tables(
         metadata=md,
         draft_order=draft_order,
@@ -136,6 +146,7 @@ def build_tables() -> Tables:
         push_attempt=push_attempt,
         idempotency_key=idempotency_key,
         erp_connector=erp_connector,
+        org_settings=org_settings,
         outbox=outbox_table(md, SCHEMA),
         inbox=inbox_table(md, SCHEMA),
     )

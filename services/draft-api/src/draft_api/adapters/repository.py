@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from orderflow_shared.messaging import inbox, outbox
-from sqlalchemy import Table, cast, delete, exists, func, literal, select, update
+from sqlalchemy import Table, cast, delete, exists, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import JSONPATH, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,6 +26,7 @@ from draft_api.domain.model import (
     ExportStatus,
     PushAttempt,
 )
+from draft_api.domain.org_settings import OrgSettings
 from draft_api.domain.validation import Issue
 from draft_api.service_layer.ports import ISSUES_IN_SUMMARY, DraftSummary
 
@@ -83,12 +84,26 @@ class SqlDraftRepository:
         await self._publish(draft)
 
     async def page(
-        self, org_id: str, *, status: DraftStatus | None, limit: int, offset: int
+        self,
+        org_id: str,
+        *,
+        status: DraftStatus | None,
+        limit: int,
+        offset: int,
+        search: str | None = None,
     ) -> tuple[list[DraftSummary], int]:
         d = self.t.draft_order
         where = [d.c.org_id == org_id]
         if status is not None:
             where.append(d.c.status == status.value)
+        if search:
+            pattern = "%" + _like_escaped(search) + "%"
+            where.append(
+                or_(
+                    d.c.external_ref.ilike(pattern, escape="\\"),
+                    d.c.customer_id.ilike(pattern, escape="\\"),
+                )
+            )
         total = (
             await self.session.execute(select(func.count()).select_from(d).where(*where))
         ).scalar_one()
@@ -159,6 +174,7 @@ class SqlDraftRepository:
                     version=row["version"],
                     validation_issues=[Issue(**i) for i in row["issues_head"] or []],
                     attempts=attempts[row["id"]],
+                    last_edited_by_user_id=row["last_edited_by_user_id"],
                 )
             )
         return summaries
@@ -202,6 +218,7 @@ class SqlDraftRepository:
             "created_at": draft.created_at,
             "updated_at": draft.updated_at,
             "current_export_id": draft.current_export_id,
+            "last_edited_by_user_id": draft.last_edited_by_user_id,
         }
 
     async def _write_lines(self, draft: DraftOrder) -> None:
@@ -289,6 +306,7 @@ class SqlDraftRepository:
                 current_export_id=row["current_export_id"],
                 attempts=attempts[row["id"]],
                 version=row["version"],
+                last_edited_by_user_id=row["last_edited_by_user_id"],
             )
             self._remember(draft)
             drafts.append(draft)
@@ -353,6 +371,48 @@ class SqlConnectorReadModel:
             where=c.c.org_id == stmt.excluded.org_id,
         )
         await self.session.execute(stmt)
+
+
+class SqlOrgSettings:
+    def __init__(self, session: AsyncSession, tables: Tables) -> None:
+        self.session = session
+        self.t = tables
+
+    async def get(self, org_id: str) -> OrgSettings:
+        o = self.t.org_settings
+        row = (await self.session.execute(select(o).where(o.c.org_id == org_id))).mappings().first()
+        if row is None:
+            return OrgSettings(org_id=org_id)
+        return OrgSettings(
+            org_id=org_id,
+            four_eyes=bool(row["four_eyes"]),
+            updated_by_user_id=row["updated_by_user_id"],
+            updated_at=row["updated_at"],
+        )
+
+    async def save(self, settings: OrgSettings) -> None:
+        o = self.t.org_settings
+        stmt = insert(o).values(
+            org_id=settings.org_id,
+            four_eyes=settings.four_eyes,
+            updated_by_user_id=settings.updated_by_user_id,
+            updated_at=settings.updated_at,
+        )
+        await self.session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["org_id"],
+                set_={
+                    "four_eyes": stmt.excluded.four_eyes,
+                    "updated_by_user_id": stmt.excluded.updated_by_user_id,
+                    "updated_at": stmt.excluded.updated_at,
+                },
+            )
+        )
+
+
+def _like_escaped(text: str) -> str:
+    """`text` as a literal inside a LIKE pattern (escape character: backslash)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 class SqlIdempotencyKeys:

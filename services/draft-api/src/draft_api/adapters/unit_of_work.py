@@ -12,12 +12,14 @@ from draft_api.adapters.repository import (
     SqlDraftRepository,
     SqlIdempotencyKeys,
     SqlInbox,
+    SqlOrgSettings,
 )
 from draft_api.service_layer.ports import (
     ConnectorReadModel,
     DraftRepository,
     IdempotencyKeys,
     Inbox,
+    OrgSettingsRepository,
 )
 
 CONSUMER_NAME = "draft-api"
@@ -34,6 +36,7 @@ class SqlAlchemyUnitOfWork:
         self.connectors: ConnectorReadModel = SqlConnectorReadModel(self.session, self._tables)
         self.idempotency_keys: IdempotencyKeys = SqlIdempotencyKeys(self.session, self._tables)
         self.inbox: Inbox = SqlInbox(self.session, self._tables, CONSUMER_NAME)
+        self.org_settings: OrgSettingsRepository = SqlOrgSettings(self.session, self._tables)
         return self
 
     async def __aexit__(

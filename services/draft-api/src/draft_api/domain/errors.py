@@ -42,6 +42,15 @@ class DraftNotValidatable(InvalidTransition):
     detail = "Draft can only be validated while NEW, NEEDS_REVIEW or READY"
 
 
+class FourEyesRefused(DomainError):
+    """The org's four-eyes rule: the creator or last editor may not approve."""
+
+    detail = (
+        "Four-eyes rule: you created or last edited this draft, so another user with "
+        "the approver role must approve it"
+    )
+
+
 class PreconditionFailed(DomainError):
     """If-Match / If-Unmodified-Since do not hold for the draft as it is now."""
 

@@ -103,6 +103,8 @@ class DraftOrder:
     current_export_id: uuid.UUID | None = None
     attempts: list[PushAttempt] = field(default_factory=list)
     version: int = 0
+    #: who changed it last (None: nobody since its creation); the four-eyes rule checks it
+    last_edited_by_user_id: str | None = None
     events: list[DomainEvent] = field(default_factory=list, repr=False)
 
     # -- creation and editing -------------------------------------------------
@@ -158,10 +160,13 @@ class DraftOrder:
         external_ref: str | None = None,
         clear_external_ref: bool = False,
         lines: list[NewLine] | None = None,
+        edited_by: str | None = None,
     ) -> None:
         """Change header or lines; any change sends the draft back to NEW."""
         if self.status not in EDITABLE:
             raise errors.DraftNotEditable()
+        if edited_by is not None:
+            self.last_edited_by_user_id = edited_by
         if customer_id is not None:
             self.customer_id = customer_id
         if clear_external_ref:
@@ -200,9 +205,13 @@ class DraftOrder:
         )
         return issues
 
-    def approve(self, *, actor: Actor, now: datetime) -> None:
+    def approve(self, *, actor: Actor, now: datetime, four_eyes: bool = False) -> None:
+        """READY -> APPROVED; with the org's four-eyes rule on, never by the user who
+        created the draft or changed it last."""
         if self.status is not DraftStatus.READY:
             raise errors.DraftNotReady()
+        if four_eyes and actor.user_id in self.own_authors():
+            raise errors.FourEyesRefused()
         self.status = DraftStatus.APPROVED
         self.approved_by_user_id = actor.user_id
         self.approved_at = now
@@ -260,6 +269,13 @@ class DraftOrder:
             return False
         attempt.error = waiting
         return True
+
+    def own_authors(self) -> set[str]:
+        """The users the four-eyes rule keeps from approving: creator and last editor."""
+        authors = {self.created_by_user_id}
+        if self.last_edited_by_user_id:
+            authors.add(self.last_edited_by_user_id)
+        return authors
 
     def attempt_for(self, export_id: uuid.UUID) -> PushAttempt | None:
         return next((a for a in self.attempts if a.erp_export_id == export_id), None)

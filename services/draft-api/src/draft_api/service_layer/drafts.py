@@ -54,6 +54,7 @@ async def edit_draft(uow: UnitOfWork, actor: Actor, cmd: EditDraft) -> DraftOrde
             external_ref=cmd.external_ref,
             clear_external_ref=cmd.clear_external_ref,
             lines=cmd.lines,
+            edited_by=actor.user_id,
         )
         await uow.drafts.save(draft)
         await uow.commit()
@@ -69,11 +70,19 @@ async def get_draft(uow: UnitOfWork, actor: Actor, draft_id: uuid.UUID) -> Draft
 
 
 async def list_drafts(
-    uow: UnitOfWork, actor: Actor, *, status: DraftStatus | None, limit: int, offset: int
+    uow: UnitOfWork,
+    actor: Actor,
+    *,
+    status: DraftStatus | None,
+    limit: int,
+    offset: int,
+    search: str | None = None,
 ) -> tuple[list[DraftSummary], int]:
     """A page of summaries (counts and totals, no lines) and the org's total count."""
     async with uow:
-        return await uow.drafts.page(actor.org_id, status=status, limit=limit, offset=offset)
+        return await uow.drafts.page(
+            actor.org_id, status=status, limit=limit, offset=offset, search=search
+        )
 
 
 async def _locked(

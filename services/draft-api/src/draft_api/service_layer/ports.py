@@ -13,6 +13,7 @@ from typing import Protocol
 from draft_api.domain.connector import ErpConnector
 from draft_api.domain.idempotency import IdempotencyRecord
 from draft_api.domain.model import DraftOrder, DraftStatus, ExportStatus, PushAttempt
+from draft_api.domain.org_settings import OrgSettings
 from draft_api.domain.validation import Issue
 
 #: validation issues a list item carries at most (the draft itself has all of them)
@@ -46,6 +47,7 @@ class DraftSummary:
     version: int
     validation_issues: list[Issue] = field(default_factory=list)
     attempts: list[PushAttempt] = field(default_factory=list)
+    last_edited_by_user_id: str | None = None
 
     @classmethod
     def of(cls, draft: DraftOrder) -> DraftSummary:
@@ -73,6 +75,7 @@ class DraftSummary:
             version=draft.version,
             validation_issues=list(draft.validation_issues[:ISSUES_IN_SUMMARY]),
             attempts=list(draft.attempts),
+            last_edited_by_user_id=draft.last_edited_by_user_id,
         )
 
 
@@ -92,9 +95,17 @@ class DraftRepository(Protocol):
         """
 
     async def page(
-        self, org_id: str, *, status: DraftStatus | None, limit: int, offset: int
+        self,
+        org_id: str,
+        *,
+        status: DraftStatus | None,
+        limit: int,
+        offset: int,
+        search: str | None = None,
     ) -> tuple[list[DraftSummary], int]:
         """A page of the org's drafts (newest first) as summaries, and the total count.
+        `search` keeps the drafts whose external reference or customer contains it
+        (case-insensitive).
 
         Counts and totals are aggregated by the store: lines are never loaded.
         """
@@ -112,6 +123,13 @@ class ConnectorReadModel(Protocol):
     async def upsert(self, connector: ErpConnector, *, overwrite: bool = True) -> None:
         """Store the connection's state (in arrival order); with `overwrite=False` only
         when the connection is not known yet. Never changes a known connection's org."""
+
+
+class OrgSettingsRepository(Protocol):
+    async def get(self, org_id: str) -> OrgSettings:
+        """The org's settings (the defaults when it never set any)."""
+
+    async def save(self, settings: OrgSettings) -> None: ...
 
 
 class IdempotencyKeys(Protocol):
@@ -133,6 +151,7 @@ class UnitOfWork(Protocol):
     connectors: ConnectorReadModel
     idempotency_keys: IdempotencyKeys
     inbox: Inbox
+    org_settings: OrgSettingsRepository
 
     async def __aenter__(self) -> UnitOfWork: ...
 

@@ -34,7 +34,8 @@ async def approve_draft(
     async with uow:
         draft = await _locked(uow, actor, draft_id)
         check_preconditions(draft, expect)
-        draft.approve(actor=actor, now=utcnow())
+        org = await uow.org_settings.get(actor.org_id)
+        draft.approve(actor=actor, now=utcnow(), four_eyes=org.four_eyes)
         await uow.drafts.save(draft)
         await uow.commit()
     return draft

@@ -17,6 +17,7 @@ _log = logging.getLogger(__name__)
 
 STATUS_OF: list[tuple[type[errors.DomainError], int]] = [
     (errors.DraftNotFound, 404),
+    (errors.FourEyesRefused, 403),
     (errors.InvalidTransition, 409),
     (errors.ConcurrentModification, 409),
     (errors.PreconditionFailed, 412),
@@ -60,7 +61,8 @@ def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         400: "Bad request: a body that is not UTF-8 JSON, a bad Content-Length, a malformed "
         "Idempotency-Key, no active ERP connector",
         401: "Missing or invalid bearer token",
-        403: "The token lacks a required role",
+        403: "The token lacks a required role (approve: or the org's four-eyes rule "
+        "keeps the draft's creator or last editor from approving it)",
         404: "No such draft in the caller's organisation",
         409: "The draft's status does not allow this, or a concurrent request won",
         412: "If-Match / If-Unmodified-Since: the draft changed (nothing was done)",

@@ -122,9 +122,23 @@ async def list_drafts(
     status_: Annotated[DraftStatus | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    q: Annotated[
+        str | None,
+        Query(
+            max_length=100,
+            description="Only drafts whose external reference or customer id contains "
+            "this text (case-insensitive)",
+            examples=["PO-47"],
+        ),
+    ] = None,
 ) -> DraftPage:
     page, total = await drafts.list_drafts(
-        services.uow_factory(), actor, status=status_, limit=limit, offset=offset
+        services.uow_factory(),
+        actor,
+        status=status_,
+        limit=limit,
+        offset=offset,
+        search=(q or "").strip() or None,
     )
     return DraftPage(
         items=[DraftSummaryOut.of(d) for d in page], total=total, limit=limit, offset=offset

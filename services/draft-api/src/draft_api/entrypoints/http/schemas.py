@@ -173,6 +173,9 @@ class _DraftHeaderOut(BaseModel):
     currency: str | None = Field(description="The currency of the first line.")
     total: Decimal = Field(description="Sum of every line total.")
     created_by_user_id: str
+    last_edited_by_user_id: str | None = Field(
+        description="Who changed the draft last (null: nobody since its creation)."
+    )
     approved_by_user_id: str | None
     approved_at: datetime | None
     created_at: datetime
@@ -264,3 +267,21 @@ class PushOut(BaseModel):
         "(in_progress, SENT or FAILED)",
         examples=["PUSHING"],
     )
+
+
+class DraftSettingsOut(BaseModel):
+    """The caller's organisation's draft settings."""
+
+    org_id: str
+    four_eyes: bool = Field(
+        description="When true, the user who created or last edited a draft may not "
+        "approve it (403)."
+    )
+    updated_by_user_id: str | None
+    updated_at: datetime | None
+
+
+class DraftSettingsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    four_eyes: bool
