@@ -60,6 +60,7 @@ SERVICES = (
     "export-worker-2",
     "audit-service",
     "audit-service-ingest",
+    "audit-service-retention",
     "gateway",
     "redis",
     "kafka",

@@ -19,7 +19,7 @@ ROLES = {
         "export-worker-1",
         "export-worker-2",
     ],
-    "audit-service": ["audit-service", "audit-service-ingest"],
+    "audit-service": ["audit-service", "audit-service-ingest", "audit-service-retention"],
 }
 
 

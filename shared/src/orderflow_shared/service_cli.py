@@ -135,6 +135,9 @@ class ServiceCli:
     commands: Mapping[str, Command] = field(default_factory=dict)
 
     def parser(self) -> argparse.ArgumentParser:
+        clash = set(self.roles) & ({"serve", "migrate", "downgrade"} | set(self.commands))
+        if clash:
+            raise ValueError(f"a role and a command share the name(s) {sorted(clash)}")
         parser = argparse.ArgumentParser(prog=self.prog)
         sub = parser.add_subparsers(dest="command", required=True)
         sub.add_parser("serve", help="the HTTP API")

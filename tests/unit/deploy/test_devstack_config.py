@@ -87,7 +87,11 @@ def test_every_role_is_a_process_with_its_own_port_and_export_workers_scale(
         "export-service-consumer",
         *(f"export-worker-{n}" for n in range(1, 5)),
     ]
-    assert cfg.processes_of("audit-service") == ["audit-service", "audit-service-ingest"]
+    assert cfg.processes_of("audit-service") == [
+        "audit-service",
+        "audit-service-ingest",
+        "audit-service-retention",
+    ]
     env = cfg.service_env("export-service", "export-worker-3")
     assert env["HTTP_PORT"] == str(EXPORT_WORKER_BASE_PORT + 3)
     described = cfg.describe()["processes"]

@@ -36,6 +36,7 @@ ROLE_PROCESSES: dict[str, tuple[str, str]] = {
     "export-service-relay": ("export-service", "relay"),
     "export-service-consumer": ("export-service", "consume"),
     "audit-service-ingest": ("audit-service", "ingest"),
+    "audit-service-retention": ("audit-service", "retention-loop"),
 }
 ROLE_PORTS: dict[str, int] = {
     "draft-api-relay": 8111,
@@ -43,6 +44,7 @@ ROLE_PORTS: dict[str, int] = {
     "export-service-relay": 8113,
     "export-service-consumer": 8114,
     "audit-service-ingest": 8115,
+    "audit-service-retention": 8116,
 }
 #: export-worker-<n> listens on EXPORT_WORKER_BASE_PORT + n
 EXPORT_WORKER_BASE_PORT = 8120

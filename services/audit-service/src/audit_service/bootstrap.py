@@ -126,7 +126,21 @@ def ingest_role(container: Container) -> Role:
     )
 
 
-ROLES: dict[str, Callable[[Container], Role]] = {"ingest": ingest_role}
+def retention_role(container: Container) -> Role:
+    """Signed checkpoints of the chain heads, then archive-and-prune past retention."""
+    from audit_service.entrypoints.retention import run_retention_forever
+
+    async def retention(stop: asyncio.Event) -> None:
+        await run_retention_forever(container, stop)
+
+    checks = infra_checks(container.engine, client_options(container.settings))
+    return Role({"retention": retention}, checks)
+
+
+ROLES: dict[str, Callable[[Container], Role]] = {
+    "ingest": ingest_role,
+    "retention-loop": retention_role,
+}
 WIRING = Wiring(TITLE, DISTRIBUTION, build, close, http_role, ROLES)
 
 

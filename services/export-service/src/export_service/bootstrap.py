@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from orderflow_shared.auth import JwtVerifier
 from orderflow_shared.db import make_engine, make_session_factory
 from orderflow_shared.logging import configure_logging
+from orderflow_shared.messaging.inbox import purge_inbox_forever
 from orderflow_shared.messaging.kafka import client_options
 from orderflow_shared.messaging.outbox import OutboxRelay
 from orderflow_shared.notify import Notifier, listen
@@ -174,7 +175,20 @@ def consume_role(container: Container) -> Role:
             deadline=timedelta(seconds=s.export_delivery_deadline_seconds),
         ),
     )
-    return Role({"consumer": consumer.run}, {**_base_checks(container), "consumer": consumer.ready})
+
+    async def purge(stop: asyncio.Event) -> None:
+        await purge_inbox_forever(
+            stop,
+            container.engine,
+            container.tables.inbox,
+            retention=timedelta(days=s.inbox_retention_days),
+            interval=s.inbox_purge_interval_seconds,
+        )
+
+    return Role(
+        {"consumer": consumer.run, "inbox-purge": purge},
+        {**_base_checks(container), "consumer": consumer.ready},
+    )
 
 
 def worker_role(container: Container) -> Role:

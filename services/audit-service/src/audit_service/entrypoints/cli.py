@@ -101,7 +101,10 @@ def cli() -> ServiceCli:
         configure=bootstrap.configure,
         http_app=bootstrap.make_app,
         role_app=bootstrap.make_role_app,
-        roles={"ingest": "file every topic and the dead letters into the hash chains"},
+        roles={
+            "ingest": "file every topic and the dead letters into the hash chains",
+            "retention-loop": "sign the chain heads and apply retention, every interval",
+        },
         alembic=alembic_config,
         commands={
             "verify": Command("walk every org's hash chain", _verify, _verify_arguments),
