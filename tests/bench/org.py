@@ -62,7 +62,7 @@ def wait_drained(bench: Bench, org: str, timeout: float = 600) -> None:
         lambda: (
             bench.sql(
                 "SELECT count(*) FROM draft.push_attempt WHERE org_id = %s"
-                " AND status = 'in_progress'",
+                " AND status = 'PENDING'",
                 (org,),
             )[0][0]
             == 0

@@ -199,7 +199,7 @@ def waiting_shown(flow: Flow, draft_id: str) -> bool:
     waiting = push["error"] or {}
     return bool(
         draft["status"] == "PUSHING"
-        and push["status"] == "in_progress"
+        and push["status"] == "PENDING"
         and waiting.get("waiting_for_dropzone")
         and waiting.get("error_code") == "connection_refused"
         and waiting.get("next_attempt_at")

@@ -113,12 +113,15 @@ def test_approve_push_replay_and_audit_as_in_the_quickstart(stack: Any, api: htt
     first = api.post(f"/draft-orders/{draft_id}/push", headers={"Idempotency-Key": key})
     assert first.status_code == 202, first.text
     assert first.json()["status"] == "PUSHING"
+    assert (first.json()["draft_status"], first.json()["export_status"]) == ("PUSHING", "PENDING")
     export_id = first.json()["erp_export_id"]
 
     replay = api.post(f"/draft-orders/{draft_id}/push", headers={"Idempotency-Key": key})
     assert replay.status_code in (200, 202), replay.text
     assert replay.json()["erp_export_id"] == export_id
-    assert replay.json()["status"] in ("in_progress", "SENT")
+    assert replay.json()["status"] in ("PENDING", "SENT")
+    assert replay.json()["export_status"] == replay.json()["status"]  # the export's state
+    assert replay.json()["draft_status"] in ("PUSHING", "PUSHED")
 
     cached = redis.Redis.from_url(stack.redis_url).get(f"idempotency:{draft_id}:{key}")
     assert cached is not None and cached.decode() == export_id
@@ -136,7 +139,12 @@ def test_approve_push_replay_and_audit_as_in_the_quickstart(stack: Any, api: htt
     assert "SKU-1" in files[0].read_text()
 
     after = api.post(f"/draft-orders/{draft_id}/push", headers={"Idempotency-Key": key})
-    assert after.json() == {"erp_export_id": export_id, "status": "SENT"}
+    assert after.json() == {
+        "erp_export_id": export_id,
+        "status": "SENT",
+        "draft_status": "PUSHED",
+        "export_status": "SENT",
+    }
 
     def audit_actions() -> list[str]:
         entries = api.get("/audit-log", params={"entity_id": draft_id}).json()

@@ -120,7 +120,7 @@ async def test_a_result_for_an_older_export_changes_only_that_attempt(api: Any) 
     await apply(api.services.uow_factory, sent(api, draft_id, first))
     state = await draft(api, f"/draft-orders/{draft_id}")
     assert state["status"] == "PUSHING"
-    assert [e["status"] for e in state["exports"]] == ["SENT", "in_progress"]
+    assert [e["status"] for e in state["exports"]] == ["SENT", "PENDING"]
 
 
 async def test_a_redelivered_event_is_applied_once(api: Any) -> None:

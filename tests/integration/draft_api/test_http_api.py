@@ -149,13 +149,23 @@ async def test_push_replay_and_retry_follow_the_quickstart(api: Any) -> None:
     first = await api.push(draft_id, key=key)
     assert first.status_code == 202
     export_id = first.json()["erp_export_id"]
-    assert first.json() == {"erp_export_id": export_id, "status": "PUSHING"}
+    assert first.json() == {
+        "erp_export_id": export_id,
+        "status": "PUSHING",
+        "draft_status": "PUSHING",
+        "export_status": "PENDING",
+    }
     cached = redis.Redis.from_url(api.infra.redis_url).get(f"idempotency:{draft_id}:{key}")
     assert cached == export_id.encode()
 
     replay = await api.push(draft_id, key=key)
     assert replay.status_code == 202
-    assert replay.json() == {"erp_export_id": export_id, "status": "in_progress"}
+    assert replay.json() == {
+        "erp_export_id": export_id,
+        "status": "PENDING",  # on a replay: the export's status
+        "draft_status": "PUSHING",
+        "export_status": "PENDING",
+    }
     assert replay.headers["idempotent-replayed"] == "true"
 
     api.db.rows("UPDATE draft.draft_order SET status = 'ERROR' WHERE id = %s", (draft_id,))

@@ -90,7 +90,12 @@ async def test_replay_after_completion_reports_the_export_status_now(api: Any) -
 
     replay = await api.push(draft_id, key=key)
     assert replay.status_code == 202
-    assert replay.json() == {"erp_export_id": first["erp_export_id"], "status": "SENT"}
+    assert replay.json() == {
+        "erp_export_id": first["erp_export_id"],
+        "status": "SENT",
+        "draft_status": "PUSHED",
+        "export_status": "SENT",
+    }
     draft = (await api.client.get(f"/draft-orders/{draft_id}", headers=api.headers())).json()
     assert draft["status"] == "PUSHED"
     one_export(api, draft_id)

@@ -143,7 +143,7 @@ def test_pushing_an_approved_draft_starts_attempt_one_with_a_snapshot() -> None:
     attempt = draft.push(actor=OPERATOR, export_id=export_id, has_active_connector=True, now=NOW)
     assert draft.status is DraftStatus.PUSHING
     assert draft.current_export_id == export_id
-    assert (attempt.attempt, attempt.status) == (1, ExportStatus.IN_PROGRESS)
+    assert (attempt.attempt, attempt.status) == (1, ExportStatus.PENDING)
     event = draft.events[-1]
     assert isinstance(event, PushRequested)
     assert (event.attempt, event.is_retry, event.erp_export_id) == (1, False, export_id)
@@ -231,7 +231,7 @@ def test_a_result_for_an_unknown_export_changes_nothing() -> None:
     draft = in_status(DraftStatus.PUSHING)
     assert draft.export_failed(uuid.uuid4(), error={}, now=NOW) is False
     assert draft.status is DraftStatus.PUSHING
-    assert draft.attempts[0].status is ExportStatus.IN_PROGRESS
+    assert draft.attempts[0].status is ExportStatus.PENDING
 
 
 class DraftLifecycle(RuleBasedStateMachine):

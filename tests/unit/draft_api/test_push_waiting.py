@@ -37,7 +37,7 @@ def test_a_delayed_export_shows_its_wait_on_the_attempt_and_the_draft_stays_push
     draft, export_id = pushing()
     assert draft.export_delayed(export_id, waiting=WAITING) is True
     attempt = draft.attempt_for(export_id)
-    assert attempt is not None and attempt.status is ExportStatus.IN_PROGRESS
+    assert attempt is not None and attempt.status is ExportStatus.PENDING
     assert attempt.error == WAITING and attempt.finished_at is None
     assert draft.status is DraftStatus.PUSHING
 

@@ -136,14 +136,16 @@ async def test_push_then_replay_returns_the_same_export_and_its_status_now(
     cmd = push.PushDraft(draft_id, Operation.PUSH, "key-1")
     first = await push.push_draft(uow_factory, cache, OPERATOR, cmd, key_ttl=TTL)
     assert (first.status, first.replayed) == ("PUSHING", False)
+    assert (first.draft_status, first.export_status) == ("PUSHING", "PENDING")
     assert cache.values[(draft_id, "key-1")] == str(first.erp_export_id)
 
     again = await push.push_draft(uow_factory, cache, OPERATOR, cmd, key_ttl=TTL)
     assert (again.erp_export_id, again.status, again.replayed) == (
         first.erp_export_id,
-        "in_progress",
+        "PENDING",
         True,
     )
+    assert (again.draft_status, again.export_status) == ("PUSHING", "PENDING")
     await results.record_export_result(
         uow_factory(),
         results.ExportResult(uuid.uuid4(), "demo", draft_id, first.erp_export_id, True, T0),
@@ -151,6 +153,7 @@ async def test_push_then_replay_returns_the_same_export_and_its_status_now(
     cache.down = True  # the Postgres path gives the same answer
     later = await push.push_draft(uow_factory, cache, OPERATOR, cmd, key_ttl=TTL)
     assert (later.erp_export_id, later.status) == (first.erp_export_id, "SENT")
+    assert (later.draft_status, later.export_status) == ("PUSHED", "SENT")
     assert len(pushes(store)) == 1
 
 
@@ -267,7 +270,7 @@ async def test_failed_export_then_retry_push_gets_attempt_two(
     draft = store.drafts[draft_id]
     assert [(a.attempt, a.status) for a in draft.attempts] == [
         (1, ExportStatus.FAILED),
-        (2, ExportStatus.IN_PROGRESS),
+        (2, ExportStatus.PENDING),
     ]
     assert draft.attempts[0].error == error
     assert [(p.attempt, p.is_retry) for p in pushes(store)] == [(1, False), (2, True)]

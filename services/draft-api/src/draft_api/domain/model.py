@@ -8,6 +8,8 @@ from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 
+from orderflow_shared.contracts.export_status import ExportStatus as ExportStatus
+
 from draft_api.domain import errors
 from draft_api.domain.events import (
     DomainEvent,
@@ -29,12 +31,6 @@ class DraftStatus(StrEnum):
     PUSHING = "PUSHING"
     PUSHED = "PUSHED"
     ERROR = "ERROR"
-
-
-class ExportStatus(StrEnum):
-    IN_PROGRESS = "in_progress"
-    SENT = "SENT"
-    FAILED = "FAILED"
 
 
 EDITABLE = frozenset({DraftStatus.NEW, DraftStatus.NEEDS_REVIEW, DraftStatus.READY})
@@ -265,7 +261,7 @@ class DraftOrder:
         the draft stays PUSHING. False when the attempt is finished or unknown (a late
         `export.delayed` never overwrites a result)."""
         attempt = self.attempt_for(export_id)
-        if attempt is None or attempt.status is not ExportStatus.IN_PROGRESS:
+        if attempt is None or attempt.status is not ExportStatus.PENDING:
             return False
         attempt.error = waiting
         return True
@@ -300,7 +296,7 @@ class DraftOrder:
         attempt = PushAttempt(
             erp_export_id=export_id,
             attempt=max((a.attempt for a in self.attempts), default=0) + 1,
-            status=ExportStatus.IN_PROGRESS,
+            status=ExportStatus.PENDING,
             requested_by_user_id=actor.user_id,
             requested_at=now,
         )

@@ -14,7 +14,7 @@ from orderflow_shared.preconditions import Preconditions
 
 from draft_api.domain import errors
 from draft_api.domain.idempotency import IdempotencyRecord, Operation, fingerprint, parse_key
-from draft_api.domain.model import Actor, DraftOrder
+from draft_api.domain.model import Actor, DraftOrder, DraftStatus, ExportStatus
 from draft_api.service_layer.clock import utcnow
 from draft_api.service_layer.drafts import check_preconditions
 from draft_api.service_layer.ports import (
@@ -23,8 +23,6 @@ from draft_api.service_layer.ports import (
     UnitOfWork,
     UnitOfWorkFactory,
 )
-
-PUSHING = "PUSHING"
 
 
 @dataclass(frozen=True)
@@ -39,8 +37,15 @@ class PushDraft:
 @dataclass(frozen=True)
 class PushResult:
     erp_export_id: uuid.UUID
-    status: str  # PUSHING for a new push; the export's status now for a replay
+    draft_status: DraftStatus  # the draft's status now
+    export_status: ExportStatus  # the export's status now
     replayed: bool
+
+    @property
+    def status(self) -> str:
+        """What the answer's `status` has always said: the draft's PUSHING for a new
+        push, the export's status now for a replay."""
+        return self.export_status.value if self.replayed else self.draft_status.value
 
 
 async def push_draft(
@@ -113,7 +118,7 @@ async def _push_in_transaction(
                 )
             )
         await uow.commit()
-    return PushResult(erp_export_id=export_id, status=PUSHING, replayed=False)
+    return PushResult(export_id, draft.status, ExportStatus.PENDING, replayed=False)
 
 
 async def _replay(uow: UnitOfWork, actor: Actor, cmd: PushDraft, key: str) -> PushResult | None:
@@ -124,14 +129,16 @@ async def _replay(uow: UnitOfWork, actor: Actor, cmd: PushDraft, key: str) -> Pu
         if not record.matches(cmd.operation, cmd.draft_id):
             raise errors.IdempotencyKeyMismatch()
         status = await uow.drafts.export_status(actor.org_id, record.erp_export_id)
+        draft = await uow.drafts.get(actor.org_id, cmd.draft_id)
     return PushResult(
-        erp_export_id=record.erp_export_id,
-        status=status.value if status is not None else PUSHING,
+        record.erp_export_id,
+        draft.status if draft is not None else DraftStatus.PUSHING,
+        status or ExportStatus.PENDING,
         replayed=True,
     )
 
 
 def _replayed(draft: DraftOrder, export_id: uuid.UUID) -> PushResult:
     attempt = draft.attempt_for(export_id)
-    status = attempt.status.value if attempt is not None else PUSHING
-    return PushResult(erp_export_id=export_id, status=status, replayed=True)
+    status = attempt.status if attempt is not None else ExportStatus.PENDING
+    return PushResult(export_id, draft.status, status, replayed=True)

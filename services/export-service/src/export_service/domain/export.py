@@ -15,21 +15,14 @@ import random
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from enum import StrEnum
 
 from orderflow_shared.contracts import ExportDelayedV1, ExportFailedV1, ExportSentV1, OrderSnapshot
+from orderflow_shared.contracts.export_status import ExportStatus as ExportStatus
 
 from export_service.domain.errors import DeliveryError, ErrorCode
 from export_service.domain.events import Message
 from export_service.domain.renderers import FileFormat
 from export_service.domain.retry import RetryPolicy
-
-
-class ExportStatus(StrEnum):
-    PENDING = "PENDING"
-    DELIVERING = "DELIVERING"
-    SENT = "SENT"
-    FAILED = "FAILED"
 
 
 class IllegalTransition(Exception):

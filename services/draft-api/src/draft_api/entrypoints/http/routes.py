@@ -300,4 +300,9 @@ async def _push(
         raise
     count_push(operation.value, replayed=result.replayed)
     response.headers["Idempotent-Replayed"] = "true" if result.replayed else "false"
-    return PushOut(erp_export_id=result.erp_export_id, status=result.status)
+    return PushOut(
+        erp_export_id=result.erp_export_id,
+        status=result.status,
+        draft_status=result.draft_status,
+        export_status=result.export_status,
+    )

@@ -12,7 +12,7 @@ from orderflow_shared.web import PatchIn
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
-from draft_api.domain.model import DraftOrder, DraftStatus, NewLine, PushAttempt
+from draft_api.domain.model import DraftOrder, DraftStatus, ExportStatus, NewLine, PushAttempt
 from draft_api.service_layer.ports import ISSUES_IN_SUMMARY, DraftSummary
 
 _MICRO = Decimal("0.000001")
@@ -140,7 +140,9 @@ class ExportOut(BaseModel):
 
     erp_export_id: uuid.UUID
     attempt: int
-    status: str = Field(description="in_progress, SENT or FAILED")
+    status: ExportStatus = Field(
+        description="PENDING (not delivered yet), SENT or FAILED: the words export-service uses"
+    )
     requested_by_user_id: str
     requested_at: datetime
     finished_at: datetime | None
@@ -152,7 +154,7 @@ def _exports(attempts: list[PushAttempt]) -> list[ExportOut]:
         ExportOut(
             erp_export_id=a.erp_export_id,
             attempt=a.attempt,
-            status=a.status.value,
+            status=a.status,
             requested_by_user_id=a.requested_by_user_id,
             requested_at=a.requested_at,
             finished_at=a.finished_at,
@@ -263,9 +265,15 @@ class ApprovalOut(BaseModel):
 class PushOut(BaseModel):
     erp_export_id: uuid.UUID
     status: str = Field(
-        description="PUSHING for a new push; for a replay the export's status now "
-        "(in_progress, SENT or FAILED)",
+        description="PUSHING (the draft's status) for a new push; for a replay the "
+        "export's status now (PENDING, SENT or FAILED). draft_status and export_status "
+        "say each on its own",
         examples=["PUSHING"],
+    )
+    draft_status: DraftStatus = Field(description="The draft's status now", examples=["PUSHING"])
+    export_status: ExportStatus = Field(
+        description="The export's status now: PENDING (not delivered yet), SENT or FAILED",
+        examples=["PENDING"],
     )
 
 
