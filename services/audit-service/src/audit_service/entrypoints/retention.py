@@ -4,9 +4,10 @@
   retention, then sign and publish the chain heads; exit 1 if an org was refused.
 - `python -m audit_service audit-verify [--org ORG]` (`make audit-verify`): every chain
   against its anchors and newest signed head, from the table and from the topic.
-- `run_retention_forever(container, stop)`: the same on a schedule, inside the ingest
-  role: heads every AUDIT_CHECKPOINT_INTERVAL_SECONDS, retention every
-  AUDIT_RETENTION_INTERVAL_SECONDS; a failing round is logged and retried next time.
+- `run_retention_forever(container, stop)`: the same on a schedule, as the
+  `retention-loop` role (bootstrap.py): heads every AUDIT_CHECKPOINT_INTERVAL_SECONDS,
+  retention every AUDIT_RETENTION_INTERVAL_SECONDS; a failing round is logged and
+  retried next time.
 """
 
 from __future__ import annotations
