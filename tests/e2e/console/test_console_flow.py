@@ -251,3 +251,24 @@ def test_refusals_are_sentences_on_the_page(
     )
     assert status == 403
     assert flow.statuses([draft_id])["NEW"] == 1
+    # a 400: a status that does not exist
+    response = page.goto(console.url("/ui/drafts?status=BOGUS"))
+    assert response is not None and response.status == 400
+    expect(page.locator(".flash.error")).to_contain_text("no status")
+    # a service that is down: a 503 in words, and a page that still shows what it can
+    stack.stop("export-service")
+    try:
+        response = page.goto(console.url("/ui/connections"))
+        assert response is not None and response.status == 503
+        expect(page.locator(".flash.error")).to_contain_text("ERP connection service")
+        assert_accessible(axe, page)
+    finally:
+        stack.start("export-service")
+    stack.stop("audit-service")
+    try:
+        response = page.goto(console.url(f"/ui/drafts/{draft_id}"))
+        assert response is not None and response.status == 200
+        expect(page.locator("#audit")).to_contain_text("audit timeline cannot be shown")
+        expect(page.locator("#draft-status")).to_have_text("NEW")
+    finally:
+        stack.start("audit-service")

@@ -19,6 +19,7 @@
       form.appendChild(input);
     });
     document.body.appendChild(form);
+    submitting = true;
     form.submit();
   }
 
@@ -76,6 +77,8 @@
   var countsLater = later(refreshCounts, 1500);
 
   var liveBox = document.getElementById("draft-live");
+  var submitting = false;
+  document.addEventListener("submit", function () { submitting = true; });
   var tries = 0;
   function refreshDraft() {
     if (!liveBox) return;
@@ -94,6 +97,14 @@
           return;
         }
         tries = 0;
+        // the same version of the draft: nothing to show (and no button pulled away
+        // from under a click); a form on its way: the next page shows the news anyway
+        var fresh = holder.querySelector("[data-version]");
+        var shown = liveBox.querySelector("[data-version]");
+        if (submitting || (fresh && shown &&
+            fresh.getAttribute("data-version") === shown.getAttribute("data-version"))) {
+          return;
+        }
         var focused = document.activeElement && document.activeElement.dataset
           ? document.activeElement.dataset.action : null;
         liveBox.innerHTML = html;
