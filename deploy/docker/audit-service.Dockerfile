@@ -25,11 +25,15 @@ ENV PYTHONUNBUFFERED=1 \
 COPY --from=build /opt/venv /opt/venv
 
 # never root: a system user with a fixed uid/gid (numeric USER, so runAsNonRoot can
-# check it); the code and the venv stay root-owned and read-only to it. It has no
-# writable directory of its own (it keeps no files).
+# check it); the code and the venv stay root-owned and read-only to it. Its only
+# writable place is the retention archive (the audit-archive volume; a new volume takes
+# this directory's owner).
 RUN groupadd --system --gid 10001 orderflow \
     && useradd --system --uid 10001 --gid 10001 --no-create-home \
-       --home-dir /nonexistent --shell /usr/sbin/nologin orderflow
+       --home-dir /nonexistent --shell /usr/sbin/nologin orderflow \
+    && mkdir -p /var/lib/orderflow/audit-archive \
+    && chown 10001:10001 /var/lib/orderflow/audit-archive \
+    && chmod 0750 /var/lib/orderflow/audit-archive
 USER 10001:10001
 
 # the HTTP role's port; a container running another role sets its own HTTP_PORT

@@ -25,6 +25,8 @@ done
 # HS256 signing key of the stack's tokens; the export-service's AES key (32 bytes)
 add JWT_SECRET "$(random 48)"
 add EXPORT_ENCRYPTION_KEY "$(head -c 32 /dev/urandom | base64 | tr '+/' '-_')"
+# audit-service's Ed25519 checkpoint signing key (32 random bytes, base64)
+add AUDIT_SIGNING_KEY "$(head -c 32 /dev/urandom | base64)"
 mkdir -p "$KEYS"
 chmod 700 "$KEYS"
 if [ ! -f "$KEYS/sftp_client_key" ]; then

@@ -237,10 +237,17 @@ def test_every_service_image_runs_as_a_fixed_non_root_user(service: str) -> None
         assert keyword != "COPY" or "--chown" not in args, "code must stay root-owned"
 
 
+#: the one directory each service may write, and the container of its that mounts it
+WRITABLE = {
+    "export-service": ("EXPORT_STORAGE_DIR", "export-service"),
+    "audit-service": ("AUDIT_ARCHIVE_DIR", "audit-service-retention"),
+}
+
+
 @pytest.mark.parametrize("service", list(SERVICES))
-def test_only_export_service_has_a_writable_directory_and_it_is_its_storage(
-    service: str,
-) -> None:
+def test_a_service_writes_only_its_own_volume(service: str) -> None:
+    """export-service its artifact store, audit-service its retention archive, draft-api
+    nothing: each the one directory its image makes over to its user, on a volume."""
     spec = COMPOSE["services"][service]
     runs = " ".join(
         args
@@ -248,13 +255,15 @@ def test_only_export_service_has_a_writable_directory_and_it_is_its_storage(
         if keyword == "RUN"
     )
     chowned = re.findall(r"chown (\d+:\d+) (\S+)", runs)
-    if service != "export-service":
+    if service not in WRITABLE:
         assert chowned == [], f"{service} needs no writable directory"
         return
-    storage = spec["environment"]["EXPORT_STORAGE_DIR"]
-    assert chowned == [("10001:10001", storage)]
-    assert f"chmod 0750 {storage}" in runs
-    assert any(volume.endswith(f":{storage}") for volume in spec["volumes"])
+    setting, container = WRITABLE[service]
+    directory = spec["environment"][setting]
+    assert chowned == [("10001:10001", directory)]
+    assert f"chmod 0750 {directory}" in runs
+    mounts = COMPOSE["services"][container]["volumes"]
+    assert any(volume.endswith(f":{directory}") for volume in mounts)
 
 
 KAFKA_SCRIPT = (ROOT / "deploy" / "kafka" / "compose-entrypoint.sh").read_text()
