@@ -132,3 +132,13 @@ def test_a_push_moves_the_push_export_and_lag_metrics(stack: Any) -> None:
             )
 
         wait_for(lag, timeout=30, what=f"{consumer}'s lag on {topic}")
+
+    def head_moved() -> bool:
+        _, samples = scrape(stack, "audit-service")
+        return any(
+            name == "orderflow_audit_chain_head_timestamp_seconds"
+            and dict(labels).get("org_id") == flow.org
+            for name, labels in samples
+        )
+
+    wait_for(head_moved, timeout=30, what="the org's audit chain head")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 
 from orderflow_shared.messaging.envelope import Envelope
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from audit_service.domain.entry import AuditEntry
 from audit_service.domain.mapping import RawRecord, entry_from_dead_letter, entry_from_envelope
@@ -20,6 +21,13 @@ ENTRIES_APPENDED = Counter(
 )
 DUPLICATES_SKIPPED = Counter(
     "orderflow_audit_duplicate_events_total", "Events already in the log when delivered again."
+)
+CHAIN_HEAD_TIME = Gauge(
+    "orderflow_audit_chain_head_timestamp_seconds",
+    "When this process last moved an organisation's chain head (Unix time), by org: a"
+    " head that stops moving while the org works, or moves back, shows in the chains"
+    " (one series per organisation the process has seen since it started).",
+    ["org_id"],
 )
 VERIFICATION_FAILURES = Counter(
     "orderflow_audit_verification_failures_total",
@@ -40,6 +48,9 @@ class IngestHandlers:
     async def _append(self, entries: Sequence[AuditEntry]) -> None:
         added = await ingest(self._uow_factory, entries)
         DUPLICATES_SKIPPED.inc(len(entries) - len(added))
+        now = time.time()
         for entry in added:
             ENTRIES_APPENDED.labels(entry.action).inc()
+        for org_id in {entry.org_id for entry in added}:
+            CHAIN_HEAD_TIME.labels(org_id).set(now)
         _log.debug("audit batch: %d read, %d new", len(entries), len(added))
