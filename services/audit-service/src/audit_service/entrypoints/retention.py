@@ -104,6 +104,10 @@ def pause_hook(settings: AuditSettings) -> PauseHook:
     return pause
 
 
+class MissingKeyError(RuntimeError):
+    """Retention without AUDIT_SIGNING_KEY (it signs the anchor of what it prunes)."""
+
+
 class RetentionJobs:
     """One round of each job, as the command and the loop run them."""
 
@@ -159,7 +163,7 @@ class RetentionJobs:
     ) -> list[OrgRetention]:
         s = self.settings
         if self.signer is None:
-            raise RuntimeError("AUDIT_SIGNING_KEY is not set: retention signs its anchors")
+            raise MissingKeyError("AUDIT_SIGNING_KEY is not set: retention signs its anchors")
         if s.audit_archive_dir is None:
             raise ArchiveDirError("AUDIT_ARCHIVE_DIR is not set: retention archives first")
         archive = ArchiveDir(s.audit_archive_dir)
@@ -210,6 +214,9 @@ async def run_retention_forever(container: Container, stop: asyncio.Event) -> No
         if clock() >= next_retention:
             try:
                 await jobs.retention()
+            except (ArchiveDirError, MissingKeyError) as exc:  # configuration: say it plainly
+                RETENTION_FAILURES.inc()
+                _log.error("audit retention cannot run: %s", exc)
             except Exception:
                 RETENTION_FAILURES.inc()
                 _log.exception("audit retention round failed")
