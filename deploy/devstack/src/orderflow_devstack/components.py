@@ -1000,6 +1000,10 @@ class AuditService(Service):
     service = "audit-service"
     package = "audit_service"
 
+    def owned_dirs(self) -> list[tuple[Path, int]]:
+        """Its retention archive (AUDIT_ARCHIVE_DIR), the only place it writes."""
+        return [(self.cfg.audit_archive_dir, 0o700)]
+
 
 SERVICE_COMPONENTS: dict[str, type[Service]] = {
     cls.service: cls for cls in (DraftApi, ExportService, AuditService)
