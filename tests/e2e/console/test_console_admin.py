@@ -260,11 +260,20 @@ def test_a_lost_live_feed_is_shown_and_comes_back(stack: Any, flow: Flow, consol
     console = consoles()
     page = console.sign_in("desk-7", flow.org, ["operator", "approver"])
     console.wait_live()
+    # the gateway goes away: the stream drops and the browser keeps trying
     stack.stop("gateway")
     try:
         expect(page.locator("#live-state.lost")).to_contain_text("reconnecting", timeout=LIVE_MS)
     finally:
         stack.start("gateway")
+    console.wait_live()
+    # draft-api's HTTP process goes away: the gateway refuses the stream (503), which
+    # closes it for good in the browser; the page opens it again once draft-api is back
+    stack.stop("draft-api")
+    try:
+        expect(page.locator("#live-state.lost")).to_contain_text("reconnecting", timeout=LIVE_MS)
+    finally:
+        stack.start("draft-api")
     console.wait_live()
     # and it is live for real again: a new draft's count arrives without a reload
     page.evaluate("window.__sameDocument = true")

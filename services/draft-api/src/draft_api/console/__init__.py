@@ -62,9 +62,7 @@ async def _running(app: FastAPI, settings: ConsoleSettings) -> AsyncIterator[Non
         follow_redirects=False,
     )
     state = ConsoleState(settings, client, Feed(client_options(settings)), make_templates())
-    app.state.console = state
-    if settings.console_feed:
-        state.task = asyncio.create_task(state.feed.run(state.stop), name="console-feed")
+    app.state.console = state  # the feed starts with its first page (state.start_feed)
     try:
         yield
     finally:

@@ -673,6 +673,7 @@ async def events(request: Request) -> Response:
         return Response("Sign in first.", status_code=401, media_type="text/plain")
     _, principal = found
     state = _state(request)
+    state.start_feed()
     org_id = principal.org_id
 
     async def stream() -> AsyncIterator[str]:
@@ -683,6 +684,8 @@ async def events(request: Request) -> Response:
                 try:
                     message = await asyncio.wait_for(subscription.queue.get(), HEARTBEAT_SECONDS)
                 except TimeoutError:
+                    if session.current(request) is None:
+                        return  # the session expired: the page signs in again
                     yield ": keep-alive\n\n"
                     continue
                 if "feed" in message:

@@ -47,3 +47,9 @@ class ConsoleState:
 
     def api(self, token: str) -> Api:
         return Api(self.client, self.urls, token)
+
+    def start_feed(self) -> None:
+        """Run the feed from the first page that asks for it on (a process nobody has
+        the console open on consumes nothing)."""
+        if self.task is None and self.settings.console_feed and not self.stop.is_set():
+            self.task = asyncio.create_task(self.feed.run(self.stop), name="console-feed")

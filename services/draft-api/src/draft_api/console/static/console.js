@@ -132,23 +132,32 @@
     if (page === "drafts") { countsSoon(); countsLater(); }
   }
 
-  if (document.body.dataset.live === "on" && window.EventSource) {
+  // The browser reconnects a dropped stream by itself; a refused one (the gateway's 503
+  // while draft-api restarts, a 401 after the session ended) is opened again from here.
+  var retryMs = 2000;
+  function connect() {
     var source = new EventSource("/ui/events");
     source.addEventListener("feed", function (e) {
       var data = JSON.parse(e.data);
+      retryMs = 2000;
       if (data.live) {
         say("Live", "on");
         if (page === "drafts") { refreshCounts(); refreshRows(); }
         if (liveBox) refreshDraft();
       } else {
-        say("Live updates paused: the event stream is unavailable, retrying", "lost");
+        say("Live updates waiting for the event stream…", "lost");
       }
     });
     source.addEventListener("draft", function (e) { onDraft(JSON.parse(e.data)); });
     source.onerror = function () {
       say("Live updates lost: reconnecting…", "lost");
+      if (source.readyState === EventSource.CLOSED) {
+        setTimeout(connect, retryMs);
+        retryMs = Math.min(retryMs * 2, 30000);
+      }
     };
   }
+  if (document.body.dataset.live === "on" && window.EventSource) connect();
 
   // --- keyboard --------------------------------------------------------------------
   var dialog = document.getElementById("keys");
