@@ -46,17 +46,30 @@ def test_operator_and_approver_create_validate_approve_push_and_see_pushed_live(
     expect(page.locator("#draft-status")).to_have_text("APPROVED")
     assert_accessible(axe, page)
     console.wait_live()
+    draft_id = page.locator("#draft-live").get_attribute("data-draft")
+    assert draft_id
+    # a colleague has the same draft open, shown APPROVED: it must change by itself
+    watcher = consoles()
+    watching = watcher.sign_in("desk-9", flow.org, ["viewer"])
+    watching.goto(watcher.url(f"/ui/drafts/{draft_id}"))
+    expect(watching.locator("#draft-status")).to_have_text("APPROVED")
+    watcher.wait_live()
+    watching.evaluate("window.__sameDocument = true")
 
     page.click('[data-action="push"]')
     expect(page.locator(".flash.ok")).to_contain_text("Push requested")
-    # from here on the page is not reloaded: PUSHED must come over the live feed
+    # neither page is reloaded from here on: PUSHED comes over the live feed
     page.evaluate("window.__sameDocument = true")
     expect(page.locator("#draft-status")).to_have_text("PUSHED", timeout=LIVE_MS)
+    expect(watching.locator("#draft-status")).to_have_text("PUSHED", timeout=LIVE_MS)
     assert page.evaluate("window.__sameDocument") is True
-    draft_id = page.locator("#draft-live").get_attribute("data-draft")
-    assert draft_id
-    status = stack.psql("SELECT status FROM draft.draft_order WHERE id = %s", (draft_id,))
-    assert status == [("PUSHED",)]
+    assert watching.evaluate("window.__sameDocument") is True
+    # the page learns it from export.sent, draft-api's consumer applies the same event
+    wait_for(
+        lambda: flow.statuses([draft_id])["PUSHED"] == 1,
+        timeout=30,
+        what="draft-api to record the draft as PUSHED",
+    )
     # the push history fills in (fragment refresh after the event) with the remote path
     expect(page.locator("#draft-live table").last).to_contain_text("SENT", timeout=LIVE_MS)
 
@@ -89,6 +102,14 @@ def test_bulk_approve_then_bulk_push_ten_drafts_reports_each(
     assert_accessible(axe, page)
     assert flow.statuses(drafts)["APPROVED"] == 10
 
+    # a second desk watches the list: its counts must follow without a reload
+    watcher = consoles()
+    watching = watcher.sign_in("desk-8", flow.org, ["viewer"])
+    expect(watching.locator('[data-count="APPROVED"]')).to_have_text("10")
+    expect(watching.locator('[data-count="PUSHED"]')).to_have_text("0")
+    watcher.wait_live()
+    watching.evaluate("window.__sameDocument = true")
+
     page.goto(console.url("/ui/drafts?status=APPROVED"))
     console.wait_live()
     for draft_id in drafts:
@@ -103,13 +124,13 @@ def test_bulk_approve_then_bulk_push_ten_drafts_reports_each(
     )
     assert keys == [(10,)]  # each push its own Idempotency-Key
 
-    # the list's counts follow the feed: PUSHED reaches 10 without a reload
-    page.goto(console.url("/ui/drafts"))
-    console.wait_live()
-    page.evaluate("window.__sameDocument = true")
-    expect(page.locator('[data-count="PUSHED"]')).to_have_text("10", timeout=LIVE_MS)
-    expect(page.locator('[data-count="PUSHING"]')).to_have_text("0", timeout=LIVE_MS)
-    assert page.evaluate("window.__sameDocument") is True
+    # the watching list's counts followed the feed: PUSHED 10, APPROVED 0, no reload
+    expect(watching.locator('[data-count="PUSHED"]')).to_have_text("10", timeout=LIVE_MS)
+    expect(watching.locator('[data-count="PUSHING"]')).to_have_text("0", timeout=LIVE_MS)
+    expect(watching.locator('[data-count="APPROVED"]')).to_have_text("0", timeout=LIVE_MS)
+    for draft_id in drafts:
+        expect(watching.locator(f'[data-status-of="{draft_id}"]')).to_have_text("PUSHED")
+    assert watching.evaluate("window.__sameDocument") is True
     assert flow.statuses(drafts)["PUSHED"] == 10
 
     # pushing them again is refused per draft, with the reason
