@@ -491,6 +491,36 @@ _SUSPECT_JSON = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
 _NOT_UTF8 = "Request body must be JSON encoded as UTF-8"
 
 
+def _json_integer(value: Any) -> Any:
+    """JSON Schema's integer: a number without fraction (`22` or `22.0`), never `"22"`
+    nor `true`; 22.5 fails pydantic's own check after this one."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PydanticCustomError("int_type", "Input should be a valid integer")
+    return value
+
+
+class JsonInteger:
+    """`Annotated[int, JsonInteger(1, 65535)]`: an int as JSON Schema means it, from
+    `minimum` to `maximum`. `714.0` is one (the schema says so, and a client generated
+    from it may send it), `"714"` and `true` are not, 22.5 is not; the document says
+    `{"type": "integer", "minimum": ..., "maximum": ...}`. Works in strict models too."""
+
+    def __init__(self, minimum: int, maximum: int) -> None:
+        self.minimum = minimum
+        self.maximum = maximum
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> Any:
+        from pydantic_core import core_schema
+
+        return core_schema.no_info_before_validator_function(
+            _json_integer,
+            core_schema.int_schema(ge=self.minimum, le=self.maximum, strict=False),
+        )
+
+    def __get_pydantic_json_schema__(self, schema: Any, handler: Any) -> dict[str, Any]:
+        return {"type": "integer", "minimum": self.minimum, "maximum": self.maximum}
+
+
 def text_problem(value: str) -> str | None:
     """Why `value` cannot be stored or encoded as UTF-8 text, or None when it is fine."""
     if "\x00" in value:

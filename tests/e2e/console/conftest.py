@@ -23,7 +23,9 @@ NARROW = {"width": 390, "height": 844}
 LIVE_MS = 60_000
 
 
-@pytest.fixture(scope="session")
+# per module: the sync API runs an event loop on this thread while it is open, and the
+# tests of other modules need that thread free of one (asyncio.run, other browsers)
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     assert shutil.which(CHROMIUM), "make install installs Debian's chromium"
     with sync_playwright() as playwright:

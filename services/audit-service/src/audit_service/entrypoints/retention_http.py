@@ -8,7 +8,7 @@ from typing import Annotated, Literal, Protocol
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from orderflow_shared.auth import Principal, require_roles
-from orderflow_shared.web import error_responses
+from orderflow_shared.web import JsonInteger, error_responses
 from pydantic import BaseModel, ConfigDict, Field
 
 from audit_service.domain.retention import MAX_DAYS, MIN_DAYS, InvalidPolicy, RetentionPolicy
@@ -43,10 +43,7 @@ async def _json_body(request: Request) -> None:
 class RetentionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    retention_days: int = Field(
-        ge=MIN_DAYS,
-        le=MAX_DAYS,
-        strict=True,
+    retention_days: Annotated[int, JsonInteger(MIN_DAYS, MAX_DAYS)] = Field(
         description="Entries that happened more than this many days ago are archived, then pruned.",
         examples=[365],
     )

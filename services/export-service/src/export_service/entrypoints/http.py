@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from orderflow_shared.auth import Principal, require_roles
 from orderflow_shared.web import (
     VALIDATOR_HEADERS,
+    JsonInteger,
     PatchIn,
     PreconditionsDep,
     error_responses,
@@ -20,9 +21,8 @@ from orderflow_shared.web import (
     require_json_body,
     set_validators,
 )
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic.config import JsonDict
-from pydantic_core import PydanticCustomError
 from sqlalchemy.exc import IntegrityError
 
 from export_service.domain.circuit import Circuit
@@ -67,26 +67,8 @@ TEMPLATE_PATTERN = (
 EXAMPLE_FINGERPRINT = "SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s"
 
 
-def _json_number(value: Any) -> Any:
-    """JSON Schema's integer: a number without fraction (`22` or `22.0`), never `"22"`."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise PydanticCustomError("int_type", "Input should be a valid integer")
-    return value
-
-
-Port = Annotated[
-    int,
-    Field(strict=False, ge=1, le=65535),
-    BeforeValidator(_json_number),
-    WithJsonSchema({"type": "integer", "minimum": 1, "maximum": 65535}),
-]
-
-DeadlineSeconds = Annotated[
-    int,
-    Field(strict=False, ge=1, le=MAX_DELIVERY_DEADLINE_SECONDS),
-    BeforeValidator(_json_number),
-    WithJsonSchema({"type": "integer", "minimum": 1, "maximum": MAX_DELIVERY_DEADLINE_SECONDS}),
-]
+Port = Annotated[int, JsonInteger(1, 65535)]
+DeadlineSeconds = Annotated[int, JsonInteger(1, MAX_DELIVERY_DEADLINE_SECONDS)]
 
 #: a connection's name: no control characters, and something besides white space (the
 #: white space of JSON Schema's and Python's regexes alike, spelled out)
