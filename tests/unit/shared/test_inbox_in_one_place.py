@@ -40,4 +40,3 @@ def test_no_service_claims_or_purges_its_inbox_by_hand() -> None:
         if BY_HAND.search(line)
     ]
     assert found == []
-
