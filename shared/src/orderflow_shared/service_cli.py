@@ -52,6 +52,7 @@ def uvicorn_options(settings: ServiceSettings) -> dict[str, Any]:
         "limit_concurrency": settings.http_limit_concurrency,
         "timeout_keep_alive": settings.http_keepalive_timeout_seconds,
         "h11_max_incomplete_event_size": settings.http_max_header_bytes,
+        "timeout_graceful_shutdown": settings.http_graceful_shutdown_seconds,
     }
 
 

@@ -39,6 +39,9 @@ class ServiceSettings(BaseSettings):
     #: 64 KB); with httptools (uvicorn's choice when installed) headers and their
     #: deadline are bounded only by the gateway, the one way in besides loopback
     http_max_header_bytes: int = Field(default=65536, ge=1024)
+    #: on SIGTERM uvicorn waits this long for open responses (a console page's event
+    #: stream never ends by itself), then cancels them and stops
+    http_graceful_shutdown_seconds: int = Field(default=10, ge=1)
     #: origins (comma-separated, e.g. `https://desk.example.com`) whose browser pages may
     #: call the API (CORS); empty: CORS off, no Access-Control-* headers
     cors_allowed_origins: str = ""

@@ -153,7 +153,7 @@
       say("Live updates lost: reconnecting…", "lost");
       if (source.readyState === EventSource.CLOSED) {
         setTimeout(connect, retryMs);
-        retryMs = Math.min(retryMs * 2, 30000);
+        retryMs = Math.min(retryMs * 2, 8000);
       }
     };
   }
