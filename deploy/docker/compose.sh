@@ -3,6 +3,7 @@
 # `docker compose` where a Docker engine answers, else podman-compose (PyPI, run with
 # uvx) on podman. Images: the ones `make images` built (IMAGE_PREFIX/IMAGE_TAG).
 #   compose.sh up      secrets (.env), every container, wait until healthy, seed
+#                      (KAFKA_BROKERS=3: with the kafka-cluster profile's two more brokers)
 #   compose.sh down    stop and remove the containers (CLEAN=1: and volumes, .env)
 #   compose.sh ps | logs [service] | seed | health
 # Podman here runs without systemd, so it never runs HEALTHCHECKs by itself: `up`
@@ -26,6 +27,18 @@ for pair in DRAFT_API:draft-api EXPORT_SERVICE:export-service AUDIT_SERVICE:audi
     export "$var=${!var:-$PREFIX/${pair#*:}:$TAG}"
 done
 export EXPORT_WORKERS=${EXPORT_WORKERS:-2}
+# KAFKA_BROKERS=3: the kafka-cluster profile (kafka-2, kafka-3), every client told all
+# three, the topics made with replication 3 (the brokers' min.insync.replicas is 2)
+export KAFKA_BROKERS=${KAFKA_BROKERS:-1}
+PROFILE_ARGS=()
+if [ "$KAFKA_BROKERS" = 3 ]; then
+    export COMPOSE_PROFILES=kafka-cluster
+    export KAFKA_BOOTSTRAP_SERVERS=kafka:9092,kafka-2:9092,kafka-3:9092
+    export KAFKA_REPLICATION_FACTOR=3
+    PROFILE_ARGS=(--profile kafka-cluster)
+elif [ "$KAFKA_BROKERS" != 1 ]; then
+    echo "compose: KAFKA_BROKERS=$KAFKA_BROKERS: 1 or 3"; exit 2
+fi
 
 if [ "$ENGINE_KIND" = docker ]; then
     COMPOSE=(docker compose)
@@ -68,11 +81,13 @@ stop_ticker() {
     fi
 }
 
-wait_healthy() {  # every long-running container healthy, or fail with the ones that are not
-    local deadline=$((SECONDS + ${ORDERFLOW_COMPOSE_TIMEOUT:-600})) pending
+wait_healthy() {  # [service...]: their containers (default all) healthy or done, or fail
+    local deadline=$((SECONDS + ${ORDERFLOW_COMPOSE_TIMEOUT:-600})) pending only=" $* "
     while true; do
         pending=$("${ENGINE[@]}" ps -a --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME" \
-            --format '{{.Names}} {{.Status}}' | grep -v -e '(healthy)' -e 'Exited (0)' || true)
+            --format '{{index .Labels "com.docker.compose.service"}} {{.Names}} {{.Status}}' \
+            | awk -v only="$only" 'only == "  " || index(only, " " $1 " ") { $1 = ""; print substr($0, 2) }' \
+            | grep -v -e '(healthy)' -e 'Exited (0)' || true)
         if echo "$pending" | grep -q -e 'Exited ([1-9]' -e '(unhealthy)'; then
             echo "compose: failed:"; echo "$pending" | grep -e 'Exited ([1-9]' -e '(unhealthy)'
             return 1
@@ -96,7 +111,8 @@ case "${1:-}" in
         start_ticker
         started=$SECONDS
         if [ "$ENGINE_KIND" = docker ]; then
-            "${COMPOSE[@]}" up -d --wait >"$STATE/up.log" 2>&1 || { tail -40 "$STATE/up.log"; exit 1; }
+            "${COMPOSE[@]}" "${PROFILE_ARGS[@]}" up -d --wait >"$STATE/up.log" 2>&1 \
+                || { tail -40 "$STATE/up.log"; exit 1; }
         else
             # podman-compose on podman < 4.6 ignores the depends_on conditions (and its
             # --requires links trip podman 4.3), so: phase by phase in dependency order
@@ -107,9 +123,10 @@ case "${1:-}" in
             for phase in "${phases[@]}"; do
                 echo "compose: starting $phase"
                 # shellcheck disable=SC2086
-                "${COMPOSE[@]}" up -d --no-deps $phase >>"$STATE/up.log" 2>&1 </dev/null \
+                "${COMPOSE[@]}" "${PROFILE_ARGS[@]}" up -d --no-deps $phase >>"$STATE/up.log" 2>&1 </dev/null \
                     || { tail -40 "$STATE/up.log"; exit 1; }
-                wait_healthy
+                # shellcheck disable=SC2086
+                wait_healthy $phase
             done
         fi
         wait_healthy
@@ -117,7 +134,9 @@ case "${1:-}" in
         .venv/bin/python -m orderflow_devstack.compose seed
         ;;
     down)
-        "${COMPOSE[@]}" down ${CLEAN:+-v} >"$STATE/down.log" 2>&1 || { tail -40 "$STATE/down.log"; exit 1; }
+        # every profile's containers too, whatever KAFKA_BROKERS is now
+        "${COMPOSE[@]}" --profile kafka-cluster down ${CLEAN:+-v} >"$STATE/down.log" 2>&1 \
+            || { tail -40 "$STATE/down.log"; exit 1; }
         stop_ticker
         if [ -n "${CLEAN:-}" ]; then rm -rf .env "$STATE"; fi
         echo "compose: down${CLEAN:+ (volumes and secrets removed)}"

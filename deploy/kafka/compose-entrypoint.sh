@@ -10,14 +10,30 @@ set -euo pipefail
 : "${KAFKA_AUDIT_SERVICE_PASSWORD:?}" "${KAFKA_INTEGRATION_PASSWORD:?}"
 DATA=/var/lib/kafka/data
 CONFIG=/tmp/orderflow-kafka/server.properties
+# one node (`kafka`), or the kafka-cluster profile's three (`kafka`, `kafka-2`, `kafka-3`,
+# KAFKA_BROKERS=3): a static quorum, replication 3 and min.insync.replicas 2
+BROKERS=${KAFKA_BROKERS:-1}
+NODE_ID=${KAFKA_NODE_ID:-1}
+NODE_HOST=${KAFKA_NODE_HOST:-kafka}
+if [ "$BROKERS" = 1 ]; then
+    QUORUM="controller.quorum.bootstrap.servers=kafka:9093"
+    FORMAT_MODE=(--standalone)
+    REPLICATION=1 MIN_ISR=1
+else
+    voters="1@kafka:9093"
+    for n in $(seq 2 "$BROKERS"); do voters="$voters,$n@kafka-$n:9093"; done
+    QUORUM="controller.quorum.voters=$voters"
+    FORMAT_MODE=()
+    REPLICATION=3 MIN_ISR=2
+fi
 mkdir -p /tmp/orderflow-kafka
 umask 077
 cat > "$CONFIG" <<PROPS
 process.roles=broker,controller
-node.id=1
-controller.quorum.bootstrap.servers=kafka:9093
+node.id=${NODE_ID}
+${QUORUM}
 listeners=SASL://0.0.0.0:9092,EXTERNAL://0.0.0.0:19092,CONTROLLER://0.0.0.0:9093
-advertised.listeners=SASL://kafka:9092,EXTERNAL://${KAFKA_EXTERNAL_ADVERTISED:-localhost:19092}
+advertised.listeners=SASL://${NODE_HOST}:9092,EXTERNAL://${KAFKA_EXTERNAL_ADVERTISED:-localhost:19092}
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=SASL
 listener.security.protocol.map=SASL:SASL_PLAINTEXT,EXTERNAL:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT
@@ -34,14 +50,14 @@ allow.everyone.if.no.acl.found=false
 super.users=User:admin
 log.dirs=${DATA}
 num.partitions=6
-default.replication.factor=1
-min.insync.replicas=1
+default.replication.factor=${REPLICATION}
+min.insync.replicas=${MIN_ISR}
 auto.create.topics.enable=false
-offsets.topic.replication.factor=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
+offsets.topic.replication.factor=${REPLICATION}
+transaction.state.log.replication.factor=${REPLICATION}
+transaction.state.log.min.isr=${MIN_ISR}
+share.coordinator.state.topic.replication.factor=${REPLICATION}
+share.coordinator.state.topic.min.isr=${MIN_ISR}
 group.initial.rebalance.delay.ms=0
 PROPS
 cat > /tmp/orderflow-kafka/admin.properties <<PROPS
@@ -55,8 +71,8 @@ if [ ! -f "$DATA/meta.properties" ]; then
         var="KAFKA_$(echo "$user" | tr 'a-z-' 'A-Z_')_PASSWORD"
         scram+=(--add-scram "SCRAM-SHA-512=[name=${user},password=${!var}]")
     done
-    /opt/kafka/bin/kafka-storage.sh format --standalone \
-        --cluster-id "$(/opt/kafka/bin/kafka-storage.sh random-uuid)" \
+    /opt/kafka/bin/kafka-storage.sh format "${FORMAT_MODE[@]}" \
+        --cluster-id "${KAFKA_CLUSTER_ID:-$(/opt/kafka/bin/kafka-storage.sh random-uuid)}" \
         -c "$CONFIG" "${scram[@]}" >/dev/null
 fi
 exec /opt/kafka/bin/kafka-server-start.sh "$CONFIG"

@@ -22,6 +22,8 @@ for name in KAFKA_ADMIN_PASSWORD KAFKA_DRAFT_API_PASSWORD KAFKA_EXPORT_SERVICE_P
     AUDIT_SERVICE_DB_PASSWORD; do
     add "$name" "$(random 18)"
 done
+# the KRaft cluster id every node of the stack is formatted with (16 bytes, base64url)
+add KAFKA_CLUSTER_ID "$(random 16)"
 # HS256 signing key of the stack's tokens; the export-service's AES key (32 bytes)
 add JWT_SECRET "$(random 48)"
 add EXPORT_ENCRYPTION_KEY "$(head -c 32 /dev/urandom | base64 | tr '+/' '-_')"

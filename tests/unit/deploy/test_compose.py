@@ -138,7 +138,8 @@ def test_services_wait_for_healthy_dependencies_and_their_migrations() -> None:
         assert depends[f"{service}-migrate"] == {"condition": "service_completed_successfully"}
     long_running = {n for n, s in COMPOSE["services"].items() if s.get("restart") != "no"}
     processes = {*SERVICES, *ROLE_CONTAINERS}
-    assert long_running == {"postgres", "redis", "kafka", "sftp", "gateway", *processes}
+    infra = {"postgres", "redis", "kafka", "kafka-2", "kafka-3", "sftp", "gateway"}
+    assert long_running == {*infra, *processes}
     for name in long_running:
         assert "healthcheck" in COMPOSE["services"][name], name
 
@@ -304,3 +305,21 @@ def test_the_compose_broker_authenticates_every_principal_and_authorises_with_ac
     assert "PLAINTEXT:PLAINTEXT" not in KAFKA_SCRIPT
     assert "--command-config" in " ".join(kafka["healthcheck"]["test"])
     assert "acls apply" in " ".join(COMPOSE["services"]["topics"]["command"])
+
+
+def test_the_kafka_cluster_profile_adds_two_nodes_of_the_same_broker() -> None:
+    nodes = {n: COMPOSE["services"][n] for n in ("kafka", "kafka-2", "kafka-3")}
+    assert "profiles" not in nodes["kafka"]
+    ids = set()
+    for name, spec in nodes.items():
+        env = spec["environment"]
+        assert spec["image"] == nodes["kafka"]["image"]
+        assert spec["entrypoint"] == nodes["kafka"]["entrypoint"]
+        assert env["KAFKA_NODE_HOST"] == name
+        assert env["KAFKA_CLUSTER_ID"].startswith("${KAFKA_CLUSTER_ID:?")
+        ids.add(env["KAFKA_NODE_ID"])
+        if name != "kafka":
+            assert spec["profiles"] == ["kafka-cluster"]
+    assert ids == {"1", "2", "3"}
+    for line in ("REPLICATION=3 MIN_ISR=2", "controller.quorum.voters=$voters"):
+        assert line in KAFKA_SCRIPT

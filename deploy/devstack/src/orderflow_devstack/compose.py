@@ -122,14 +122,20 @@ class ComposeStack:
         return bool(rows and rows[0][0])
 
 
-def start_phases(compose_file: Path) -> list[list[str]]:
+def start_phases(compose_file: Path, profiles: Iterable[str] = ()) -> list[list[str]]:
     """The services of a compose file in start order: each phase holds the services
-    whose dependencies are all in earlier phases. compose.sh starts phase by phase and
-    waits for each to be healthy (or, for one-shot jobs, done) where the engine cannot
-    enforce depends_on conditions (podman 4.3 with podman-compose ignores them)."""
+    whose dependencies are all in earlier phases (a service of a profile only when the
+    profile is active). compose.sh starts phase by phase and waits for each to be
+    healthy (or, for one-shot jobs, done) where the engine cannot enforce depends_on
+    conditions (podman 4.3 with podman-compose ignores them)."""
     import yaml
 
-    services: dict[str, Any] = yaml.safe_load(compose_file.read_text())["services"]
+    active = set(profiles)
+    services: dict[str, Any] = {
+        name: spec
+        for name, spec in yaml.safe_load(compose_file.read_text())["services"].items()
+        if not spec.get("profiles") or active & set(spec["profiles"])
+    }
     deps = {name: set(spec.get("depends_on") or ()) for name, spec in services.items()}
     phases: list[list[str]] = []
     placed: set[str] = set()
@@ -164,7 +170,8 @@ def main(argv: list[str] | None = None) -> None:
     token.add_argument("--org", default=DEMO_ORG)
     args = parser.parse_args(argv)
     if args.command == "phases":
-        for phase in start_phases(find_repo_root() / "docker-compose.yml"):
+        profiles = [p for p in os.environ.get("COMPOSE_PROFILES", "").split(",") if p]
+        for phase in start_phases(find_repo_root() / "docker-compose.yml", profiles):
             print(" ".join(phase))
         return
     stack = ComposeStack.from_repo()

@@ -18,7 +18,7 @@ from typing import IO, Any
 
 import pytest
 
-from orderflow_devstack import install
+from orderflow_devstack import container_infra, install
 from orderflow_devstack.config import (
     ALL_ROLES,
     DEMO_ORG,
@@ -184,6 +184,8 @@ class _Session:
         state = Path(os.environ.get("ORDERFLOW_TEST_STATE_DIR") or root / f".run-test-{offset}")
         self.cfg = StackConfig.from_env(state_dir=state, port_offset=offset, environment="test")
         self.stack = Stack(self.cfg, say=_say)
+        if container_infra.enabled():  # ORDERFLOW_TEST_INFRA=containers
+            self.stack.components.update(container_infra.components(self.cfg))
         self.infra_up = False
         self.full_up = False
         self._lock: IO[str] | None = None
@@ -216,6 +218,8 @@ class _Session:
         # leftovers of an earlier session (same offset) are stopped and wiped
         if self.cfg.state_dir.exists():
             self.stack.clean()
+        if container_infra.enabled():
+            container_infra.remove_all(self.cfg)
 
     def infra(self) -> StackHandle:
         if self.infra_failure is not None:
@@ -264,6 +268,8 @@ class _Session:
         try:
             if self._lock is not None:
                 self.stack.down()
+                if container_infra.enabled():
+                    container_infra.remove_all(self.cfg)
         finally:
             if self._lock is not None:
                 self._lock.close()
