@@ -134,6 +134,9 @@ case "${1:-}" in
         .venv/bin/python -m orderflow_devstack.compose seed
         ;;
     down)
+        # the compose file needs its secrets even to be read: a stack without .env
+        # (never up, or cleaned) gets throwaway ones, removed again with CLEAN=1
+        [ -f "${ORDERFLOW_COMPOSE_ENV:-.env}" ] || bash deploy/kafka/compose-env.sh >/dev/null
         # every profile's containers too, whatever KAFKA_BROKERS is now
         "${COMPOSE[@]}" --profile kafka-cluster down ${CLEAN:+-v} >"$STATE/down.log" 2>&1 \
             || { tail -40 "$STATE/down.log"; exit 1; }
