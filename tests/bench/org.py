@@ -61,8 +61,7 @@ def wait_drained(bench: Bench, org: str, timeout: float = 600) -> None:
     wait_until(
         lambda: (
             bench.sql(
-                "SELECT count(*) FROM draft.push_attempt WHERE org_id = %s"
-                " AND status = 'PENDING'",
+                "SELECT count(*) FROM draft.push_attempt WHERE org_id = %s AND status = 'PENDING'",
                 (org,),
             )[0][0]
             == 0
