@@ -69,16 +69,24 @@ def test_one_push_is_one_trace_across_the_three_services(stack: Any) -> None:
         "apply orderflow.export.sent.v1",  # the draft's status change
     }
 
+    seen: dict[str, set[str]] = {"services": set(), "missing": set()}
+
     def complete() -> list[dict[str, Any]] | None:
         spans = zipkin_trace(zipkin, trace_id)
         services = {s.get("localEndpoint", {}).get("serviceName") for s in spans}
         names = {s.get("name") for s in spans}
         missing = {n.lower() for n in wanted_names} - names
+        seen["services"], seen["missing"] = {str(s) for s in services}, missing
         return spans if SERVICES <= services and not missing else None
 
-    spans = wait_for(
-        complete, timeout=60, what=f"trace {trace_id} in Zipkin with spans of the 3 services"
-    )
+    try:
+        spans = wait_for(
+            complete, timeout=60, what=f"trace {trace_id} in Zipkin with spans of the 3 services"
+        )
+    except AssertionError as exc:
+        raise AssertionError(
+            f"{exc}; services {seen['services']}, missing {seen['missing']}"
+        ) from None
     assert {s["traceId"] for s in spans} == {trace_id}
     by_id = {s["id"]: s for s in spans}
     # one tree: every span's parent is in the trace, or is the caller's span

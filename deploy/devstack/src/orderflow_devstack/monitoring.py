@@ -30,6 +30,8 @@ from orderflow_devstack.procs import StackError, run
 
 ZIPKIN_VERSION = "3.5.1"
 ZIPKIN_ARTIFACT = f"io.zipkin:zipkin-server:{ZIPKIN_VERSION}:jar:exec"
+#: spans the local Zipkin keeps (the newest; about 600 pushes), in its 256 MiB heap
+ZIPKIN_MAX_SPANS = 20_000
 #: dev default ports; ORDERFLOW_PORT_OFFSET is added like to every other port
 MONITORING_PORTS = {"zipkin": 9411, "prometheus": 9090}
 #: OS users of the two servers (no rights beyond their own state)
@@ -196,6 +198,9 @@ class Zipkin(Component):
             "--armeria.ports[0].ip=127.0.0.1",
             f"--armeria.ports[0].port={self.port}",
             "--armeria.ports[0].protocols=http",
+            # in-memory storage keeps the newest ZIPKIN_MAX_SPANS (the server's default,
+            # 500,000, outgrows this heap in one test run and then answers no query)
+            f"--zipkin.storage.mem.max-spans={ZIPKIN_MAX_SPANS}",
         ]
 
     def is_ready(self) -> bool:
