@@ -107,3 +107,21 @@ def test_each_stack_signs_its_tokens_with_a_key_of_its_own(tmp_path: Path) -> No
     two = StackConfig.from_env(state_dir=tmp_path / "b").secrets()["jwt_secret"]
     assert one != two and len(one) >= 32
     assert StackConfig.from_env(state_dir=tmp_path / "a").secrets()["jwt_secret"] == one
+
+
+def test_a_new_state_dir_drops_the_system_dir_a_deleted_one_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Postgres data under /var/lib/orderflow/<hash> of a state dir removed by hand holds
+    passwords the new secrets do not know: it must not be reused."""
+    import orderflow_devstack.config as config
+
+    monkeypatch.setattr(config, "SYSTEM_BASE", tmp_path / "system")
+    cfg = StackConfig.from_env(state_dir=tmp_path / "state")
+    assert cfg.system_dir != cfg.state_dir  # /tmp is not a safe parent
+    (cfg.system_dir / "postgres").mkdir(parents=True)
+    cfg.secrets()
+    assert not cfg.system_dir.exists()
+    (cfg.system_dir / "postgres").mkdir(parents=True)
+    cfg.secrets()  # the stack's own system dir stays once it has secrets
+    assert (cfg.system_dir / "postgres").is_dir()

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import secrets
+import shutil
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -282,6 +283,8 @@ class StackConfig:
         loaded: dict[str, str] = {}
         if self.secrets_file.exists():
             loaded = json.loads(self.secrets_file.read_text())
+        else:
+            self._forget_orphaned_system_dir()
         missing = {key: make() for key, make in _secret_makers().items() if key not in loaded}
         if not missing:
             return loaded
@@ -292,6 +295,14 @@ class StackConfig:
         tmp.chmod(0o600)
         tmp.replace(self.secrets_file)
         return values
+
+    def _forget_orphaned_system_dir(self) -> None:
+        """A state dir without secrets is new; a system dir (Postgres data, the sftp
+        chroot) already there under its name was left by a state dir deleted by hand,
+        with passwords nobody knows any more: it goes, as `make clean` would have."""
+        system = self.system_dir
+        if system != self.state_dir and system.is_dir() and system.is_relative_to(SYSTEM_BASE):
+            shutil.rmtree(system)
 
     def kafka_password(self, principal: str) -> str:
         """The SCRAM password of a Kafka principal (orderflow_shared.messaging.acls)."""
