@@ -96,11 +96,19 @@ def test_an_sftp_outage_past_the_retry_bound_shows_error_and_retry_pushes(
     page.click('[data-action="retry"]')
     expect(page.locator(".flash.ok")).to_contain_text("Retry requested")
     expect(page.locator("#draft-status")).to_have_text("PUSHED", timeout=LIVE_MS)
-    attempts = stack.psql(
-        "SELECT attempt, status FROM draft.push_attempt WHERE draft_id = %s ORDER BY attempt",
-        (draft_id,),
+
+    def attempts() -> list[tuple[Any, ...]]:
+        return stack.psql(
+            "SELECT attempt, status FROM draft.push_attempt WHERE draft_id = %s ORDER BY attempt",
+            (draft_id,),
+        )
+
+    # the page shows export.sent as it arrives; draft-api's consumer records it just after
+    wait_for(
+        lambda: attempts() == [(1, "FAILED"), (2, "SENT")],
+        timeout=30,
+        what="attempt 1 FAILED and attempt 2 SENT in draft.push_attempt",
     )
-    assert attempts == [(1, "FAILED"), (2, "SENT")]
 
 
 def test_an_admin_creates_edits_tests_and_deactivates_a_connection(

@@ -77,7 +77,9 @@ def test_make_audit_verify_holds_the_stacks_chains_to_their_signed_checkpoints(
     sealed = _exec(stack, sys.executable, "-m", "audit_service", "retention", "--org", org)
     assert sealed.returncode == 0, sealed.stdout + sealed.stderr
     summary = json.loads(sealed.stdout.splitlines()[-1])
-    assert summary["checkpoints_signed"] == 1 and summary["published"] is True
+    # 1, or 0 when the stack's own retention-loop (every 60 s) signed this head first;
+    # either way audit-verify below finds the org's whole chain under a signed head
+    assert summary["checkpoints_signed"] in (0, 1) and summary["published"] is True
 
     verified = _exec(stack, sys.executable, "-m", "audit_service", "audit-verify", "--org", org)
     assert verified.returncode == 0, verified.stdout + verified.stderr
