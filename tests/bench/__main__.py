@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.bench import audit_ingest, end_to_end, push_api, relay
-from tests.bench.common import SERVICES, Bench, RssSampler, cpu_count
+from tests.bench.common import Bench, RssSampler, cpu_count
 from tests.bench.org import create_bench_org, remove_bench_files
 
 
@@ -113,7 +113,7 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
         rows.append(
             (
                 "Peak RSS during end to end and audit ingest",
-                ", ".join(f"{name} {_fmt(rss.get(name), 0)} MiB" for name in SERVICES),
+                ", ".join(f"{name} {_fmt(value, 0)} MiB" for name, value in rss.items()),
                 "-",
                 "-",
                 "-",

@@ -83,7 +83,7 @@ def rss_bytes(pid: int) -> int:
 
 @dataclass
 class RssSampler:
-    """Samples the summed RSS of each service's process tree; keeps the peak."""
+    """Samples the RSS of each process of the services (its tree); keeps the peak."""
 
     bench: Bench
     interval: float = 0.2
@@ -92,7 +92,7 @@ class RssSampler:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            for name in SERVICES:
+            for name in self.bench.stack.apps:
                 total = sum(rss_bytes(pid) for pid in self.bench.service_pids(name))
                 self.peaks[name] = max(self.peaks.get(name, 0), total)
             self._stop.wait(self.interval)

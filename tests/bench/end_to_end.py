@@ -72,8 +72,15 @@ def latency_at_rate(bench: Bench, org: str) -> dict[str, Any]:
 def backlog_throughput(bench: Bench, org: str) -> dict[str, Any]:
     count = 100 if bench.quick else 2000
     drafts = make_approved_drafts(bench, count, org=org)
-    exporter = bench.stack.component("export-service")
-    exporter.stop()
+    # export-service's consumer and workers stop (its API and relay run on), so the
+    # requests wait in Kafka and the delivery of all of them is measured from the start
+    pausing = [
+        bench.stack.component(name)
+        for name in bench.stack.processes_of("export-service")
+        if name.startswith("export-worker-") or name == "export-service-consumer"
+    ]
+    for process in pausing:
+        process.stop()
     try:
         asyncio.run(_offered_load(bench, org, drafts, rate=2000.0))
         # the backlog is the requests already in Kafka for export-service
@@ -86,7 +93,10 @@ def backlog_throughput(bench: Bench, org: str) -> dict[str, Any]:
             what="draft-api's outbox to publish the backlog",
         )
     finally:
-        exporter.start()
+        for process in pausing:
+            process.start(wait=False)
+        for process in pausing:
+            process.wait_ready()
     started = time.monotonic()
     wait_until(
         lambda: (

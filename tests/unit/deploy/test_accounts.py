@@ -156,3 +156,26 @@ def test_every_runtime_user_is_a_distinct_unprivileged_name() -> None:
     assert {"draft-api", "export-service", "audit-service", "kafka", "redis", "gateway"} == set(
         accounts.RUNTIME_USERS
     )
+
+
+def test_a_file_that_goes_while_the_tree_is_owned_is_passed_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process of the service removes its temporary file between the walk's
+    listing and the chown: starting one process must not fail on it."""
+    import orderflow_devstack.accounts as accounts_module
+
+    (tmp_path / "tree").mkdir()
+    gone = tmp_path / "tree" / ".upload.part"
+    gone.write_text("x")
+    real_lstat = Path.lstat
+
+    def vanishing(self: Path) -> os.stat_result:
+        if self == gone:
+            gone.unlink(missing_ok=True)
+        return real_lstat(self)
+
+    monkeypatch.setattr(Path, "lstat", vanishing)
+    me = pwd.getpwuid(os.getuid())
+    accounts_module.own_tree(tmp_path / "tree", me, mode=0o750)
+    assert not gone.exists()

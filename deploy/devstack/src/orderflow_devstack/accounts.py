@@ -99,9 +99,14 @@ def own_file(path: Path, account: pwd.struct_passwd) -> None:
 
 
 def _own(path: Path, uid: int, gid: int) -> None:
-    info = path.lstat()
-    if (info.st_uid, info.st_gid) != (uid, gid):
-        os.lchown(path, uid, gid)
+    """Give `path` to uid:gid. A file that goes while the tree is walked (another
+    process of the same service renames or removes its temporary files) needs no owner."""
+    try:
+        info = path.lstat()
+        if (info.st_uid, info.st_gid) != (uid, gid):
+            os.lchown(path, uid, gid)
+    except FileNotFoundError:
+        return
 
 
 # --- reachability --------------------------------------------------------------------
