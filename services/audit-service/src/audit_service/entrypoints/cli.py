@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 from pathlib import Path
 
 from alembic.config import Config
@@ -37,33 +35,6 @@ def migrate(settings: AuditSettings, revision: str = "head") -> int:
 def downgrade(settings: AuditSettings, revision: str) -> int:
     downgrade_schema(alembic_config(settings), revision)
     return 0
-
-
-def verify(settings: AuditSettings, org: str | None) -> int:
-    """Exit 0 when every chain holds, 1 with the first broken link otherwise."""
-    from audit_service.bootstrap import build, close
-    from audit_service.service_layer.verify import verify_all
-
-    async def run() -> int:
-        container = build(settings)
-        try:
-            reports = await verify_all(container.uow_factory, [org] if org else None)
-        finally:
-            await close(container)
-        broken = 0
-        for org_id, report in reports.items():
-            line = {"org_id": org_id, "ok": report.ok, "entries_checked": report.entries_checked}
-            if report.first_broken is not None:
-                broken += 1
-                line["first_broken"] = report.first_broken.__dict__
-            print(json.dumps(line, default=str), flush=True)
-        print(
-            json.dumps({"orgs_checked": len(reports), "orgs_broken": broken, "ok": not broken}),
-            flush=True,
-        )
-        return 1 if broken else 0
-
-    return asyncio.run(run())
 
 
 def _verify(settings: AuditSettings, args: argparse.Namespace) -> int:
