@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import uuid
-from types import TracebackType
 from typing import Any
 
 import pytest
@@ -15,6 +14,7 @@ from draft_api.domain.idempotency import IdempotencyRecord
 from draft_api.domain.model import DraftOrder, DraftStatus, ExportStatus
 from draft_api.domain.org_settings import OrgSettings
 from draft_api.service_layer.ports import CacheEntry, CacheState, DraftSummary
+from draft_api.service_layer.unit_of_work import AbstractUnitOfWork
 
 
 class Store:
@@ -33,10 +33,11 @@ class Store:
 class FakeDrafts:
     def __init__(self, uow: FakeUnitOfWork) -> None:
         self.uow = uow
+        self.seen: list[DraftOrder] = []
 
     async def add(self, draft: DraftOrder) -> None:
-        self.uow.pending_drafts[draft.id] = draft
-        self.uow.pending_events.extend(draft.pull_events())
+        self.uow.pending_drafts[draft.id] = _as_stored(draft)
+        self.seen.append(draft)
 
     async def get(self, org_id: str, draft_id: uuid.UUID, *, lock: bool = False) -> Any:
         draft = self.uow.pending_drafts.get(draft_id) or self.uow.store.drafts.get(draft_id)
@@ -49,8 +50,8 @@ class FakeDrafts:
         if stored is not None and stored.version != draft.version:
             raise errors.ConcurrentModification()
         draft.version += 1
-        self.uow.pending_events.extend(draft.pull_events())
-        self.uow.pending_drafts[draft.id] = copy.deepcopy(draft)
+        self.seen.append(draft)
+        self.uow.pending_drafts[draft.id] = _as_stored(draft)
 
     async def page(
         self,
@@ -86,6 +87,13 @@ class FakeDrafts:
             if attempt is not None and draft.org_id == org_id:
                 return attempt.status
         return None
+
+
+def _as_stored(draft: DraftOrder) -> DraftOrder:
+    """A copy as a database holds it: its state, not the events it recorded."""
+    stored = copy.deepcopy(draft)
+    stored.events = []
+    return stored
 
 
 class FakeConnectors:
@@ -139,17 +147,17 @@ class FakeOrgSettings:
         self.uow.pending_org_settings[settings.org_id] = settings
 
 
-class FakeUnitOfWork:
+class FakeUnitOfWork(AbstractUnitOfWork):
     def __init__(self, store: Store) -> None:
         self.store = store
+        self._reset()
+
+    def _reset(self) -> None:
         self.org_settings = FakeOrgSettings(self)
         self.drafts = FakeDrafts(self)
         self.connectors = FakeConnectors(self)
         self.idempotency_keys = FakeKeys(self)
         self.inbox = FakeInbox(self)
-        self._reset()
-
-    def _reset(self) -> None:
         self.pending_drafts: dict[uuid.UUID, DraftOrder] = {}
         self.pending_events: list[DomainEvent] = []
         self.pending_connectors: dict[uuid.UUID, ErpConnector] = {}
@@ -161,15 +169,13 @@ class FakeUnitOfWork:
         self._reset()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def _write_events(self, events: list[DomainEvent]) -> None:
+        self.pending_events.extend(events)
+
+    async def _rollback(self) -> None:
         self._reset()
 
-    async def commit(self) -> None:
+    async def _commit(self) -> None:
         self.store.drafts.update(self.pending_drafts)
         self.store.outbox.extend(self.pending_events)
         self.store.connectors.update(self.pending_connectors)

@@ -9,12 +9,11 @@ from collections import defaultdict
 from decimal import Decimal
 from typing import Any
 
-from orderflow_shared.messaging import inbox, outbox
+from orderflow_shared.messaging import inbox
 from sqlalchemy import Table, cast, delete, exists, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import JSONPATH, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from draft_api.adapters.event_mapping import to_envelope
 from draft_api.adapters.orm import Tables
 from draft_api.domain import errors
 from draft_api.domain.connector import ErpConnector
@@ -38,6 +37,8 @@ class SqlDraftRepository:
         # What was loaded, so save() writes only what changed.
         self._loaded_lines: dict[uuid.UUID, list[DraftLine]] = {}
         self._loaded_attempts: dict[uuid.UUID, list[PushAttempt]] = {}
+        #: the drafts added or saved: the unit of work collects their events at commit
+        self.seen: list[DraftOrder] = []
 
     async def add(self, draft: DraftOrder) -> None:
         await self.session.execute(
@@ -46,7 +47,7 @@ class SqlDraftRepository:
         await self._write_lines(draft)
         await self._write_attempts(draft, [])
         self._remember(draft)
-        await self._publish(draft)
+        self.seen.append(draft)
 
     async def get(
         self, org_id: str, draft_id: uuid.UUID, *, lock: bool = False
@@ -81,7 +82,7 @@ class SqlDraftRepository:
             await self._write_lines(draft)
         await self._write_attempts(draft, self._loaded_attempts.get(draft.id, []))
         self._remember(draft)
-        await self._publish(draft)
+        self.seen.append(draft)
 
     async def page(
         self,
@@ -260,10 +261,6 @@ class SqlDraftRepository:
     def _remember(self, draft: DraftOrder) -> None:
         self._loaded_lines[draft.id] = list(draft.lines)
         self._loaded_attempts[draft.id] = copy.deepcopy(draft.attempts)
-
-    async def _publish(self, draft: DraftOrder) -> None:
-        for event in draft.pull_events():
-            await outbox.add_event(self.session, self.t.outbox, to_envelope(event))
 
     async def _hydrate(self, rows: list[Any]) -> list[DraftOrder]:
         if not rows:

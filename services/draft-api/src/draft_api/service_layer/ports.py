@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from types import TracebackType
 from typing import Protocol
 
 from draft_api.domain.connector import ErpConnector
@@ -80,8 +79,11 @@ class DraftSummary:
 
 
 class DraftRepository(Protocol):
+    #: the drafts added or saved in this unit of work (their events go out at commit)
+    seen: list[DraftOrder]
+
     async def add(self, draft: DraftOrder) -> None:
-        """Insert a new draft (and publish its recorded events to the outbox)."""
+        """Insert a new draft."""
 
     async def get(
         self, org_id: str, draft_id: uuid.UUID, *, lock: bool = False
@@ -89,7 +91,7 @@ class DraftRepository(Protocol):
         """The org's draft; `lock` holds its row until the transaction ends."""
 
     async def save(self, draft: DraftOrder) -> None:
-        """Persist changes (optimistic version check) and publish recorded events.
+        """Persist changes (optimistic version check).
 
         Raises ConcurrentModification when the draft changed since it was read.
         """
@@ -155,15 +157,13 @@ class UnitOfWork(Protocol):
 
     async def __aenter__(self) -> UnitOfWork: ...
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         """Roll back whatever was not committed."""
 
-    async def commit(self) -> None: ...
+    async def commit(self) -> None:
+        """Write the events the stored drafts recorded to the outbox, then commit."""
+
+    async def rollback(self) -> None: ...
 
 
 class UnitOfWorkFactory(Protocol):
