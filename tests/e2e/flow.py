@@ -95,18 +95,20 @@ class Flow:
                 raise AssertionError(f"{method} {path} kept failing for {timeout:.0f}s")
             time.sleep(0.2)
 
-    def add_connection(self) -> None:
+    def add_connection(self, *, remote_directory: str = "/inbox", file_format: str = "csv") -> None:
+        """The org's SFTP connection to the stack's dropzone (a `remote_directory` that
+        does not exist there makes every delivery fail for good)."""
         body = {
             "name": "E2E dropzone",
             "connector_type": "sftp_dropzone",
             "is_active": True,
-            "file_format": "csv",
+            "file_format": file_format,
             "file_name_template": "{external_ref}_{export_id}",
             "sftp": {
                 "host": self.stack.sftp_host,
                 "port": self.stack.sftp_port,
                 "username": self.stack.sftp_username,
-                "remote_directory": "/inbox",
+                "remote_directory": remote_directory,
                 "host_key_fingerprint": self.stack.sftp_host_key_fingerprint,
                 "private_key": self.stack.sftp_private_key,
                 "password": None,

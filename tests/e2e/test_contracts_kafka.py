@@ -23,7 +23,7 @@ from tests.contract_checks import (
     load_asyncapi,
     parse_with_sdk,
 )
-from tests.e2e.flow import Flow, wait_for
+from tests.e2e.flow import Flow
 
 pytestmark = pytest.mark.stack
 
@@ -72,37 +72,6 @@ async def _read(
     return found
 
 
-def _add_broken_connection(flow: Flow) -> None:
-    """An SFTP connection whose directory does not exist: delivery fails for good."""
-    stack = flow.stack
-    body = {
-        "name": "E2E missing directory",
-        "connector_type": "sftp_dropzone",
-        "is_active": True,
-        "file_format": "json",
-        "file_name_template": "{external_ref}_{export_id}",
-        "sftp": {
-            "host": stack.sftp_host,
-            "port": stack.sftp_port,
-            "username": stack.sftp_username,
-            "remote_directory": f"/no-such-dir-{uuid.uuid4().hex[:6]}",
-            "host_key_fingerprint": stack.sftp_host_key_fingerprint,
-            "private_key": stack.sftp_private_key,
-            "password": None,
-        },
-    }
-    created = flow.call("POST", "/erp-connections", json=body)
-    assert created.status_code == 201, created.text
-    wait_for(
-        lambda: stack.psql(
-            "SELECT count(*) FROM draft.erp_connector WHERE org_id = %s AND is_active",
-            (flow.org,),
-        )[0][0],
-        timeout=60,
-        what="draft-api to learn the new connection",
-    )
-
-
 def test_real_records_of_a_push_read_in_the_sdk_and_match_the_asyncapi_document(
     stack: Any,
 ) -> None:
@@ -110,7 +79,9 @@ def test_real_records_of_a_push_read_in_the_sdk_and_match_the_asyncapi_document(
     event_topics = [t for t in document.channels if t != "dead_letter"]
     good, bad = Flow(stack), Flow(stack, connector=False)
     try:
-        _add_broken_connection(bad)
+        bad.add_connection(
+            remote_directory=f"/no-such-dir-{uuid.uuid4().hex[:6]}", file_format="json"
+        )
         sent, failed = good.approved_draft(), bad.approved_draft()
         good.push(sent)
         bad.push(failed)

@@ -113,6 +113,22 @@ def test_a_push_moves_the_push_export_and_lag_metrics(stack: Any) -> None:
         )
 
     export_after = wait_for(export_figures, timeout=30, what="the SENT export counted")
+    for name, labels in (
+        ("orderflow_export_attempts_total", {"outcome": "SENT"}),
+        ("orderflow_export_push_requests_total", {}),
+        ("orderflow_export_attempt_seconds_count", {}),
+        ("orderflow_export_delivery_latency_seconds_count", {}),
+    ):
+        assert value(export_after, name, **labels) > value(export_before, name, **labels), name
+    for state in ("opening", "idle", "busy"):
+        assert ("orderflow_export_sftp_sessions", frozenset({("state", state)})) in export_after
+    # draft-api's relay published the push request, and its lag was observed
+    published = {"schema": "draft", "topic": "draft.push_requested"}
+    assert value(draft_after, "orderflow_outbox_events_published_total", **published) > value(
+        draft_before, "orderflow_outbox_events_published_total", **published
+    )
+    lag = "orderflow_outbox_publish_lag_seconds_count"
+    assert value(draft_after, lag, schema="draft") > value(draft_before, lag, schema="draft")
     for status in ("PENDING", "DELIVERING"):
         assert ("orderflow_export_backlog_exports", frozenset({("status", status)})) in export_after
     # the consumers of draft-api (export results) and export-service (push requests)
@@ -142,3 +158,51 @@ def test_a_push_moves_the_push_export_and_lag_metrics(stack: Any) -> None:
         )
 
     wait_for(head_moved, timeout=30, what="the org's audit chain head")
+
+
+def test_a_failed_delivery_moves_the_failure_and_sftp_error_metrics(stack: Any) -> None:
+    """A connection whose remote directory does not exist: the delivery fails for good
+    with `remote_dir_missing`, and the export, failure and SFTP error counts say so."""
+    code = "remote_dir_missing"
+    flow = Flow(stack, connector=False)
+    try:
+        flow.add_connection(remote_directory=f"/no-such-dir-{uuid.uuid4().hex[:6]}")
+        _, before = scrape(stack, "export-service")
+        draft_id = flow.approved_draft()
+        flow.push(draft_id)
+        flow.wait_settled([draft_id], final=("ERROR",))
+    finally:
+        flow.close()
+    recorded = stack.psql(
+        "SELECT error_json->>'error_code' FROM draft.push_attempt WHERE draft_id = %s",
+        (draft_id,),
+    )
+    assert recorded == [(code,)], recorded
+
+    moves = {
+        ("orderflow_export_exports_finished_total", (("status", "FAILED"), ("code", code))): 1,
+        ("orderflow_export_failures_total", (("code", code),)): 1,
+        ("orderflow_export_sftp_errors_total", (("kind", code),)): 1,
+        ("orderflow_export_attempts_total", (("outcome", "FAILED"),)): 1,
+        ("orderflow_export_push_requests_total", ()): 1,
+        ("orderflow_export_attempt_seconds_count", ()): 1,
+    }
+
+    def moved(samples: Samples) -> dict[str, float]:
+        return {
+            name: value(samples, name, **dict(labels)) - value(before, name, **dict(labels))
+            for name, labels in moves
+        }
+
+    def all_moved() -> Samples | None:
+        _, now = scrape(stack, "export-service")
+        figures = moved(now)
+        return now if all(figures[name] >= 1 for name, _ in moves) else None
+
+    after = wait_for(all_moved, timeout=30, what=f"the failure counted ({moves})")
+    # once each: the failure was final, nothing retried it or counted it twice (only this
+    # test's org delivers to a missing directory)
+    figures = moved(after)
+    for name, labels in moves:
+        if dict(labels).get("code") == code or dict(labels).get("kind") == code:
+            assert figures[name] == 1, (name, figures)

@@ -6,8 +6,10 @@ import subprocess
 import sys
 import uuid
 
+import httpx
 import psycopg
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from .conftest import produce, wait_for
 
@@ -64,12 +66,24 @@ def _verify(audit_db, org: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _verification_failures(audit_service) -> float:
+    """orderflow_audit_verification_failures_total of the HTTP process (it verifies)."""
+    text = httpx.get(f"{audit_service.url}/metrics", timeout=10).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "orderflow_audit_verification_failures_total":
+                return sample.value
+    raise AssertionError("orderflow_audit_verification_failures_total is not exposed")
+
+
 def test_a_row_altered_by_a_superuser_is_caught_by_the_verifier(
     audit_service, audit_db, org_with_entries
 ):
     assert _verify(audit_db, org_with_entries).returncode == 0
+    failures_before = _verification_failures(audit_service)
     admin = audit_service.get("/audit-log/verify", org=org_with_entries, roles=("admin",))
     assert admin.json() == {"ok": True, "entries_checked": 8, "first_broken": None}
+    assert _verification_failures(audit_service) == failures_before
 
     target = audit_db.rows(
         "SELECT id FROM audit.audit_log WHERE org_id = %s AND action = 'DRAFT_APPROVED'",
@@ -89,6 +103,8 @@ def test_a_row_altered_by_a_superuser_is_caught_by_the_verifier(
     body = admin.json()
     assert body["ok"] is False
     assert body["first_broken"]["id"] == target
+    # the broken link is counted for the alert OrderFlowAuditVerificationFailed
+    assert _verification_failures(audit_service) == failures_before + 1
 
 
 def test_verify_is_for_admins_only(audit_service, org_with_entries):
