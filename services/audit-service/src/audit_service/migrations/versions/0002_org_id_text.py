@@ -1,9 +1,4 @@
-"""org_id is text: an org id longer than 200 characters must not stop the ingest
-
-Revision ID: 0002_org_id_text
-Revises: 0001_audit_log
-Create Date: 2026-11-26
-"""
+"""org_id is text: an org id longer than 200 characters must not stop the ingest"""
 
 from __future__ import annotations
 
@@ -11,8 +6,6 @@ from alembic import op
 
 revision = "0002_org_id_text"
 down_revision = "0001_audit_log"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

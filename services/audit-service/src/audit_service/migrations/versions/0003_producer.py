@@ -1,9 +1,5 @@
 """producer: the service whose Kafka principal alone may write the entry's topic
 
-Revision ID: 0003_producer
-Revises: 0002_org_id_text
-Create Date: 2026-12-01
-
 Nullable: entries recorded before are left as they are (their hashes do not cover a
 producer, and the chain must still verify), as are UNREADABLE_EVENT entries of records
 on the dead-letter topic (every consumer writes there).
@@ -16,8 +12,6 @@ from alembic import op
 
 revision = "0003_producer"
 down_revision = "0002_org_id_text"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

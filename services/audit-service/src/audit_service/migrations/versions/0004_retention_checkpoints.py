@@ -1,9 +1,5 @@
 """retention and signed checkpoints: per-org policies, archives, checkpoints, pruning
 
-Revision ID: 0004_retention_checkpoints
-Revises: 0003_producer
-Create Date: 2026-12-01
-
 - `retention_policies`: an org's own retention in days (none: AUDIT_RETENTION_DAYS).
 - `checkpoints`: signed (Ed25519) chain positions, `head` (the newest entry then) or
   `anchor` (the newest entry retention pruned, to which the first kept entry links).
@@ -18,23 +14,11 @@ Create Date: 2026-12-01
 
 from __future__ import annotations
 
-import re
-
 from alembic import op
+from audit_service.migrations.ddl import create_refuse_audit_log_change, grant_to_runtime_role
 
 revision = "0004_retention_checkpoints"
 down_revision = "0003_producer"
-branch_labels = None
-depends_on = None
-
-
-def _runtime_role() -> str:
-    config = op.get_context().config
-    attributes = config.attributes if config is not None else {}
-    role = str(attributes.get("runtime_role") or "audit_service")
-    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", role):
-        raise ValueError(f"unexpected runtime role name {role!r}")
-    return role
 
 
 def upgrade() -> None:
@@ -88,20 +72,7 @@ def upgrade() -> None:
         """
     )
     # The trigger lets a DELETE through only inside prune_archived (which sets this).
-    op.execute(
-        """
-        CREATE OR REPLACE FUNCTION audit.refuse_audit_log_change() RETURNS trigger
-        LANGUAGE plpgsql AS $$
-        BEGIN
-            IF TG_OP = 'DELETE' AND current_setting('audit.pruning', true) = 'on' THEN
-                RETURN OLD;
-            END IF;
-            RAISE EXCEPTION 'audit_log is append-only: % refused', TG_OP
-                USING ERRCODE = 'insufficient_privilege';
-        END
-        $$
-        """
-    )
+    create_refuse_audit_log_change(inside_prune=True)
     op.execute(
         """
         CREATE FUNCTION audit.prune_archived(p_archive bigint) RETURNS bigint
@@ -152,39 +123,19 @@ def upgrade() -> None:
     op.execute("REVOKE ALL ON FUNCTION audit.prune_archived(bigint) FROM PUBLIC")
     for table in ("retention_policies", "checkpoints", "archives"):
         op.execute(f"REVOKE ALL ON audit.{table} FROM PUBLIC")
-    role = _runtime_role()  # a plain identifier, checked above
-    op.execute(
-        f"""
-        DO $$
-        BEGIN
-            IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}')
-               AND current_user <> '{role}' THEN
-                GRANT SELECT, INSERT, UPDATE ON audit.retention_policies TO "{role}";
-                GRANT SELECT, INSERT ON audit.checkpoints TO "{role}";
-                GRANT USAGE ON SEQUENCE audit.checkpoints_id_seq TO "{role}";
-                GRANT SELECT, INSERT ON audit.archives TO "{role}";
-                GRANT USAGE ON SEQUENCE audit.archives_id_seq TO "{role}";
-                GRANT EXECUTE ON FUNCTION audit.prune_archived(bigint) TO "{role}";
-            END IF;
-        END
-        $$
-        """  # noqa: S608
+    grant_to_runtime_role(
+        "SELECT, INSERT, UPDATE ON audit.retention_policies",
+        "SELECT, INSERT ON audit.checkpoints",
+        "USAGE ON SEQUENCE audit.checkpoints_id_seq",
+        "SELECT, INSERT ON audit.archives",
+        "USAGE ON SEQUENCE audit.archives_id_seq",
+        "EXECUTE ON FUNCTION audit.prune_archived(bigint)",
     )
 
 
 def downgrade() -> None:
     op.execute("DROP FUNCTION audit.prune_archived(bigint)")
-    op.execute(
-        """
-        CREATE OR REPLACE FUNCTION audit.refuse_audit_log_change() RETURNS trigger
-        LANGUAGE plpgsql AS $$
-        BEGIN
-            RAISE EXCEPTION 'audit_log is append-only: % refused', TG_OP
-                USING ERRCODE = 'insufficient_privilege';
-        END
-        $$
-        """
-    )
+    create_refuse_audit_log_change(inside_prune=False)
     op.execute("DROP TABLE audit.archives")
     op.execute("DROP TABLE audit.checkpoints")
     op.execute("DROP TABLE audit.retention_policies")

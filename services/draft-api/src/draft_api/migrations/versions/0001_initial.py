@@ -1,9 +1,4 @@
-"""Drafts, lines, push attempts, idempotency keys, connector read model, outbox, inbox.
-
-Revision ID: 0001_initial
-Revises:
-Create Date: 2026-11-26
-"""
+"""Drafts, lines, push attempts, idempotency keys, connector read model, outbox, inbox."""
 
 from __future__ import annotations
 
@@ -15,11 +10,19 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 revision = "0001_initial"
 down_revision = None
-branch_labels = None
-depends_on = None
 
 S = "draft"
 TZ = sa.DateTime(timezone=True)
+
+
+def _draft_id() -> sa.Column[object]:
+    """The column that ties a line or a push attempt to its draft."""
+    return sa.Column(
+        "draft_id",
+        UUID(as_uuid=True),
+        sa.ForeignKey(f"{S}.draft_order.id", ondelete="CASCADE"),
+        nullable=False,
+    )
 
 
 def upgrade() -> None:
@@ -54,12 +57,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "draft_order_line",
-        sa.Column(
-            "draft_id",
-            UUID(as_uuid=True),
-            sa.ForeignKey(f"{S}.draft_order.id", ondelete="CASCADE"),
-            nullable=False,
-        ),
+        _draft_id(),
         sa.Column("line_no", sa.Integer, nullable=False),
         sa.Column("sku", sa.Text, nullable=False),
         sa.Column("description", sa.Text, nullable=False),
@@ -73,12 +71,7 @@ def upgrade() -> None:
     op.create_table(
         "push_attempt",
         sa.Column("erp_export_id", UUID(as_uuid=True), primary_key=True),
-        sa.Column(
-            "draft_id",
-            UUID(as_uuid=True),
-            sa.ForeignKey(f"{S}.draft_order.id", ondelete="CASCADE"),
-            nullable=False,
-        ),
+        _draft_id(),
         sa.Column("org_id", sa.Text, nullable=False),
         sa.Column("attempt", sa.Integer, nullable=False),
         sa.Column("status", sa.Text, nullable=False),

@@ -1,9 +1,4 @@
-"""Four-eyes: each draft's last editor, and the per-organisation settings.
-
-Revision ID: 0002_four_eyes
-Revises: 0002_outbox_trace_context
-Create Date: 2026-12-01
-"""
+"""Four-eyes: each draft's last editor, and the per-organisation settings."""
 
 from __future__ import annotations
 
@@ -12,8 +7,6 @@ from alembic import op
 
 revision = "0002_four_eyes"
 down_revision = "0002_outbox_trace_context"
-branch_labels = None
-depends_on = None
 
 S = "draft"
 

@@ -3,10 +3,6 @@
 The relay publishes a row with a trace context under a span that continues it, so the
 consumers of `draft.push_requested` continue the push request's trace. Nullable: rows
 written before this carry none.
-
-Revision ID: 0002_outbox_trace_context
-Revises: 0001_initial
-Create Date: 2026-12-01
 """
 
 from __future__ import annotations
@@ -16,8 +12,6 @@ from orderflow_shared.messaging.outbox import add_outbox_trace_context, drop_out
 
 revision = "0002_outbox_trace_context"
 down_revision = "0001_initial"
-branch_labels = None
-depends_on = None
 
 SCHEMA = "draft"
 

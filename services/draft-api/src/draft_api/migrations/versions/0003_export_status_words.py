@@ -4,10 +4,6 @@ word export-service uses (PENDING, DELIVERING, SENT, FAILED).
 The check constraint lists the values as written here; tests compare them with
 `orderflow_shared.contracts.export_status.ExportStatus` (tests/unit/shared/test_status_words.py
 and the migrated database in tests/integration/draft_api/test_migrations_match_models.py).
-
-Revision ID: 0003_export_status_words
-Revises: 0002_four_eyes
-Create Date: 2026-12-01
 """
 
 from __future__ import annotations
@@ -16,8 +12,6 @@ from alembic import op
 
 revision = "0003_export_status_words"
 down_revision = "0002_four_eyes"
-branch_labels = None
-depends_on = None
 
 S = "draft"
 

@@ -1,9 +1,4 @@
-"""export schema: erp_connection, erp_export, outbox, inbox
-
-Revision ID: 0001
-Revises:
-Create Date: 2026-11-26
-"""
+"""export schema: erp_connection, erp_export, outbox, inbox"""
 
 from __future__ import annotations
 
@@ -15,8 +10,6 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 revision = "0001"
 down_revision = None
-branch_labels = None
-depends_on = None
 
 SCHEMA = "export"
 
@@ -79,20 +72,18 @@ def upgrade() -> None:
     op.create_index(
         "ix_erp_export_org_created", "erp_export", ["org_id", "created_at"], schema=SCHEMA
     )
-    op.create_index(
-        "ix_erp_export_pending_due",
-        "erp_export",
-        ["next_attempt_at"],
-        postgresql_where=sa.text("status = 'PENDING'"),
-        schema=SCHEMA,
-    )
-    op.create_index(
-        "ix_erp_export_lease",
-        "erp_export",
-        ["lease_expires_at"],
-        postgresql_where=sa.text("status = 'DELIVERING'"),
-        schema=SCHEMA,
-    )
+    # the workers' two scans: exports due for a try, and leases that may have run out
+    for name, column, status in (
+        ("ix_erp_export_pending_due", "next_attempt_at", "PENDING"),
+        ("ix_erp_export_lease", "lease_expires_at", "DELIVERING"),
+    ):
+        op.create_index(
+            name,
+            "erp_export",
+            [column],
+            postgresql_where=sa.text(f"status = '{status}'"),
+            schema=SCHEMA,
+        )
     create_outbox_table(op, SCHEMA)
     create_inbox_table(op, SCHEMA)
 

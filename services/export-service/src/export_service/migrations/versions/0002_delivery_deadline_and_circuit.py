@@ -1,9 +1,4 @@
-"""export schema: delivery deadline of exports, delivery circuit of connections
-
-Revision ID: 0002_deadline_circuit
-Revises: 0001
-Create Date: 2026-12-01
-"""
+"""export schema: delivery deadline of exports, delivery circuit of connections"""
 
 from __future__ import annotations
 
@@ -13,8 +8,6 @@ from sqlalchemy.dialects.postgresql import UUID
 
 revision = "0002_deadline_circuit"
 down_revision = "0001"
-branch_labels = None
-depends_on = None
 
 SCHEMA = "export"
 
@@ -30,20 +23,13 @@ def upgrade() -> None:
         "UPDATE export.erp_export SET deliver_by = created_at + interval '24 hours'"
         " WHERE status IN ('PENDING', 'DELIVERING')"
     )
-    op.create_index(
-        "ix_erp_export_pending_deadline",
-        "erp_export",
-        ["deliver_by"],
-        postgresql_where=sa.text("status = 'PENDING'"),
-        schema=SCHEMA,
-    )
-    op.create_index(
-        "ix_erp_export_pending_connection",
-        "erp_export",
-        ["connection_id", "next_attempt_at"],
-        postgresql_where=sa.text("status = 'PENDING'"),
-        schema=SCHEMA,
-    )
+    # pending exports by deadline (expiry) and by connection (the circuit's probe)
+    pending = sa.text("status = 'PENDING'")
+    for name, columns in (
+        ("ix_erp_export_pending_deadline", ["deliver_by"]),
+        ("ix_erp_export_pending_connection", ["connection_id", "next_attempt_at"]),
+    ):
+        op.create_index(name, "erp_export", columns, postgresql_where=pending, schema=SCHEMA)
     op.create_table(
         "erp_connection_circuit",
         sa.Column("connection_id", UUID(as_uuid=True), primary_key=True),

@@ -7,10 +7,6 @@ relay publishes it), so the compacted topic holds every connection's current sta
 under its own key; the old org-keyed records become harmless (draft-api lets them
 fill in only a connection it does not know yet). Runs once per database, in
 `make up`'s migrate step.
-
-Revision ID: 0003_connections_by_id
-Revises: 0002_deadline_circuit
-Create Date: 2026-12-01
 """
 
 from __future__ import annotations
@@ -24,8 +20,6 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 revision = "0003_connections_by_id"
 down_revision = "0002_deadline_circuit"
-branch_labels = None
-depends_on = None
 
 SOURCE = source_for(Service.EXPORT_SERVICE)
 ACTOR = system_actor(Service.EXPORT_SERVICE)
@@ -35,8 +29,8 @@ def upgrade() -> None:
     bind = op.get_bind()
     connections = bind.execute(
         sa.text(
-            "SELECT id, org_id, name, connector_type, is_active, updated_at "
-            "FROM export.erp_connection ORDER BY created_at, id"
+            "SELECT id AS connection_id, org_id, name, connector_type, is_active,"
+            " updated_at AS changed_at FROM export.erp_connection ORDER BY created_at, id"
         )
     ).all()
     outbox = sa.table(
@@ -50,21 +44,14 @@ def upgrade() -> None:
     )
     rows = []
     for c in connections:
+        key = str(c.connection_id)
         envelope = Envelope.wrap(
-            ErpConnectionChangedV1(
-                connection_id=c.id,
-                org_id=c.org_id,
-                name=c.name,
-                connector_type=c.connector_type,
-                is_active=c.is_active,
-                change="restated",
-                changed_at=c.updated_at,
-            ),
+            ErpConnectionChangedV1(change="restated", **c._mapping),
             source=SOURCE,
-            subject=str(c.id),
+            subject=key,
             org_id=c.org_id,
             actor_id=ACTOR,
-            key=str(c.id),
+            key=key,
         )
         rows.append(
             {

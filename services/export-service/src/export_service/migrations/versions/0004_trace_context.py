@@ -4,10 +4,6 @@
 `erp_export.trace_context` keeps the push request's trace so the delivery worker (a
 later process, maybe after a restart) continues it. Both nullable: rows written before
 this carry none.
-
-Revision ID: 0004_trace_context
-Revises: 0003_connections_by_id
-Create Date: 2026-12-01
 """
 
 from __future__ import annotations
@@ -19,8 +15,6 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 revision = "0004_trace_context"
 down_revision = "0003_connections_by_id"
-branch_labels = None
-depends_on = None
 
 SCHEMA = "export"
 
