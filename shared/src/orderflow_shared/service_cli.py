@@ -4,10 +4,10 @@ environment and its HTTP server."""
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -38,6 +38,29 @@ def downgrade_schema(config: Config, revision: str) -> None:
     from alembic import command
 
     command.downgrade(config, revision)
+
+
+def _no_attributes(settings: Any) -> Mapping[str, Any]:
+    return {}
+
+
+@dataclass(frozen=True)
+class Migrations:
+    """A service's Alembic environment: its `migrations/` dir, run with the settings'
+    MIGRATION_DATABASE_URL. `attributes(settings)` adds what its migrations read from
+    the config (audit-service: the runtime role they grant to)."""
+
+    directory: Path
+    attributes: Callable[[Any], Mapping[str, Any]] = _no_attributes
+
+    def config(self, settings: ServiceSettings) -> Config:
+        return alembic_config(self.directory, settings.migrations_url, **self.attributes(settings))
+
+    def upgrade(self, settings: ServiceSettings, revision: str = "head") -> None:
+        upgrade_schema(self.config(settings), revision)
+
+    def downgrade(self, settings: ServiceSettings, revision: str) -> None:
+        downgrade_schema(self.config(settings), revision)
 
 
 def uvicorn_options(settings: ServiceSettings) -> dict[str, Any]:
@@ -115,6 +138,16 @@ class Command:
     arguments: Callable[[argparse.ArgumentParser], None] = field(default=lambda parser: None)
 
 
+class Bootstrap(Protocol):
+    """What the command line takes from a service's `bootstrap` module."""
+
+    def configure(self, settings: Any) -> None: ...
+
+    def make_app(self, settings: Any, *, roles: Iterable[str] = ()) -> FastAPI: ...
+
+    def make_role_app(self, settings: Any, role: str) -> FastAPI: ...
+
+
 @dataclass(frozen=True)
 class ServiceCli:
     """What `python -m <service>` offers, the same for every service:
@@ -122,18 +155,20 @@ class ServiceCli:
     - `serve`: the HTTP API;
     - one command per background role (`roles`: name -> help), each its own process
       serving `/livez`, `/readyz` and `/metrics` on HTTP_PORT;
-    - `migrate [revision]` and `downgrade revision` of the service's schema;
+    - `migrate [revision]` and `downgrade revision` of the service's schema (`migrations`);
     - the service's own `commands`.
     """
 
-    prog: str
+    package: str
     settings: Callable[[], ServiceSettings]
-    configure: Callable[[Any], None]
-    http_app: Callable[[Any], FastAPI]
-    role_app: Callable[[Any, str], FastAPI]
+    bootstrap: Bootstrap
     roles: Mapping[str, str]
-    alembic: Callable[[Any], Config]
+    migrations: Migrations
     commands: Mapping[str, Command] = field(default_factory=dict)
+
+    @property
+    def prog(self) -> str:
+        return f"python -m {self.package}"
 
     def parser(self) -> argparse.ArgumentParser:
         clash = set(self.roles) & ({"serve", "migrate", "downgrade"} | set(self.commands))
@@ -155,17 +190,17 @@ class ServiceCli:
     def main(self, argv: Sequence[str] | None = None) -> int:
         args = self.parser().parse_args(argv)
         settings = self.settings()
-        self.configure(settings)
+        self.bootstrap.configure(settings)
         if args.command == "serve":
-            serve_http(self.http_app(settings), settings)
+            serve_http(self.bootstrap.make_app(settings), settings)
             return 0
         if args.command in self.roles:
-            serve_http(self.role_app(settings, args.command), settings)
+            serve_http(self.bootstrap.make_role_app(settings, args.command), settings)
             return 0
         if args.command == "migrate":
-            upgrade_schema(self.alembic(settings), args.revision)
+            self.migrations.upgrade(settings, args.revision)
             return 0
         if args.command == "downgrade":
-            downgrade_schema(self.alembic(settings), args.revision)
+            self.migrations.downgrade(settings, args.revision)
             return 0
         return self.commands[args.command].run(settings, args)

@@ -6,7 +6,7 @@ import uuid
 
 from alembic import command
 from alembic.script import ScriptDirectory
-from audit_service.entrypoints.cli import alembic_config
+from audit_service.entrypoints.cli import MIGRATIONS
 
 from .conftest import AuditDb
 
@@ -15,7 +15,7 @@ def test_stairway_up_down_up_with_the_version_table_in_schema_audit(servers):
     db = AuditDb(f"audit_it_stairway_{uuid.uuid4().hex[:8]}", servers)
     db.create()
     try:
-        config = alembic_config(db.settings())
+        config = MIGRATIONS.config(db.settings())
         revisions = list(ScriptDirectory.from_config(config).walk_revisions("base", "heads"))
         for revision in reversed(revisions):
             command.upgrade(config, revision.revision)

@@ -6,12 +6,11 @@ from typing import Any
 
 from alembic.script import ScriptDirectory
 from draft_api.entrypoints.cli import MIGRATIONS, downgrade, migrate
-from orderflow_shared.service_cli import alembic_config
 
 
 def head(settings: Any) -> str:
     """The one head revision (two would make `migrate` fail)."""
-    script = ScriptDirectory.from_config(alembic_config(MIGRATIONS, settings.migrations_url))
+    script = ScriptDirectory.from_config(MIGRATIONS.config(settings))
     (only,) = script.get_heads()
     return str(only)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from alembic.script import ScriptDirectory
 from export_service.entrypoints.cli import MIGRATIONS, downgrade, migrate
-from orderflow_shared.service_cli import alembic_config
 from sqlalchemy import create_engine, text
 
 from .conftest import make_settings
@@ -26,9 +25,9 @@ def _tables(url: str) -> set[str]:
 
 def test_every_migration_goes_up_down_and_up_again(infra, export_env):
     settings = make_settings(export_env)
-    script = ScriptDirectory.from_config(alembic_config(MIGRATIONS, settings.migrations_url))
+    script = ScriptDirectory.from_config(MIGRATIONS.config(settings))
     revisions = [r.revision for r in reversed(list(script.walk_revisions()))]
-    assert revisions and MIGRATIONS.is_dir()
+    assert revisions and MIGRATIONS.directory.is_dir()
     downgrade(settings, "base")
     assert _tables(infra.superuser_dsn) == {"alembic_version"}
     for revision in revisions:

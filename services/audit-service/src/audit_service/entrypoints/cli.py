@@ -5,36 +5,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from alembic.config import Config
-from orderflow_shared.service_cli import (
-    Command,
-    ServiceCli,
-    downgrade_schema,
-    upgrade_schema,
-)
-from orderflow_shared.service_cli import alembic_config as service_alembic_config
-from orderflow_shared.settings import ServiceSettings
+from orderflow_shared.service_cli import Command, Migrations, ServiceCli
 
 from audit_service.settings import AuditSettings
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+def _grants_to(settings: AuditSettings) -> dict[str, str]:
+    """The migrations grant the runtime role its rights on schema `audit`."""
+    return {"runtime_role": settings.runtime_role}
 
 
-def alembic_config(settings: AuditSettings) -> Config:
-    """Alembic's config for schema `audit`, connecting with MIGRATION_DATABASE_URL."""
-    return service_alembic_config(
-        MIGRATIONS_DIR, settings.migrations_url, runtime_role=settings.runtime_role
-    )
-
-
-def migrate(settings: AuditSettings, revision: str = "head") -> int:
-    upgrade_schema(alembic_config(settings), revision)
-    return 0
-
-
-def downgrade(settings: AuditSettings, revision: str) -> int:
-    downgrade_schema(alembic_config(settings), revision)
-    return 0
+MIGRATIONS = Migrations(Path(__file__).resolve().parent.parent / "migrations", _grants_to)
+migrate = MIGRATIONS.upgrade
+downgrade = MIGRATIONS.downgrade
 
 
 def _verify(settings: AuditSettings, args: argparse.Namespace) -> int:
@@ -59,24 +42,18 @@ def _verify_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--org", help="only this org")
 
 
-def _settings() -> ServiceSettings:
-    return AuditSettings()
-
-
 def cli() -> ServiceCli:
     from audit_service import bootstrap
 
     return ServiceCli(
-        prog="python -m audit_service",
-        settings=_settings,
-        configure=bootstrap.configure,
-        http_app=bootstrap.make_app,
-        role_app=bootstrap.make_role_app,
+        package="audit_service",
+        settings=AuditSettings,
+        bootstrap=bootstrap,
         roles={
             "ingest": "file every topic and the dead letters into the hash chains",
             "retention-loop": "sign the chain heads and apply retention, every interval",
         },
-        alembic=alembic_config,
+        migrations=MIGRATIONS,
         commands={
             "verify": Command("walk every org's hash chain", _verify, _verify_arguments),
             "audit-verify": Command(

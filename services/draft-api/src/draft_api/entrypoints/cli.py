@@ -4,50 +4,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alembic.config import Config
-from orderflow_shared.service_cli import (
-    ServiceCli,
-    alembic_config,
-    downgrade_schema,
-    upgrade_schema,
-)
-from orderflow_shared.settings import ServiceSettings
+from orderflow_shared.service_cli import Migrations, ServiceCli
 
 from draft_api.settings import DraftApiSettings
 
-MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
-
-
-def _alembic(settings: DraftApiSettings) -> Config:
-    return alembic_config(MIGRATIONS, settings.migrations_url)
-
-
-def migrate(settings: DraftApiSettings, revision: str = "head") -> None:
-    upgrade_schema(_alembic(settings), revision)
-
-
-def downgrade(settings: DraftApiSettings, revision: str) -> None:
-    downgrade_schema(_alembic(settings), revision)
-
-
-def _settings() -> ServiceSettings:
-    return DraftApiSettings()
+MIGRATIONS = Migrations(Path(__file__).resolve().parent.parent / "migrations")
+migrate = MIGRATIONS.upgrade
+downgrade = MIGRATIONS.downgrade
 
 
 def cli() -> ServiceCli:
     from draft_api import bootstrap
 
     return ServiceCli(
-        prog="python -m draft_api",
-        settings=_settings,
-        configure=bootstrap.configure,
-        http_app=bootstrap.make_app,
-        role_app=bootstrap.make_role_app,
+        package="draft_api",
+        settings=DraftApiSettings,
+        bootstrap=bootstrap,
         roles={
             "relay": "publish the outbox to Kafka",
             "consume": "apply export results and connector changes; purge what expired",
         },
-        alembic=_alembic,
+        migrations=MIGRATIONS,
     )
 
 

@@ -7,31 +7,13 @@ import argparse
 import asyncio
 from pathlib import Path
 
-from alembic.config import Config
-from orderflow_shared.service_cli import (
-    Command,
-    ServiceCli,
-    alembic_config,
-    downgrade_schema,
-    upgrade_schema,
-)
-from orderflow_shared.settings import ServiceSettings
+from orderflow_shared.service_cli import Command, Migrations, ServiceCli
 
 from export_service.settings import ExportSettings
 
-MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
-
-
-def _alembic(settings: ExportSettings) -> Config:
-    return alembic_config(MIGRATIONS, settings.migrations_url)
-
-
-def migrate(settings: ExportSettings, revision: str = "head") -> None:
-    upgrade_schema(_alembic(settings), revision)
-
-
-def downgrade(settings: ExportSettings, revision: str) -> None:
-    downgrade_schema(_alembic(settings), revision)
+MIGRATIONS = Migrations(Path(__file__).resolve().parent.parent / "migrations")
+migrate = MIGRATIONS.upgrade
+downgrade = MIGRATIONS.downgrade
 
 
 def restate_connections(settings: ExportSettings) -> int:
@@ -55,25 +37,19 @@ def _restate(settings: ExportSettings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _settings() -> ServiceSettings:
-    return ExportSettings()
-
-
 def cli() -> ServiceCli:
     from export_service import bootstrap
 
     return ServiceCli(
-        prog="python -m export_service",
-        settings=_settings,
-        configure=bootstrap.configure,
-        http_app=bootstrap.make_app,
-        role_app=bootstrap.make_role_app,
+        package="export_service",
+        settings=ExportSettings,
+        bootstrap=bootstrap,
         roles={
             "relay": "publish the outbox to Kafka",
             "consume": "record push requests as exports",
             "worker": "deliver exports to the dropzones (run as many as you need)",
         },
-        alembic=_alembic,
+        migrations=MIGRATIONS,
         commands={
             "restate-connections": Command(
                 "publish every connection's current state again (through the outbox)", _restate
