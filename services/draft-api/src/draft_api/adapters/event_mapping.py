@@ -1,4 +1,9 @@
-"""Domain events → versioned event contracts in CloudEvents envelopes."""
+"""Domain events → versioned event contracts in CloudEvents envelopes.
+
+The one place draft-api's domain events become wire contracts (the unit of work writes
+what `to_envelope` returns to the outbox). A domain event carries its contract's field
+names, so each contract reads it as is (`from_attributes`), nested snapshots included.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,6 @@ from orderflow_shared.contracts import (
     DraftPushRequestedV1,
     DraftValidatedV1,
     EventData,
-    OrderSnapshot,
-    ValidationIssue,
 )
 from orderflow_shared.contracts.services import Service, source_for, system_actor
 from orderflow_shared.messaging.envelope import Envelope
@@ -19,6 +22,14 @@ from draft_api.domain import events
 SOURCE = source_for(Service.DRAFT_API)
 #: the actor of an event no person caused (every event names one)
 SYSTEM_ACTOR = system_actor(Service.DRAFT_API)
+
+#: the contract each domain event is published as
+CONTRACTS: dict[type[events.DomainEvent], type[EventData]] = {
+    events.DraftCreated: DraftCreatedV1,
+    events.DraftValidated: DraftValidatedV1,
+    events.DraftApproved: DraftApprovedV1,
+    events.PushRequested: DraftPushRequestedV1,
+}
 
 
 def to_envelope(event: events.DomainEvent) -> Envelope:
@@ -34,41 +45,7 @@ def to_envelope(event: events.DomainEvent) -> Envelope:
 
 
 def to_contract(event: events.DomainEvent) -> EventData:
-    if isinstance(event, events.DraftCreated):
-        return DraftCreatedV1(
-            draft_id=event.draft_id,
-            customer_id=event.customer_id,
-            external_ref=event.external_ref,
-            line_count=event.line_count,
-            created_at=event.created_at,
-        )
-    if isinstance(event, events.DraftValidated):
-        return DraftValidatedV1(
-            draft_id=event.draft_id,
-            status=event.status,
-            issues=[
-                ValidationIssue(field=i.field, code=i.code, message=i.message) for i in event.issues
-            ],
-            validated_at=event.validated_at,
-        )
-    if isinstance(event, events.DraftApproved):
-        return DraftApprovedV1(
-            draft_id=event.draft_id,
-            approved_by_user_id=event.approved_by_user_id,
-            approved_at=event.approved_at,
-        )
-    if isinstance(event, events.PushRequested):
-        return DraftPushRequestedV1(
-            draft_id=event.draft_id,
-            erp_export_id=event.erp_export_id,
-            attempt=event.attempt,
-            is_retry=event.is_retry,
-            requested_at=event.requested_at,
-            order=_snapshot(event.order),
-        )
-    raise TypeError(f"no contract for {type(event).__name__}")
-
-
-def _snapshot(order: events.OrderSnapshot) -> OrderSnapshot:
-    """The domain snapshot carries the contract's field names: pydantic reads it as is."""
-    return OrderSnapshot.model_validate(order, from_attributes=True)
+    contract = CONTRACTS.get(type(event))
+    if contract is None:
+        raise TypeError(f"no contract for {type(event).__name__}")
+    return contract.model_validate(event, from_attributes=True)

@@ -59,36 +59,8 @@ def make_handler(uow_factory: UnitOfWorkFactory) -> BatchHandler:
 
 async def apply(uow_factory: UnitOfWorkFactory, envelope: Envelope) -> None:
     data = envelope.parse()
-    if isinstance(data, ExportSentV1):
-        changed = await results.record_export_result(
-            uow_factory(),
-            results.ExportResult(
-                event_id=envelope.id,
-                org_id=envelope.org_id,
-                draft_id=data.draft_id,
-                erp_export_id=data.erp_export_id,
-                sent=True,
-                at=data.sent_at,
-            ),
-        )
-    elif isinstance(data, ExportFailedV1):
-        changed = await results.record_export_result(
-            uow_factory(),
-            results.ExportResult(
-                event_id=envelope.id,
-                org_id=envelope.org_id,
-                draft_id=data.draft_id,
-                erp_export_id=data.erp_export_id,
-                sent=False,
-                at=data.failed_at,
-                error={
-                    "error_code": data.error_code,
-                    "error_message": data.error_message,
-                    "attempts": data.attempts,
-                    "permanent": data.permanent,
-                },
-            ),
-        )
+    if isinstance(data, ExportSentV1 | ExportFailedV1):
+        changed = await results.record_export_result(uow_factory(), _export_result(envelope, data))
     elif isinstance(data, ExportDelayedV1):
         changed = await results.record_export_delay(
             uow_factory(),
@@ -129,3 +101,24 @@ async def apply(uow_factory: UnitOfWorkFactory, envelope: Envelope) -> None:
         _log.info("ignoring %s event %s", envelope.type, envelope.id)
         return
     _log.info("applied %s event %s (changed=%s)", envelope.type, envelope.id, changed)
+
+
+def _export_result(envelope: Envelope, data: ExportSentV1 | ExportFailedV1) -> results.ExportResult:
+    """An export.sent or export.failed as the result the use case records."""
+    error: dict[str, object] | None = None
+    if isinstance(data, ExportFailedV1):
+        error = {
+            "error_code": data.error_code,
+            "error_message": data.error_message,
+            "attempts": data.attempts,
+            "permanent": data.permanent,
+        }
+    return results.ExportResult(
+        event_id=envelope.id,
+        org_id=envelope.org_id,
+        draft_id=data.draft_id,
+        erp_export_id=data.erp_export_id,
+        sent=error is None,
+        at=data.sent_at if isinstance(data, ExportSentV1) else data.failed_at,
+        error=error,
+    )

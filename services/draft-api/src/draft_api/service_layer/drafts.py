@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from orderflow_shared.preconditions import Preconditions, entity_tag
@@ -46,8 +47,7 @@ async def create_draft(uow: UnitOfWork, actor: Actor, cmd: CreateDraft) -> Draft
 
 
 async def edit_draft(uow: UnitOfWork, actor: Actor, cmd: EditDraft) -> DraftOrder:
-    async with uow:
-        draft = await _locked(uow, actor, cmd.draft_id, cmd.expect)
+    async def edit(draft: DraftOrder) -> None:
         draft.edit(
             now=utcnow(),
             customer_id=cmd.customer_id,
@@ -56,6 +56,23 @@ async def edit_draft(uow: UnitOfWork, actor: Actor, cmd: EditDraft) -> DraftOrde
             lines=cmd.lines,
             edited_by=actor.user_id,
         )
+
+    return await change_draft(uow, actor, cmd.draft_id, edit, expect=cmd.expect)
+
+
+async def change_draft(
+    uow: UnitOfWork,
+    actor: Actor,
+    draft_id: uuid.UUID,
+    change: Callable[[DraftOrder], Awaitable[None]],
+    *,
+    expect: Preconditions | None = None,
+) -> DraftOrder:
+    """One step on one draft: under its row lock, after the request's preconditions
+    held on it, `change` it, save and commit."""
+    async with uow:
+        draft = await _locked(uow, actor, draft_id, expect)
+        await change(draft)
         await uow.drafts.save(draft)
         await uow.commit()
     return draft

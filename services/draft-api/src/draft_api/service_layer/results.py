@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 from draft_api.domain.connector import ErpConnector
+from draft_api.domain.model import DraftOrder
 from draft_api.service_layer.ports import UnitOfWork
 
 
@@ -23,21 +25,18 @@ class ExportResult:
 
 async def record_export_result(uow: UnitOfWork, result: ExportResult) -> bool:
     """Apply one export.sent/export.failed once; True when the draft's status changed."""
-    async with uow:
-        if not await uow.inbox.claim(result.event_id):
-            return False
-        changed = False
-        draft = await uow.drafts.get(result.org_id, result.draft_id, lock=True)
-        if draft is not None:
-            if result.sent:
-                changed = draft.export_sent(result.erp_export_id, now=result.at)
-            else:
-                changed = draft.export_failed(
-                    result.erp_export_id, error=result.error or {}, now=result.at
-                )
-            await uow.drafts.save(draft)
-        await uow.commit()
-    return changed
+
+    async def finish(draft: DraftOrder) -> bool:
+        if result.sent:
+            changed = draft.export_sent(result.erp_export_id, now=result.at)
+        else:
+            changed = draft.export_failed(
+                result.erp_export_id, error=result.error or {}, now=result.at
+            )
+        await uow.drafts.save(draft)
+        return changed
+
+    return await _apply_once(uow, result.event_id, result.org_id, result.draft_id, finish)
 
 
 async def record_export_delay(
@@ -49,14 +48,30 @@ async def record_export_delay(
     waiting: dict[str, object],
 ) -> bool:
     """Apply one export.delayed once: the push attempt shows that it waits."""
+
+    async def wait(draft: DraftOrder) -> bool:
+        if not draft.export_delayed(erp_export_id, waiting=waiting):
+            return False
+        await uow.drafts.save(draft)
+        return True
+
+    return await _apply_once(uow, event_id, org_id, draft_id, wait)
+
+
+async def _apply_once(
+    uow: UnitOfWork,
+    event_id: uuid.UUID,
+    org_id: str,
+    draft_id: uuid.UUID,
+    apply: Callable[[DraftOrder], Awaitable[bool]],
+) -> bool:
+    """Apply one event to the org's draft, under its row lock, once (the inbox drops a
+    redelivery); what `apply` says changed. An unknown draft changes nothing."""
     async with uow:
         if not await uow.inbox.claim(event_id):
             return False
-        changed = False
         draft = await uow.drafts.get(org_id, draft_id, lock=True)
-        if draft is not None and draft.export_delayed(erp_export_id, waiting=waiting):
-            await uow.drafts.save(draft)
-            changed = True
+        changed = draft is not None and await apply(draft)
         await uow.commit()
     return changed
 
