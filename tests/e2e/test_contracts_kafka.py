@@ -24,6 +24,7 @@ from tests.contract_checks import (
     parse_with_sdk,
 )
 from tests.e2e.flow import Flow
+from tests.e2e.metrics import scrape, value
 
 pytestmark = pytest.mark.stack
 
@@ -167,7 +168,13 @@ async def _poison_and_read(options: dict[str, Any], marker: bytes) -> list[Any]:
 def test_a_dead_letter_matches_the_asyncapi_dead_letter_message(stack: Any) -> None:
     document = AsyncApiMessages(load_asyncapi())
     marker = f"contract-poison-{uuid.uuid4().hex}".encode()
+    dead = "orderflow_consumer_dead_letters_total"
+    labels = {"consumer": "export-service", "topic": "draft.push_requested"}
+    _, before = scrape(stack, "export-service")
     letters = asyncio.run(_poison_and_read(stack.kafka_options("admin"), marker))
+    # the consumer counts the record it dead-lettered, once
+    _, after = scrape(stack, "export-service")
+    assert value(after, dead, **labels) - value(before, dead, **labels) == 1
     for letter in letters:
         headers = header_dict(letter.headers)
         assert headers["dlt_topic"] == b"draft.push_requested"

@@ -7,11 +7,10 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.flow import Flow, wait_for
+from tests.e2e.metrics import Samples, scrape, value
 from tests.unit.deploy.test_prometheus_rules import metrics_used_by_rules
 
 pytestmark = pytest.mark.stack
@@ -19,29 +18,6 @@ pytestmark = pytest.mark.stack
 SERVICES = ("draft-api", "export-service", "audit-service")
 #: prometheus_client's own process and runtime collectors
 FOREIGN_PREFIXES = ("python_", "process_")
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def scrape(stack: Any, service: str) -> tuple[dict[str, str], Samples]:
-    """(family name -> type, (sample name, labels) -> value) of a service, summed over
-    the /metrics of each of its processes (HTTP API and background roles) as a
-    Prometheus query `sum by (labels)` would."""
-    families: dict[str, str] = {}
-    samples: Samples = {}
-    for process in stack.processes_of(service):
-        answer = httpx.get(f"{stack.process_urls[process]}/metrics", timeout=10)
-        assert answer.status_code == 200, (process, answer.text)
-        for family in text_string_to_metric_families(answer.text):
-            families[family.name] = family.type
-            for sample in family.samples:
-                key = (sample.name, frozenset(sample.labels.items()))
-                samples[key] = samples.get(key, 0.0) + sample.value
-    return families, samples
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
 
 
 def exposed_names(families: dict[str, str]) -> set[str]:
@@ -120,6 +96,9 @@ def test_a_push_moves_the_push_export_and_lag_metrics(stack: Any) -> None:
         ("orderflow_export_delivery_latency_seconds_count", {}),
     ):
         assert value(export_after, name, **labels) > value(export_before, name, **labels), name
+    handled = "orderflow_consumer_events_handled_total"
+    request = {"consumer": "export-service", "topic": "draft.push_requested"}
+    assert value(export_after, handled, **request) > value(export_before, handled, **request)
     for state in ("opening", "idle", "busy"):
         assert ("orderflow_export_sftp_sessions", frozenset({("state", state)})) in export_after
     # draft-api's relay published the push request, and its lag was observed
