@@ -19,7 +19,12 @@ orchestrator can scale, probe and restart each role on its own.
 - `Wiring(title, distribution, build, close, http, roles)`: a service's wiring in one
   value; `lifespan(settings, roles)` for its HTTP app (with background roles in the
   same process, for tests), `role_app(settings, role)` for one role's process.
-- `infra_checks(engine, kafka)`: the readiness checks of Postgres and Kafka.
+- `Wiring.service_app(settings, roles)`: the service's HTTP API app, made the same way
+  for every service (auth, CORS, preconditions from its settings).
+- `infra_checks(engine, kafka)`: the readiness checks of Postgres and Kafka;
+  `service_checks(engine, settings)` the same with the service's Kafka settings.
+- `outbox_relay_role(engine, outbox, settings)`: the `relay` role of a service that
+  publishes through its outbox.
 - `package_version(distribution)`: the version from package metadata.
 """
 
@@ -36,12 +41,15 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from fastapi import FastAPI
 
 from orderflow_shared.timing import backoff, sleep_or_stop
-from orderflow_shared.web import HealthCheck, health_router, metrics_router
+from orderflow_shared.web import HealthCheck, health_router, make_service_app, metrics_router
 
 if TYPE_CHECKING:
+    from sqlalchemy import Table
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-S = TypeVar("S")
+    from orderflow_shared.settings import ServiceSettings
+
+S = TypeVar("S", bound="ServiceSettings")
 C = TypeVar("C")
 
 log = logging.getLogger(__name__)
@@ -130,14 +138,7 @@ def container_lifespan(
 def role_app(title: str, version: str, lifespan: Any) -> FastAPI:
     """The app of a background role: `/livez`, `/readyz` (`app.state.health_checks`, set
     by the lifespan) and `/metrics`; nothing else, and no OpenAPI document."""
-    app = FastAPI(
-        title=title,
-        version=version,
-        lifespan=lifespan,
-        docs_url=None,
-        redoc_url=None,
-        openapi_url=None,
-    )
+    app = FastAPI(title=title, version=version, lifespan=lifespan, openapi_url=None)  # no docs
     app.include_router(health_router())
     app.include_router(metrics_router())
     return app
@@ -164,6 +165,30 @@ def infra_checks(engine: AsyncEngine, kafka: Mapping[str, Any]) -> dict[str, Hea
         return await kafka_reachable(options)
 
     return {"database": database, "kafka": broker}
+
+
+def service_checks(engine: AsyncEngine, settings: ServiceSettings) -> dict[str, HealthCheck]:
+    """`infra_checks` of a service's engine and its Kafka settings."""
+    from orderflow_shared.messaging.kafka import client_options
+
+    return infra_checks(engine, client_options(settings))
+
+
+def outbox_relay_role(engine: AsyncEngine, outbox: Table, settings: ServiceSettings) -> Role:
+    """The `relay` role: publish the service's outbox to Kafka (OUTBOX_BATCH_SIZE rows at a
+    time, polling every OUTBOX_POLL_INTERVAL_SECONDS between NOTIFYs)."""
+    from orderflow_shared.messaging.kafka import client_options
+    from orderflow_shared.messaging.outbox import OutboxRelay
+
+    relay = OutboxRelay(
+        engine,
+        outbox,
+        kafka=client_options(settings),
+        batch_size=settings.outbox_batch_size,
+        poll_interval=settings.outbox_poll_interval_seconds,
+        client_id=f"{settings.service_name}-relay",
+    )
+    return Role({"outbox-relay": relay.run}, service_checks(engine, settings))
 
 
 @dataclass(frozen=True)
@@ -198,6 +223,22 @@ class Wiring(Generic[S, C]):
             return role
 
         return container_lifespan(lambda: self.build(settings), self.close, role_of)
+
+    def service_app(self, settings: S, roles: Iterable[str] = (), **options: Any) -> FastAPI:
+        """The service's HTTP API (add its routers to it), with the background `roles`
+        named in the same process; `options` go to `make_service_app` (a description)."""
+        from orderflow_shared.auth import JwtVerifier
+
+        return make_service_app(
+            self.title,
+            self.version,
+            self.lifespan(settings, roles),
+            service=settings.service_name,
+            verifier=JwtVerifier(settings),
+            cors_allowed_origins=settings.cors_allowed_origins,
+            require_preconditions=settings.require_preconditions,
+            **options,
+        )
 
     def role_app(self, settings: S, role: str) -> FastAPI:
         """One background role in its own process: health and metrics only."""

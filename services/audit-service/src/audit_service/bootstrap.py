@@ -13,14 +13,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from fastapi import FastAPI
-from orderflow_shared.auth import JwtVerifier
 from orderflow_shared.contracts.topics import DEAD_LETTER_TOPIC
 from orderflow_shared.db import make_engine, make_session_factory
 from orderflow_shared.logging import configure_logging
 from orderflow_shared.messaging.consumer import ConsumerRunner
 from orderflow_shared.messaging.kafka import client_options
-from orderflow_shared.runtime import Role, Wiring, infra_checks
-from orderflow_shared.web import make_service_app
+from orderflow_shared.runtime import Role, Wiring, service_checks
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from audit_service.adapters.kafka import LagProbe, RawRecordConsumer
@@ -109,7 +107,7 @@ def build_ingest(container: Container) -> Ingest:
 
 
 def http_role(container: Container) -> Role:
-    return Role(checks=infra_checks(container.engine, client_options(container.settings)))
+    return Role(checks=service_checks(container.engine, container.settings))
 
 
 def ingest_role(container: Container) -> Role:
@@ -119,7 +117,7 @@ def ingest_role(container: Container) -> Role:
     async def lag(stop: asyncio.Event) -> None:
         await ingest.lag.run(stop, interval)
 
-    checks = infra_checks(container.engine, client_options(container.settings))
+    checks = service_checks(container.engine, container.settings)
     return Role(
         {"events": ingest.events.run, "dead-letters": ingest.dead_letters.run, "lag": lag},
         {**checks, "consumer": ingest.events.ready},
@@ -133,7 +131,7 @@ def retention_role(container: Container) -> Role:
     async def retention(stop: asyncio.Event) -> None:
         await run_retention_forever(container, stop)
 
-    checks = infra_checks(container.engine, client_options(container.settings))
+    checks = service_checks(container.engine, container.settings)
     return Role({"retention": retention}, checks)
 
 
@@ -146,16 +144,7 @@ WIRING = Wiring(TITLE, DISTRIBUTION, build, close, http_role, ROLES)
 
 def make_app(settings: AuditSettings | None = None, *, roles: Iterable[str] = ()) -> FastAPI:
     """The HTTP API; the background `roles` named run in the same process."""
-    settings = settings or AuditSettings()
-    app = make_service_app(
-        TITLE,
-        WIRING.version,
-        lifespan=WIRING.lifespan(settings, roles),
-        service=settings.service_name,
-        verifier=JwtVerifier(settings),
-        cors_allowed_origins=settings.cors_allowed_origins,
-        require_preconditions=settings.require_preconditions,
-    )
+    app = WIRING.service_app(settings or AuditSettings(), roles)
     app.include_router(router)
     return app
 

@@ -19,14 +19,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from fastapi import FastAPI
-from orderflow_shared.auth import JwtVerifier
 from orderflow_shared.db import make_engine, make_session_factory
 from orderflow_shared.logging import configure_logging
 from orderflow_shared.messaging.consumer import ConsumerRunner
 from orderflow_shared.messaging.kafka import client_options
-from orderflow_shared.messaging.outbox import OutboxRelay
-from orderflow_shared.runtime import Role, Wiring, infra_checks
-from orderflow_shared.web import HealthCheck, make_service_app
+from orderflow_shared.runtime import Role, Wiring, outbox_relay_role, service_checks
+from orderflow_shared.web import HealthCheck
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -99,16 +97,7 @@ def http_role(container: Container) -> Role:
 
 
 def relay_role(container: Container) -> Role:
-    s = container.settings
-    relay = OutboxRelay(
-        container.engine,
-        container.tables.outbox,
-        kafka=client_options(s),
-        batch_size=s.outbox_batch_size,
-        poll_interval=s.outbox_poll_interval_seconds,
-        client_id=f"{s.service_name}-outbox",
-    )
-    return Role({"outbox-relay": relay.run}, _base_checks(container))
+    return outbox_relay_role(container.engine, container.tables.outbox, container.settings)
 
 
 def consume_role(container: Container) -> Role:
@@ -138,7 +127,7 @@ def consume_role(container: Container) -> Role:
 
 
 def _base_checks(container: Container) -> dict[str, HealthCheck]:
-    return infra_checks(container.engine, client_options(container.settings))
+    return service_checks(container.engine, container.settings)
 
 
 ROLES: dict[str, Callable[[Container], Role]] = {"relay": relay_role, "consume": consume_role}
@@ -147,15 +136,9 @@ WIRING = Wiring(TITLE, DISTRIBUTION, build, close, http_role, ROLES)
 
 def make_app(settings: DraftApiSettings | None = None, *, roles: Iterable[str] = ()) -> FastAPI:
     """The HTTP API; the background `roles` named run in the same process."""
-    settings = settings or DraftApiSettings()
-    app = make_service_app(
-        title=TITLE,
-        version=WIRING.version,
-        lifespan=WIRING.lifespan(settings, roles),
-        service=settings.service_name,
-        verifier=JwtVerifier(settings),
-        cors_allowed_origins=settings.cors_allowed_origins,
-        require_preconditions=settings.require_preconditions,
+    app = WIRING.service_app(
+        settings or DraftApiSettings(),
+        roles,
         description="Draft sales orders: create, validate, approve, push to the ERP.",
     )
     install_domain_errors(app)
