@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
+from orderflow_shared.enum_check import enum_check
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -16,6 +19,8 @@ from sqlalchemy import (
     func,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
+
+from audit_service.domain.checkpoint import Kind
 
 SCHEMA = "audit"
 
@@ -65,6 +70,7 @@ checkpoints = Table(
     Column("signed_at", DateTime(timezone=True), nullable=False),
     Column("key_id", String(16), nullable=False),
     Column("signature", Text, nullable=False),
+    enum_check("kind", get_args(Kind), name="ck_checkpoint_kind"),
     UniqueConstraint("org_id", "kind", "seq", name="uq_checkpoint"),
     Index("ix_checkpoints_org_kind_seq", "org_id", "kind", "seq"),
 )
