@@ -4,10 +4,11 @@ environment and its HTTP server."""
 from __future__ import annotations
 
 import argparse
+import importlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -161,7 +162,6 @@ class ServiceCli:
 
     package: str
     settings: Callable[[], ServiceSettings]
-    bootstrap: Bootstrap
     roles: Mapping[str, str]
     migrations: Migrations
     commands: Mapping[str, Command] = field(default_factory=dict)
@@ -169,6 +169,11 @@ class ServiceCli:
     @property
     def prog(self) -> str:
         return f"python -m {self.package}"
+
+    @property
+    def bootstrap(self) -> Bootstrap:
+        """The service's `<package>.bootstrap`, imported only when a command runs."""
+        return cast(Bootstrap, importlib.import_module(f"{self.package}.bootstrap"))
 
     def parser(self) -> argparse.ArgumentParser:
         clash = set(self.roles) & ({"serve", "migrate", "downgrade"} | set(self.commands))
@@ -190,12 +195,13 @@ class ServiceCli:
     def main(self, argv: Sequence[str] | None = None) -> int:
         args = self.parser().parse_args(argv)
         settings = self.settings()
-        self.bootstrap.configure(settings)
+        bootstrap = self.bootstrap
+        bootstrap.configure(settings)
         if args.command == "serve":
-            serve_http(self.bootstrap.make_app(settings), settings)
+            serve_http(bootstrap.make_app(settings), settings)
             return 0
         if args.command in self.roles:
-            serve_http(self.bootstrap.make_role_app(settings, args.command), settings)
+            serve_http(bootstrap.make_role_app(settings, args.command), settings)
             return 0
         if args.command == "migrate":
             self.migrations.upgrade(settings, args.revision)

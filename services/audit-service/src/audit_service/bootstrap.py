@@ -149,9 +149,8 @@ def make_app(settings: AuditSettings | None = None, *, roles: Iterable[str] = ()
     return app
 
 
-def make_role_app(settings: AuditSettings, role: str) -> FastAPI:
-    """One background role in its own process: health and metrics only."""
-    return WIRING.role_app(settings, role)
+#: one background role in its own process: health and metrics only
+make_role_app = WIRING.role_app
 
 
 def configure(settings: AuditSettings) -> None:

@@ -148,9 +148,8 @@ def make_app(settings: DraftApiSettings | None = None, *, roles: Iterable[str] =
     return app
 
 
-def make_role_app(settings: DraftApiSettings, role: str) -> FastAPI:
-    """One background role in its own process: health and metrics only."""
-    return WIRING.role_app(settings, role)
+#: one background role in its own process: health and metrics only
+make_role_app = WIRING.role_app
 
 
 def configure(settings: DraftApiSettings) -> None:

@@ -209,9 +209,8 @@ def make_app(settings: ExportSettings | None = None, *, roles: Iterable[str] = (
     return app
 
 
-def make_role_app(settings: ExportSettings, role: str) -> FastAPI:
-    """One background role in its own process: health and metrics only."""
-    return WIRING.role_app(settings, role)
+#: one background role in its own process: health and metrics only
+make_role_app = WIRING.role_app
 
 
 def configure(settings: ExportSettings) -> None:

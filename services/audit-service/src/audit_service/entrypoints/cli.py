@@ -43,12 +43,9 @@ def _verify_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cli() -> ServiceCli:
-    from audit_service import bootstrap
-
     return ServiceCli(
         package="audit_service",
         settings=AuditSettings,
-        bootstrap=bootstrap,
         roles={
             "ingest": "file every topic and the dead letters into the hash chains",
             "retention-loop": "sign the chain heads and apply retention, every interval",

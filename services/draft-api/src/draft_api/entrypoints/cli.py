@@ -14,12 +14,9 @@ downgrade = MIGRATIONS.downgrade
 
 
 def cli() -> ServiceCli:
-    from draft_api import bootstrap
-
     return ServiceCli(
         package="draft_api",
         settings=DraftApiSettings,
-        bootstrap=bootstrap,
         roles={
             "relay": "publish the outbox to Kafka",
             "consume": "apply export results and connector changes; purge what expired",

@@ -38,12 +38,9 @@ def _restate(settings: ExportSettings, args: argparse.Namespace) -> int:
 
 
 def cli() -> ServiceCli:
-    from export_service import bootstrap
-
     return ServiceCli(
         package="export_service",
         settings=ExportSettings,
-        bootstrap=bootstrap,
         roles={
             "relay": "publish the outbox to Kafka",
             "consume": "record push requests as exports",
