@@ -276,33 +276,31 @@ def fail_span(current: Span, reason: str) -> None:
     current.set_status(Status(StatusCode.ERROR, reason))
 
 
-def producer_span(topic: str, carrier: Mapping[str, str], event_id: str) -> Span:
+def _kafka_span(
+    name: str, kind: SpanKind, topic: str, carrier: Mapping[str, str], attributes: dict[str, str]
+) -> Span:
+    """A span of one Kafka record, `<name> <topic>`, continuing `carrier`, with the
+    OpenTelemetry messaging attributes."""
     return start_span(
-        f"publish {topic}",
+        f"{name} {topic}",
         parent=carrier,
-        kind=SpanKind.PRODUCER,
-        attributes={
-            "messaging.system": "kafka",
-            "messaging.operation.type": "send",
-            "messaging.destination.name": topic,
-            "messaging.message.id": event_id,
-        },
+        kind=kind,
+        attributes={"messaging.system": "kafka", "messaging.destination.name": topic, **attributes},
     )
+
+
+def producer_span(topic: str, carrier: Mapping[str, str], event_id: str) -> Span:
+    attributes = {"messaging.operation.type": "send", "messaging.message.id": event_id}
+    return _kafka_span("publish", SpanKind.PRODUCER, topic, carrier, attributes)
 
 
 def consumer_span(topic: str, carrier: Mapping[str, str], *, event_id: str, group: str) -> Span:
-    return start_span(
-        f"process {topic}",
-        parent=carrier,
-        kind=SpanKind.CONSUMER,
-        attributes={
-            "messaging.system": "kafka",
-            "messaging.operation.type": "process",
-            "messaging.destination.name": topic,
-            "messaging.consumer.group.name": group,
-            "messaging.message.id": event_id,
-        },
-    )
+    attributes = {
+        "messaging.operation.type": "process",
+        "messaging.message.id": event_id,
+        "messaging.consumer.group.name": group,
+    }
+    return _kafka_span("process", SpanKind.CONSUMER, topic, carrier, attributes)
 
 
 # --- logs -------------------------------------------------------------------------------

@@ -236,6 +236,20 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _unexpected_exception)
 
 
+class _TrackedSend:
+    """An ASGI `send` that remembers whether the response has started (after that, an
+    error can no longer become a response of its own)."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.started = False
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self._send(message)
+
+
 class UnhandledErrorMiddleware:
     """An exception no handler took becomes a JSON 500, and the connection stays open.
 
@@ -251,18 +265,11 @@ class UnhandledErrorMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+        response = _TrackedSend(send)
         try:
-            await self.app(scope, receive, tracking_send)
+            await self.app(scope, receive, response)
         except Exception as exc:
-            if started:
+            if response.started:
                 raise
             request_id = _log_unexpected(scope, exc)
             await _send_json(send, 500, _internal_error_body(scope, request_id))
@@ -723,7 +730,6 @@ class BodySizeLimitMiddleware:
                 return
 
         received = 0
-        started = False
 
         async def limited_receive() -> Message:
             nonlocal received
@@ -734,16 +740,11 @@ class BodySizeLimitMiddleware:
                     raise BodyTooLarge(self.max_bytes)
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+        response = _TrackedSend(send)
         try:
-            await self.app(scope, limited_receive, tracking_send)
+            await self.app(scope, limited_receive, response)
         except BodyTooLarge as exc:
-            if started:
+            if response.started:
                 raise
             await _send_problem(scope, send, 413, exc.detail)
 

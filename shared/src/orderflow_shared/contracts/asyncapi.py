@@ -319,6 +319,32 @@ def _consumers(topic: str) -> list[Subscription]:
     return [s for s in SUBSCRIPTIONS if s.covers(topic)]
 
 
+def _operation(
+    action: str, topic: str, title: str, summary: str, messages: list[dict[str, str]]
+) -> dict[str, Any]:
+    return {
+        "action": action,
+        "channel": {"$ref": f"#/channels/{channel_id(topic)}"},
+        "title": title,
+        "summary": summary,
+        "messages": messages,
+    }
+
+
+def _receive(sub: Subscription, topic: str, messages: list[dict[str, str]]) -> dict[str, Any]:
+    """`sub` consuming `topic`, with its consumer group."""
+    operation = _operation(
+        "receive", topic, f"{sub.service} consumes {topic}", sub.description, messages
+    )
+    operation["bindings"] = {
+        "kafka": {
+            "groupId": {"type": "string", "enum": [sub.group_id]},
+            "bindingVersion": KAFKA_BINDING_VERSION,
+        }
+    }
+    return operation
+
+
 def _operations(by_topic: dict[str, list[EventSpec]]) -> dict[str, Any]:
     operations: dict[str, Any] = {}
     for topic, specs in by_topic.items():
@@ -326,59 +352,37 @@ def _operations(by_topic: dict[str, list[EventSpec]]) -> dict[str, Any]:
         messages = [{"$ref": f"#/channels/{cid}/messages/{s.ce_type}"} for s in specs]
         producer = producer_of(topic)
         if topic == AUDIT_CHECKPOINT_TOPIC:
-            operations[_camel("audit-service", "send", topic)] = {
-                "action": "send",
-                "channel": {"$ref": f"#/channels/{cid}"},
-                "title": f"audit-service publishes {topic}",
-                "summary": "Signed by audit-service's checkpoint loop (idempotent producer).",
-                "messages": [{"$ref": f"#/channels/{cid}/messages/audit_checkpoint"}],
-            }
+            operations[_camel("audit-service", "send", topic)] = _operation(
+                "send",
+                topic,
+                f"audit-service publishes {topic}",
+                "Signed by audit-service's checkpoint loop (idempotent producer).",
+                [{"$ref": f"#/channels/{cid}/messages/audit_checkpoint"}],
+            )
         elif producer is not None:
-            operations[_camel(producer, "send", topic)] = {
-                "action": "send",
-                "channel": {"$ref": f"#/channels/{cid}"},
-                "title": f"{producer} publishes {topic}",
-                "summary": "Published from the transactional outbox (idempotent producer).",
-                "messages": messages,
-            }
+            operations[_camel(producer, "send", topic)] = _operation(
+                "send",
+                topic,
+                f"{producer} publishes {topic}",
+                "Published from the transactional outbox (idempotent producer).",
+                messages,
+            )
         for sub in _consumers(topic):
-            operations[_camel(sub.service, "receive", topic)] = {
-                "action": "receive",
-                "channel": {"$ref": f"#/channels/{cid}"},
-                "title": f"{sub.service} consumes {topic}",
-                "summary": sub.description,
-                "messages": messages,
-                "bindings": {
-                    "kafka": {
-                        "groupId": {"type": "string", "enum": [sub.group_id]},
-                        "bindingVersion": KAFKA_BINDING_VERSION,
-                    }
-                },
-            }
-    dlt = channel_id(DEAD_LETTER_TOPIC)
+            operations[_camel(sub.service, "receive", topic)] = _receive(sub, topic, messages)
+    dead_letters = [{"$ref": f"#/channels/{channel_id(DEAD_LETTER_TOPIC)}/messages/dead_letter"}]
     writers = sorted({s.service for s in SUBSCRIPTIONS if not s.covers(DEAD_LETTER_TOPIC)})
     for service in writers:
-        operations[_camel(service, "send", DEAD_LETTER_TOPIC)] = {
-            "action": "send",
-            "channel": {"$ref": f"#/channels/{dlt}"},
-            "title": f"{service} dead-letters what it cannot read",
-            "summary": "The original record plus the dlt_* headers.",
-            "messages": [{"$ref": f"#/channels/{dlt}/messages/dead_letter"}],
-        }
+        operations[_camel(service, "send", DEAD_LETTER_TOPIC)] = _operation(
+            "send",
+            DEAD_LETTER_TOPIC,
+            f"{service} dead-letters what it cannot read",
+            "The original record plus the dlt_* headers.",
+            dead_letters,
+        )
     for sub in _consumers(DEAD_LETTER_TOPIC):
-        operations[_camel(sub.service, "receive", DEAD_LETTER_TOPIC)] = {
-            "action": "receive",
-            "channel": {"$ref": f"#/channels/{dlt}"},
-            "title": f"{sub.service} consumes {DEAD_LETTER_TOPIC}",
-            "summary": sub.description,
-            "messages": [{"$ref": f"#/channels/{dlt}/messages/dead_letter"}],
-            "bindings": {
-                "kafka": {
-                    "groupId": {"type": "string", "enum": [sub.group_id]},
-                    "bindingVersion": KAFKA_BINDING_VERSION,
-                }
-            },
-        }
+        operations[_camel(sub.service, "receive", DEAD_LETTER_TOPIC)] = _receive(
+            sub, DEAD_LETTER_TOPIC, dead_letters
+        )
     return operations
 
 

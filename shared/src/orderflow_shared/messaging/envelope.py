@@ -172,20 +172,7 @@ class Envelope:
             time = datetime.fromisoformat(h["ce_time"])
         except ValueError as exc:
             raise EnvelopeError(f"bad ce_id or ce_time: {exc}") from exc
-        known = {
-            "ce_id",
-            "ce_type",
-            "ce_source",
-            "ce_specversion",
-            "ce_time",
-            "ce_subject",
-            ORG_HEADER,
-            ACTOR_HEADER,
-            LEGACY_ORG_HEADER,
-            LEGACY_ACTOR_HEADER,
-            "content-type",
-            "traceparent",
-        }
+        known = {*REQUIRED_HEADERS, LEGACY_ORG_HEADER, LEGACY_ACTOR_HEADER, "traceparent"}
         return cls(
             id=event_id,
             type=h["ce_type"],
