@@ -6,6 +6,8 @@
 - `await db_reachable(engine) -> bool` for /readyz (SELECT 1 with a short timeout).
 - `sync_url(url)` turns an async URL into the one Alembic uses.
 - `libpq_url(url)` turns a SQLAlchemy URL into a plain `postgresql://` conninfo for psycopg.
+- `await held_connection(conninfo, application_name)`: a psycopg connection that a loop
+  holds for long (a relay's advisory lock, a LISTEN): autocommit, TCP keepalives.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import asyncio
 import logging
 from typing import Any
 
+import psycopg
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
@@ -45,6 +48,21 @@ def libpq_url(url: str) -> str:
     """A `postgresql://...` conninfo for psycopg itself (no SQLAlchemy driver suffix)."""
     parsed = make_url(url)
     return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def held_connection(conninfo: str, application_name: str) -> psycopg.AsyncConnection[Any]:
+    """An autocommit psycopg connection for a loop that holds it for long; a half-open
+    connection fails (and frees its locks and LISTENs) in seconds, not hours."""
+    return await psycopg.AsyncConnection.connect(
+        conninfo,
+        autocommit=True,
+        connect_timeout=10,
+        application_name=application_name,
+        keepalives=1,
+        keepalives_idle=10,
+        keepalives_interval=5,
+        keepalives_count=3,
+    )
 
 
 def make_engine(url: str, pool_size: int = 20, **kwargs: Any) -> AsyncEngine:

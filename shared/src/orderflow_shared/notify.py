@@ -17,12 +17,11 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-import psycopg
 from psycopg import sql
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from orderflow_shared.db import libpq_url
+from orderflow_shared.db import held_connection, libpq_url
 
 log = logging.getLogger(__name__)
 
@@ -63,16 +62,7 @@ async def listen(
     url: str, channel: str, on_notify: Callable[[], None], stop: asyncio.Event
 ) -> None:
     """LISTEN on `channel` and call `on_notify()` per notification until `stop`."""
-    conn = await psycopg.AsyncConnection.connect(
-        libpq_url(url),
-        autocommit=True,
-        connect_timeout=10,
-        application_name=f"listen:{channel}",
-        keepalives=1,
-        keepalives_idle=10,
-        keepalives_interval=5,
-        keepalives_count=3,
-    )
+    conn = await held_connection(libpq_url(url), f"listen:{channel}")
     try:
         await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
         on_notify()  # what was announced before this LISTEN is due as well

@@ -68,7 +68,7 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from orderflow_shared import tracing
-from orderflow_shared.db import libpq_url
+from orderflow_shared.db import held_connection, libpq_url
 from orderflow_shared.messaging.envelope import Envelope
 from orderflow_shared.messaging.kafka import KafkaOptions, make_idempotent_producer
 from orderflow_shared.timing import backoff, sleep_or_stop
@@ -288,17 +288,7 @@ class OutboxRelay:
 
     async def _session(self, stop: asyncio.Event) -> None:
         """One connection's life: take the lock, then publish until stopped or broken."""
-        conn = await psycopg.AsyncConnection.connect(
-            self._dsn,
-            autocommit=True,
-            connect_timeout=10,
-            application_name=f"{self._client_id}:{self._schema}",
-            # a half-open connection must fail (and free the lock) in seconds, not hours
-            keepalives=1,
-            keepalives_idle=10,
-            keepalives_interval=5,
-            keepalives_count=3,
-        )
+        conn = await held_connection(self._dsn, f"{self._client_id}:{self._schema}")
         producer: AIOKafkaProducer | None = None
         try:
             self._healthy = True
