@@ -11,9 +11,9 @@ from draft_api.domain import errors
 from draft_api.domain.connector import ErpConnector
 from draft_api.domain.events import DomainEvent
 from draft_api.domain.idempotency import IdempotencyRecord
-from draft_api.domain.model import DraftOrder, DraftStatus, ExportStatus
+from draft_api.domain.model import DraftOrder, ExportStatus
 from draft_api.domain.org_settings import OrgSettings
-from draft_api.service_layer.ports import CacheEntry, CacheState, DraftSummary
+from draft_api.service_layer.ports import CacheEntry, CacheState, DraftQuery, DraftSummary
 from draft_api.service_layer.unit_of_work import AbstractUnitOfWork
 
 
@@ -53,25 +53,18 @@ class FakeDrafts:
         self.seen.append(draft)
         self.uow.pending_drafts[draft.id] = _as_stored(draft)
 
-    async def page(
-        self,
-        org_id: str,
-        *,
-        status: DraftStatus | None,
-        limit: int,
-        offset: int,
-        search: str | None = None,
-    ) -> tuple[list[DraftSummary], int]:
-        needle = (search or "").lower()
+    async def page(self, org_id: str, query: DraftQuery) -> tuple[list[DraftSummary], int]:
+        needle = (query.search or "").lower()
         found = [
             d
             for d in self.uow.store.drafts.values()
             if d.org_id == org_id
-            and (status is None or d.status is status)
+            and (query.status is None or d.status is query.status)
             and (needle in (d.external_ref or "").lower() or needle in d.customer_id.lower())
         ]
         found.sort(key=lambda d: d.created_at, reverse=True)
-        return [DraftSummary.of(d) for d in found[offset : offset + limit]], len(found)
+        page = found[query.offset : query.offset + query.limit]
+        return [DraftSummary.of(d) for d in page], len(found)
 
     async def external_ref_taken(
         self, org_id: str, external_ref: str, *, exclude: uuid.UUID

@@ -14,6 +14,7 @@ from draft_api.domain.events import DraftCreated, PushRequested
 from draft_api.domain.idempotency import Operation
 from draft_api.domain.model import Actor, DraftStatus, ExportStatus, NewLine
 from draft_api.service_layer import drafts, push, results, workflow
+from draft_api.service_layer.ports import DraftQuery
 
 OPERATOR = Actor(user_id="user-1", org_id="demo")
 APPROVER = Actor(user_id="boss-1", org_id="demo")
@@ -79,7 +80,7 @@ async def test_another_orgs_draft_is_not_found(uow_factory: Any) -> None:
         await drafts.get_draft(uow_factory(), STRANGER, draft_id)
     with pytest.raises(errors.DraftNotFound):
         await workflow.approve_draft(uow_factory(), STRANGER, draft_id)
-    page, total = await drafts.list_drafts(uow_factory(), STRANGER, status=None, limit=10, offset=0)
+    page, total = await drafts.list_drafts(uow_factory(), STRANGER, DraftQuery(limit=10))
     assert (page, total) == ([], 0)
 
 

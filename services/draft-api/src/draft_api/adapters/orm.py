@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 from orderflow_shared.enum_check import enum_check
@@ -72,12 +73,7 @@ def build_tables() -> Tables:
     draft_order_line = Table(
         "draft_order_line",
         md,
-        Column(
-            "draft_id",
-            UUID(as_uuid=True),
-            ForeignKey(f"{SCHEMA}.draft_order.id", ondelete="CASCADE"),
-            nullable=False,
-        ),
+        _draft_id(),
         Column("line_no", Integer, nullable=False),
         Column("sku", Text, nullable=False),
         Column("description", Text, nullable=False),
@@ -91,12 +87,7 @@ def build_tables() -> Tables:
         "push_attempt",
         md,
         Column("erp_export_id", UUID(as_uuid=True), primary_key=True),
-        Column(
-            "draft_id",
-            UUID(as_uuid=True),
-            ForeignKey(f"{SCHEMA}.draft_order.id", ondelete="CASCADE"),
-            nullable=False,
-        ),
+        _draft_id(),
         Column("org_id", Text, nullable=False),
         Column("attempt", Integer, nullable=False),
         Column("status", Text, nullable=False),
@@ -149,4 +140,14 @@ def build_tables() -> Tables:
         org_settings=org_settings,
         outbox=outbox_table(md, SCHEMA),
         inbox=inbox_table(md, SCHEMA),
+    )
+
+
+def _draft_id() -> Column[uuid.UUID]:
+    """The column of a draft's child row: its draft (the rows go with the draft)."""
+    return Column(
+        "draft_id",
+        UUID(as_uuid=True),
+        ForeignKey(f"{SCHEMA}.draft_order.id", ondelete="CASCADE"),
+        nullable=False,
     )

@@ -6,12 +6,13 @@ import copy
 import functools
 import uuid
 from collections import defaultdict
+from collections.abc import Callable, Set
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from orderflow_shared.messaging import inbox
 from sqlalchemy import Table, cast, delete, exists, func, literal, or_, select, update
-from sqlalchemy.dialects.postgresql import JSONPATH, insert
+from sqlalchemy.dialects.postgresql import JSONPATH, Insert, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from draft_api.adapters.orm import Tables
@@ -26,14 +27,24 @@ from draft_api.domain.model import (
     PushAttempt,
 )
 from draft_api.domain.org_settings import OrgSettings
+from draft_api.domain.records import build
 from draft_api.domain.validation import Issue
-from draft_api.service_layer.ports import ISSUES_IN_SUMMARY, DraftSummary
+from draft_api.service_layer.ports import ISSUES_IN_SUMMARY, DraftQuery, DraftSummary
+
+Child = TypeVar("Child")
 
 
-class SqlDraftRepository:
+class _SqlStore:
+    """What each repository of a unit of work holds: its session and the tables."""
+
     def __init__(self, session: AsyncSession, tables: Tables) -> None:
         self.session = session
         self.t = tables
+
+
+class SqlDraftRepository(_SqlStore):
+    def __init__(self, session: AsyncSession, tables: Tables) -> None:
+        super().__init__(session, tables)
         # What was loaded, so save() writes only what changed.
         self._loaded_lines: dict[uuid.UUID, list[DraftLine]] = {}
         self._loaded_attempts: dict[uuid.UUID, list[PushAttempt]] = {}
@@ -84,21 +95,13 @@ class SqlDraftRepository:
         self._remember(draft)
         self.seen.append(draft)
 
-    async def page(
-        self,
-        org_id: str,
-        *,
-        status: DraftStatus | None,
-        limit: int,
-        offset: int,
-        search: str | None = None,
-    ) -> tuple[list[DraftSummary], int]:
+    async def page(self, org_id: str, query: DraftQuery) -> tuple[list[DraftSummary], int]:
         d = self.t.draft_order
         where = [d.c.org_id == org_id]
-        if status is not None:
-            where.append(d.c.status == status.value)
-        if search:
-            pattern = "%" + _like_escaped(search) + "%"
+        if query.status is not None:
+            where.append(d.c.status == query.status.value)
+        if query.search:
+            pattern = "%" + _like_escaped(query.search) + "%"
             where.append(
                 or_(
                     d.c.external_ref.ilike(pattern, escape="\\"),
@@ -122,8 +125,8 @@ class SqlDraftRepository:
                     )
                     .where(*where)
                     .order_by(d.c.created_at.desc(), d.c.id)
-                    .limit(limit)
-                    .offset(offset)
+                    .limit(query.limit)
+                    .offset(query.offset)
                 )
             )
             .mappings()
@@ -155,27 +158,16 @@ class SqlDraftRepository:
         for row in rows:
             sums = per_currency[row["id"]]
             summaries.append(
-                DraftSummary(
-                    id=row["id"],
-                    org_id=row["org_id"],
-                    customer_id=row["customer_id"],
-                    external_ref=row["external_ref"],
+                build(
+                    DraftSummary,
+                    row,
                     status=DraftStatus(row["status"]),
-                    currency=row["currency"],
                     line_count=sum(count for count, _ in sums.values()),
                     total=sum((amount for _, amount in sums.values()), Decimal(0)),
                     totals={currency: amount for currency, (_, amount) in sums.items()},
                     issue_count=int(row["issue_count"] or 0),
-                    created_by_user_id=row["created_by_user_id"],
-                    approved_by_user_id=row["approved_by_user_id"],
-                    approved_at=row["approved_at"],
-                    created_at=row["created_at"],
-                    updated_at=row["updated_at"],
-                    current_export_id=row["current_export_id"],
-                    version=row["version"],
                     validation_issues=[Issue(**i) for i in row["issues_head"] or []],
                     attempts=attempts[row["id"]],
-                    last_edited_by_user_id=row["last_edited_by_user_id"],
                 )
             )
         return summaries
@@ -203,23 +195,11 @@ class SqlDraftRepository:
     # -- mapping -----------------------------------------------------------------
 
     def _header(self, draft: DraftOrder) -> dict[str, Any]:
-        return {
-            "org_id": draft.org_id,
-            "customer_id": draft.customer_id,
-            "external_ref": draft.external_ref,
+        """The draft_order row of the draft, but for its id and version."""
+        d = self.t.draft_order
+        return _row_of(d, draft, skip={"id", "version"}) | {
             "status": draft.status.value,
-            "currency": draft.currency,
-            "validation_issues": [
-                {"field": i.field, "code": i.code, "message": i.message}
-                for i in draft.validation_issues
-            ],
-            "created_by_user_id": draft.created_by_user_id,
-            "approved_by_user_id": draft.approved_by_user_id,
-            "approved_at": draft.approved_at,
-            "created_at": draft.created_at,
-            "updated_at": draft.updated_at,
-            "current_export_id": draft.current_export_id,
-            "last_edited_by_user_id": draft.last_edited_by_user_id,
+            "validation_issues": [vars(issue) for issue in draft.validation_issues],
         }
 
     async def _write_lines(self, draft: DraftOrder) -> None:
@@ -227,34 +207,17 @@ class SqlDraftRepository:
             return
         await self.session.execute(
             self.t.draft_order_line.insert(),
-            [
-                {
-                    "draft_id": draft.id,
-                    "line_no": line.line_no,
-                    "sku": line.sku,
-                    "description": line.description,
-                    "quantity": line.quantity,
-                    "unit": line.unit,
-                    "unit_price": line.unit_price,
-                    "currency": line.currency,
-                }
-                for line in draft.lines
-            ],
+            [{"draft_id": draft.id, **vars(line)} for line in draft.lines],
         )
 
     async def _write_attempts(self, draft: DraftOrder, loaded: list[PushAttempt]) -> None:
         changed = [a for a in draft.attempts if a not in loaded]
         for attempt in changed:
-            values = {
-                "erp_export_id": attempt.erp_export_id,
+            values = _row_of(self.t.push_attempt, attempt) | {
                 "draft_id": draft.id,
                 "org_id": draft.org_id,
-                "attempt": attempt.attempt,
                 "status": attempt.status.value,
                 "error_json": attempt.error,
-                "requested_by_user_id": attempt.requested_by_user_id,
-                "requested_at": attempt.requested_at,
-                "finished_at": attempt.finished_at,
             }
             await self.session.execute(_attempt_upsert(self.t.push_attempt), values)
 
@@ -266,76 +229,50 @@ class SqlDraftRepository:
         if not rows:
             return []
         ids = [row["id"] for row in rows]
-        lines: dict[uuid.UUID, list[DraftLine]] = defaultdict(list)
-        ln = self.t.draft_order_line
-        for r in (
-            await self.session.execute(
-                select(ln).where(ln.c.draft_id.in_(ids)).order_by(ln.c.draft_id, ln.c.line_no)
-            )
-        ).mappings():
-            lines[r["draft_id"]].append(
-                DraftLine(
-                    line_no=r["line_no"],
-                    sku=r["sku"],
-                    description=r["description"],
-                    quantity=r["quantity"],
-                    unit=r["unit"],
-                    unit_price=r["unit_price"],
-                    currency=r["currency"],
-                )
-            )
+        lines = await self._by_draft(
+            self.t.draft_order_line, ids, "line_no", lambda r: build(DraftLine, r)
+        )
         attempts = await self._attempts(ids)
         drafts = []
         for row in rows:
-            draft = DraftOrder(
-                id=row["id"],
-                org_id=row["org_id"],
-                customer_id=row["customer_id"],
-                external_ref=row["external_ref"],
+            draft = build(
+                DraftOrder,
+                row,
                 status=DraftStatus(row["status"]),
                 lines=lines[row["id"]],
-                created_by_user_id=row["created_by_user_id"],
-                created_at=row["created_at"],
-                updated_at=row["updated_at"],
                 validation_issues=[Issue(**i) for i in row["validation_issues"] or []],
-                approved_by_user_id=row["approved_by_user_id"],
-                approved_at=row["approved_at"],
-                current_export_id=row["current_export_id"],
                 attempts=attempts[row["id"]],
-                version=row["version"],
-                last_edited_by_user_id=row["last_edited_by_user_id"],
             )
             self._remember(draft)
             drafts.append(draft)
         return drafts
 
     async def _attempts(self, ids: list[uuid.UUID]) -> dict[uuid.UUID, list[PushAttempt]]:
-        attempts: dict[uuid.UUID, list[PushAttempt]] = defaultdict(list)
-        p = self.t.push_attempt
-        for r in (
-            await self.session.execute(
-                select(p).where(p.c.draft_id.in_(ids)).order_by(p.c.draft_id, p.c.attempt)
-            )
-        ).mappings():
-            attempts[r["draft_id"]].append(
-                PushAttempt(
-                    erp_export_id=r["erp_export_id"],
-                    attempt=r["attempt"],
-                    status=ExportStatus(r["status"]),
-                    requested_by_user_id=r["requested_by_user_id"],
-                    requested_at=r["requested_at"],
-                    finished_at=r["finished_at"],
-                    error=r["error_json"],
-                )
-            )
-        return attempts
+        return await self._by_draft(
+            self.t.push_attempt,
+            ids,
+            "attempt",
+            lambda r: build(
+                PushAttempt, r, status=ExportStatus(r["status"]), error=r["error_json"]
+            ),
+        )
+
+    async def _by_draft(
+        self, table: Table, ids: list[uuid.UUID], order: str, make: Callable[[Any], Child]
+    ) -> dict[uuid.UUID, list[Child]]:
+        """The rows of a child table of these drafts, per draft, in `order` order."""
+        query = (
+            select(table)
+            .where(table.c.draft_id.in_(ids))
+            .order_by(table.c.draft_id, table.c[order])
+        )
+        children: dict[uuid.UUID, list[Child]] = defaultdict(list)
+        for row in (await self.session.execute(query)).mappings():
+            children[row["draft_id"]].append(make(row))
+        return children
 
 
-class SqlConnectorReadModel:
-    def __init__(self, session: AsyncSession, tables: Tables) -> None:
-        self.session = session
-        self.t = tables
-
+class SqlConnectorReadModel(_SqlStore):
     async def has_active(self, org_id: str) -> bool:
         c = self.t.erp_connector
         query = select(exists().where(c.c.org_id == org_id, c.c.is_active.is_(True)))
@@ -343,14 +280,7 @@ class SqlConnectorReadModel:
 
     async def upsert(self, connector: ErpConnector, *, overwrite: bool = True) -> None:
         c = self.t.erp_connector
-        stmt = insert(c).values(
-            connection_id=connector.connection_id,
-            org_id=connector.org_id,
-            name=connector.name,
-            connector_type=connector.connector_type,
-            is_active=connector.is_active,
-            changed_at=connector.changed_at,
-        )
+        stmt = insert(c).values(_row_of(c, connector))
         if not overwrite:
             await self.session.execute(
                 stmt.on_conflict_do_nothing(index_elements=["connection_id"])
@@ -359,52 +289,43 @@ class SqlConnectorReadModel:
         # arrival order: the record read last wins (see results.record_connector_change)
         stmt = stmt.on_conflict_do_update(
             index_elements=["connection_id"],
-            set_={
-                "name": stmt.excluded.name,
-                "connector_type": stmt.excluded.connector_type,
-                "is_active": stmt.excluded.is_active,
-                "changed_at": stmt.excluded.changed_at,
-            },
+            set_=_excluded(stmt, "name", "connector_type", "is_active", "changed_at"),
             where=c.c.org_id == stmt.excluded.org_id,
         )
         await self.session.execute(stmt)
 
 
-class SqlOrgSettings:
-    def __init__(self, session: AsyncSession, tables: Tables) -> None:
-        self.session = session
-        self.t = tables
-
+class SqlOrgSettings(_SqlStore):
     async def get(self, org_id: str) -> OrgSettings:
         o = self.t.org_settings
         row = (await self.session.execute(select(o).where(o.c.org_id == org_id))).mappings().first()
         if row is None:
             return OrgSettings(org_id=org_id)
-        return OrgSettings(
-            org_id=org_id,
-            four_eyes=bool(row["four_eyes"]),
-            updated_by_user_id=row["updated_by_user_id"],
-            updated_at=row["updated_at"],
-        )
+        return build(OrgSettings, row, four_eyes=bool(row["four_eyes"]))
 
     async def save(self, settings: OrgSettings) -> None:
         o = self.t.org_settings
-        stmt = insert(o).values(
-            org_id=settings.org_id,
-            four_eyes=settings.four_eyes,
-            updated_by_user_id=settings.updated_by_user_id,
-            updated_at=settings.updated_at,
-        )
+        stmt = insert(o).values(_row_of(o, settings))
         await self.session.execute(
             stmt.on_conflict_do_update(
                 index_elements=["org_id"],
-                set_={
-                    "four_eyes": stmt.excluded.four_eyes,
-                    "updated_by_user_id": stmt.excluded.updated_by_user_id,
-                    "updated_at": stmt.excluded.updated_at,
-                },
+                set_=_excluded(stmt, "four_eyes", "updated_by_user_id", "updated_at"),
             )
         )
+
+
+def _row_of(table: Table, record: object, *, skip: Set[str] = frozenset()) -> dict[str, Any]:
+    """The columns of `table` that `record` has an attribute of the same name for."""
+    return {
+        c.name: getattr(record, c.name)
+        for c in table.c
+        if c.name not in skip and hasattr(record, c.name)
+    }
+
+
+def _excluded(stmt: Insert, *names: str) -> dict[str, Any]:
+    """ON CONFLICT DO UPDATE: these columns take the values of the row that was refused."""
+    return {name: stmt.excluded[name] for name in names}
 
 
 def _like_escaped(text: str) -> str:
@@ -412,11 +333,7 @@ def _like_escaped(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-class SqlIdempotencyKeys:
-    def __init__(self, session: AsyncSession, tables: Tables) -> None:
-        self.session = session
-        self.t = tables
-
+class SqlIdempotencyKeys(_SqlStore):
     async def get(self, org_id: str, key: str) -> IdempotencyRecord | None:
         k = self.t.idempotency_key
         row = (
@@ -426,15 +343,11 @@ class SqlIdempotencyKeys:
         )
         if row is None:
             return None
-        return IdempotencyRecord(
-            org_id=row["org_id"],
-            key=row["key"],
+        return build(
+            IdempotencyRecord,
+            row,
             operation=Operation(row["operation"]),
-            draft_id=row["draft_id"],
             fingerprint=row["request_fingerprint"],
-            erp_export_id=row["erp_export_id"],
-            created_at=row["created_at"],
-            expires_at=row["expires_at"],
         )
 
     async def add(self, record: IdempotencyRecord) -> None:
@@ -442,14 +355,8 @@ class SqlIdempotencyKeys:
         stmt = (
             insert(k)
             .values(
-                org_id=record.org_id,
-                key=record.key,
-                operation=record.operation.value,
-                draft_id=record.draft_id,
-                request_fingerprint=record.fingerprint,
-                erp_export_id=record.erp_export_id,
-                created_at=record.created_at,
-                expires_at=record.expires_at,
+                _row_of(k, record)
+                | {"operation": record.operation.value, "request_fingerprint": record.fingerprint}
             )
             .on_conflict_do_nothing(index_elements=["org_id", "key"])
             .returning(k.c.key)
@@ -462,10 +369,9 @@ class SqlIdempotencyKeys:
         await self.session.execute(delete(k).where(k.c.org_id == org_id, k.c.key == key))
 
 
-class SqlInbox:
+class SqlInbox(_SqlStore):
     def __init__(self, session: AsyncSession, tables: Tables, consumer: str) -> None:
-        self.session = session
-        self.t = tables
+        super().__init__(session, tables)
         self.consumer = consumer
 
     async def claim(self, event_id: uuid.UUID) -> bool:
@@ -478,9 +384,5 @@ def _attempt_upsert(table: Table) -> Any:
     stmt = insert(table)
     return stmt.on_conflict_do_update(
         index_elements=["erp_export_id"],
-        set_={
-            "status": stmt.excluded.status,
-            "error_json": stmt.excluded.error_json,
-            "finished_at": stmt.excluded.finished_at,
-        },
+        set_=_excluded(stmt, "status", "error_json", "finished_at"),
     )

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+from draft_api.domain.lines import DraftLine
 from draft_api.domain.validation import Issue
 
 
@@ -39,14 +40,7 @@ class DraftApproved(DomainEvent):
 
 
 @dataclass(frozen=True)
-class LineSnapshot:
-    line_no: int
-    sku: str
-    description: str
-    quantity: Decimal
-    unit: str
-    unit_price: Decimal
-    currency: str
+class LineSnapshot(DraftLine):
     line_total: Decimal
 
 

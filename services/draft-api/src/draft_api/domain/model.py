@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 
 from orderflow_shared.contracts.export_status import ExportStatus as ExportStatus
 
@@ -20,6 +21,9 @@ from draft_api.domain.events import (
     OrderSnapshot,
     PushRequested,
 )
+from draft_api.domain.lines import DraftLine as DraftLine
+from draft_api.domain.lines import NewLine as NewLine
+from draft_api.domain.records import build
 from draft_api.domain.validation import Issue, find_issues
 
 
@@ -34,33 +38,6 @@ class DraftStatus(StrEnum):
 
 
 EDITABLE = frozenset({DraftStatus.NEW, DraftStatus.NEEDS_REVIEW, DraftStatus.READY})
-
-
-@dataclass(frozen=True)
-class DraftLine:
-    line_no: int
-    sku: str
-    description: str
-    quantity: Decimal
-    unit: str
-    unit_price: Decimal
-    currency: str
-
-    @property
-    def total(self) -> Decimal:
-        return self.quantity * self.unit_price
-
-
-@dataclass(frozen=True)
-class NewLine:
-    """A line as a user enters it (numbered by the aggregate)."""
-
-    sku: str
-    description: str
-    quantity: Decimal
-    unit: str
-    unit_price: Decimal
-    currency: str
 
 
 @dataclass
@@ -127,16 +104,13 @@ class DraftOrder:
             created_at=now,
             updated_at=now,
         )
-        draft.events.append(
-            DraftCreated(
-                draft_id=draft.id,
-                org_id=draft.org_id,
-                actor_id=actor.user_id,
-                customer_id=customer_id,
-                external_ref=external_ref,
-                line_count=len(draft.lines),
-                created_at=now,
-            )
+        draft._record(
+            DraftCreated,
+            actor,
+            customer_id=customer_id,
+            external_ref=external_ref,
+            line_count=len(draft.lines),
+            created_at=now,
         )
         return draft
 
@@ -189,15 +163,12 @@ class DraftOrder:
         self.status = DraftStatus.NEEDS_REVIEW if issues else DraftStatus.READY
         self.validation_issues = issues
         self.updated_at = now
-        self.events.append(
-            DraftValidated(
-                draft_id=self.id,
-                org_id=self.org_id,
-                actor_id=actor.user_id,
-                status=self.status.value,
-                issues=tuple(issues),
-                validated_at=now,
-            )
+        self._record(
+            DraftValidated,
+            actor,
+            status=self.status.value,
+            issues=tuple(issues),
+            validated_at=now,
         )
         return issues
 
@@ -212,14 +183,11 @@ class DraftOrder:
         self.approved_by_user_id = actor.user_id
         self.approved_at = now
         self.updated_at = now
-        self.events.append(
-            DraftApproved(
-                draft_id=self.id,
-                org_id=self.org_id,
-                actor_id=actor.user_id,
-                approved_by_user_id=actor.user_id,
-                approved_at=now,
-            )
+        self._record(
+            DraftApproved,
+            actor,
+            approved_by_user_id=actor.user_id,
+            approved_at=now,
         )
 
     def push(
@@ -238,23 +206,13 @@ class DraftOrder:
 
     def export_sent(self, export_id: uuid.UUID, *, now: datetime) -> bool:
         """Record a delivered export; True when the draft's status changed to PUSHED."""
-        self._finish_attempt(export_id, ExportStatus.SENT, None, now)
-        if self._is_current_push(export_id):
-            self.status = DraftStatus.PUSHED
-            self.updated_at = now
-            return True
-        return False
+        return self._finish_export(export_id, ExportStatus.SENT, None, now, DraftStatus.PUSHED)
 
     def export_failed(
         self, export_id: uuid.UUID, *, error: dict[str, object], now: datetime
     ) -> bool:
         """Record a failed export; True when the draft's status changed to ERROR."""
-        self._finish_attempt(export_id, ExportStatus.FAILED, error, now)
-        if self._is_current_push(export_id):
-            self.status = DraftStatus.ERROR
-            self.updated_at = now
-            return True
-        return False
+        return self._finish_export(export_id, ExportStatus.FAILED, error, now, DraftStatus.ERROR)
 
     def export_delayed(self, export_id: uuid.UUID, *, waiting: dict[str, object]) -> bool:
         """Show why an export in progress waits (its last error, the next attempt);
@@ -277,10 +235,17 @@ class DraftOrder:
         return next((a for a in self.attempts if a.erp_export_id == export_id), None)
 
     def pull_events(self) -> list[DomainEvent]:
+        """The events recorded since the last pull (the unit of work publishes them)."""
         pulled, self.events = self.events, []
         return pulled
 
     # -- internals ---------------------------------------------------------------
+
+    def _record(self, event: type[DomainEvent], actor: Actor, **data: Any) -> None:
+        """Record a domain event of this draft, caused by `actor`."""
+        self.events.append(
+            event(draft_id=self.id, org_id=self.org_id, actor_id=actor.user_id, **data)
+        )
 
     def _start_export(
         self,
@@ -304,74 +269,50 @@ class DraftOrder:
         self.current_export_id = export_id
         self.status = DraftStatus.PUSHING
         self.updated_at = now
-        self.events.append(
-            PushRequested(
-                draft_id=self.id,
-                org_id=self.org_id,
-                actor_id=actor.user_id,
-                erp_export_id=export_id,
-                attempt=attempt.attempt,
-                is_retry=is_retry,
-                requested_at=now,
-                order=self.snapshot(),
-            )
+        self._record(
+            PushRequested,
+            actor,
+            erp_export_id=export_id,
+            attempt=attempt.attempt,
+            is_retry=is_retry,
+            requested_at=now,
+            order=self.snapshot(),
         )
         return attempt
 
     def snapshot(self) -> OrderSnapshot:
-        return OrderSnapshot(
+        return build(
+            OrderSnapshot,
+            self,
             draft_id=self.id,
-            org_id=self.org_id,
-            customer_id=self.customer_id,
-            external_ref=self.external_ref,
             currency=self.currency or "",
-            total=self.total,
-            approved_by_user_id=self.approved_by_user_id,
-            approved_at=self.approved_at,
-            created_at=self.created_at,
-            lines=tuple(
-                LineSnapshot(
-                    line_no=line.line_no,
-                    sku=line.sku,
-                    description=line.description,
-                    quantity=line.quantity,
-                    unit=line.unit,
-                    unit_price=line.unit_price,
-                    currency=line.currency,
-                    line_total=line.total,
-                )
-                for line in self.lines
-            ),
+            lines=tuple(build(LineSnapshot, line, line_total=line.total) for line in self.lines),
         )
 
     def _is_current_push(self, export_id: uuid.UUID) -> bool:
         return self.current_export_id == export_id and self.status is DraftStatus.PUSHING
 
-    def _finish_attempt(
+    def _finish_export(
         self,
         export_id: uuid.UUID,
         status: ExportStatus,
         error: dict[str, object] | None,
         now: datetime,
-    ) -> None:
+        then: DraftStatus,
+    ) -> bool:
+        """Finish the export's attempt; when it is the push in progress, the draft's
+        status becomes `then` (True)."""
         attempt = self.attempt_for(export_id)
-        if attempt is None:
-            return
-        attempt.status = status
-        attempt.error = error
-        attempt.finished_at = now
+        if attempt is not None:
+            attempt.status = status
+            attempt.error = error
+            attempt.finished_at = now
+        if not self._is_current_push(export_id):
+            return False
+        self.status = then
+        self.updated_at = now
+        return True
 
 
 def _numbered(lines: list[NewLine]) -> list[DraftLine]:
-    return [
-        DraftLine(
-            line_no=i,
-            sku=line.sku,
-            description=line.description,
-            quantity=line.quantity,
-            unit=line.unit,
-            unit_price=line.unit_price,
-            currency=line.currency,
-        )
-        for i, line in enumerate(lines, start=1)
-    ]
+    return [build(DraftLine, line, line_no=i) for i, line in enumerate(lines, start=1)]

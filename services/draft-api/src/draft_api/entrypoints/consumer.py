@@ -16,6 +16,7 @@ from orderflow_shared.messaging.consumer import BatchHandler
 from orderflow_shared.messaging.envelope import Envelope
 
 from draft_api.domain.connector import ErpConnector
+from draft_api.domain.records import build
 from draft_api.service_layer import results
 from draft_api.service_layer.ports import UnitOfWorkFactory
 
@@ -85,14 +86,7 @@ async def apply(uow_factory: UnitOfWorkFactory, envelope: Envelope) -> None:
         changed = await results.record_connector_change(
             uow_factory(),
             envelope.id,
-            ErpConnector(
-                connection_id=data.connection_id,
-                org_id=data.org_id,
-                name=data.name,
-                connector_type=data.connector_type,
-                is_active=data.is_active,
-                changed_at=data.changed_at,
-            ),
+            build(ErpConnector, data),
             # records keyed by the connection id are in the order export-service wrote
             # them; older ones were keyed by the org (see results.record_connector_change)
             keyed_by_connection=envelope.key == str(data.connection_id),

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from orderflow_shared.preconditions import Preconditions, entity_tag
 
 from draft_api.domain import errors
-from draft_api.domain.model import Actor, DraftOrder, DraftStatus, NewLine
+from draft_api.domain.model import Actor, DraftOrder, NewLine
 from draft_api.service_layer.clock import utcnow
-from draft_api.service_layer.ports import DraftSummary, UnitOfWork
+from draft_api.service_layer.ports import DraftQuery, DraftSummary, UnitOfWork
 
 
 @dataclass(frozen=True)
@@ -87,19 +87,11 @@ async def get_draft(uow: UnitOfWork, actor: Actor, draft_id: uuid.UUID) -> Draft
 
 
 async def list_drafts(
-    uow: UnitOfWork,
-    actor: Actor,
-    *,
-    status: DraftStatus | None,
-    limit: int,
-    offset: int,
-    search: str | None = None,
+    uow: UnitOfWork, actor: Actor, query: DraftQuery
 ) -> tuple[list[DraftSummary], int]:
-    """A page of summaries (counts and totals, no lines) and the org's total count."""
+    """A page of summaries (counts and totals, no lines) and how many drafts match."""
     async with uow:
-        return await uow.drafts.page(
-            actor.org_id, status=status, limit=limit, offset=offset, search=search
-        )
+        return await uow.drafts.page(actor.org_id, query)
 
 
 async def _locked(

@@ -13,6 +13,7 @@ from draft_api.domain.connector import ErpConnector
 from draft_api.domain.idempotency import IdempotencyRecord
 from draft_api.domain.model import DraftOrder, DraftStatus, ExportStatus, PushAttempt
 from draft_api.domain.org_settings import OrgSettings
+from draft_api.domain.records import build
 from draft_api.domain.validation import Issue
 
 #: validation issues a list item carries at most (the draft itself has all of them)
@@ -54,28 +55,26 @@ class DraftSummary:
         totals: dict[str, Decimal] = {}
         for line in draft.lines:
             totals[line.currency] = totals.get(line.currency, Decimal(0)) + line.total
-        return cls(
-            id=draft.id,
-            org_id=draft.org_id,
-            customer_id=draft.customer_id,
-            external_ref=draft.external_ref,
-            status=draft.status,
-            currency=draft.currency,
+        return build(
+            cls,
+            draft,
             line_count=len(draft.lines),
-            total=draft.total,
             totals=totals,
             issue_count=len(draft.validation_issues),
-            created_by_user_id=draft.created_by_user_id,
-            approved_by_user_id=draft.approved_by_user_id,
-            approved_at=draft.approved_at,
-            created_at=draft.created_at,
-            updated_at=draft.updated_at,
-            current_export_id=draft.current_export_id,
-            version=draft.version,
             validation_issues=list(draft.validation_issues[:ISSUES_IN_SUMMARY]),
             attempts=list(draft.attempts),
-            last_edited_by_user_id=draft.last_edited_by_user_id,
         )
+
+
+@dataclass(frozen=True)
+class DraftQuery:
+    """Which of an org's drafts a list shows: a page of those with the status (any:
+    None) whose external reference or customer contains `search` (case-insensitive)."""
+
+    limit: int
+    offset: int = 0
+    status: DraftStatus | None = None
+    search: str | None = None
 
 
 class DraftRepository(Protocol):
@@ -96,18 +95,8 @@ class DraftRepository(Protocol):
         Raises ConcurrentModification when the draft changed since it was read.
         """
 
-    async def page(
-        self,
-        org_id: str,
-        *,
-        status: DraftStatus | None,
-        limit: int,
-        offset: int,
-        search: str | None = None,
-    ) -> tuple[list[DraftSummary], int]:
-        """A page of the org's drafts (newest first) as summaries, and the total count.
-        `search` keeps the drafts whose external reference or customer contains it
-        (case-insensitive).
+    async def page(self, org_id: str, query: DraftQuery) -> tuple[list[DraftSummary], int]:
+        """A page of the org's drafts (newest first) as summaries, and how many match.
 
         Counts and totals are aggregated by the store: lines are never loaded.
         """

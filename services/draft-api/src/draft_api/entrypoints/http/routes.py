@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Annotated, Protocol
 
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Response, status
 from orderflow_shared.preconditions import Preconditions
 from orderflow_shared.web import (
     VALIDATOR_HEADERS,
@@ -16,13 +18,14 @@ from orderflow_shared.web import (
 
 from draft_api.domain.errors import DomainError
 from draft_api.domain.idempotency import Operation
-from draft_api.domain.model import DraftStatus
+from draft_api.domain.model import Actor, DraftOrder, DraftStatus
 from draft_api.entrypoints.http.dependencies import (
     Approver,
     JsonBody,
     Operator,
     Pusher,
     Reader,
+    Services,
     ServicesDep,
 )
 from draft_api.entrypoints.http.errors import responses
@@ -39,6 +42,7 @@ from draft_api.entrypoints.http.schemas import (
 )
 from draft_api.entrypoints.metrics import count_push, count_refused_push
 from draft_api.service_layer import drafts, push, workflow
+from draft_api.service_layer.ports import DraftQuery, UnitOfWork
 
 router = APIRouter(prefix="/draft-orders", tags=["draft orders"])
 
@@ -64,6 +68,46 @@ PUSH_HEADERS = {
         "schema": {"type": "string"},
     }
 }
+#: the answers of a step on one draft (validate, approve) and of a push
+STEP_RESPONSES = {200: {"headers": VALIDATOR_HEADERS}, **responses(404, 409, 412, 422, 428)}
+PUSH_RESPONSES = {202: {"headers": PUSH_HEADERS}, **responses(400, 404, 409, 412, 422, 428)}
+
+
+class DraftUseCase(Protocol):
+    def __call__(
+        self, uow: UnitOfWork, actor: Actor, draft_id: uuid.UUID, *, expect: Preconditions
+    ) -> Awaitable[DraftOrder]: ...
+
+
+@dataclass(frozen=True)
+class DraftStep:
+    """What a route that changes one draft takes besides its caller and body: the
+    draft's id, the wiring, the request's preconditions and the response."""
+
+    draft_id: uuid.UUID
+    services: Services
+    expect: Preconditions
+    response: Response
+
+    async def run(self, use_case: DraftUseCase, actor: Actor) -> DraftOrder:
+        draft = await use_case(
+            self.services.uow_factory(), actor, self.draft_id, expect=self.expect
+        )
+        return self.answered(draft)
+
+    def answered(self, draft: DraftOrder) -> DraftOrder:
+        """The draft, with its ETag and Last-Modified set on the response."""
+        set_validators(self.response, draft.version, draft.updated_at)
+        return draft
+
+
+async def _draft_step(
+    draft_id: uuid.UUID, services: ServicesDep, expect: PreconditionsDep, response: Response
+) -> DraftStep:
+    return DraftStep(draft_id, services, expect, response)
+
+
+DraftStepDep = Annotated[DraftStep, Depends(_draft_step)]
 
 
 @router.post(
@@ -132,14 +176,8 @@ async def list_drafts(
         ),
     ] = None,
 ) -> DraftPage:
-    page, total = await drafts.list_drafts(
-        services.uow_factory(),
-        actor,
-        status=status_,
-        limit=limit,
-        offset=offset,
-        search=(q or "").strip() or None,
-    )
+    query = DraftQuery(limit, offset, status_, search=(q or "").strip() or None)
+    page, total = await drafts.list_drafts(services.uow_factory(), actor, query)
     return DraftPage(
         items=[DraftSummaryOut.of(d) for d in page], total=total, limit=limit, offset=offset
     )
@@ -168,47 +206,32 @@ async def get_draft(
     summary="Edit a NEW, NEEDS_REVIEW or READY draft (it goes back to NEW)",
     operation_id="edit_draft",
 )
-async def edit_draft(
-    draft_id: uuid.UUID,
-    body: DraftPatch,
-    actor: Operator,
-    services: ServicesDep,
-    expect: PreconditionsDep,
-    response: Response,
-) -> DraftOut:
+async def edit_draft(body: DraftPatch, actor: Operator, step: DraftStepDep) -> DraftOut:
     sent = body.model_fields_set
     draft = await drafts.edit_draft(
-        services.uow_factory(),
+        step.services.uow_factory(),
         actor,
         drafts.EditDraft(
-            draft_id=draft_id,
+            draft_id=step.draft_id,
             customer_id=None if body.customer_id is None else body.customer_id.strip(),
             external_ref=(body.external_ref or "").strip() or None,
             clear_external_ref="external_ref" in sent and not (body.external_ref or "").strip(),
             lines=None if body.lines is None else [line.to_domain() for line in body.lines],
-            expect=expect,
+            expect=step.expect,
         ),
     )
-    set_validators(response, draft.version, draft.updated_at)
-    return DraftOut.of(draft)
+    return DraftOut.of(step.answered(draft))
 
 
 @router.post(
     "/{draft_id}/validate",
     response_model=ValidationOut,
-    responses={200: {"headers": VALIDATOR_HEADERS}, **responses(404, 409, 412, 422, 428)},
+    responses=STEP_RESPONSES,
     summary="Run the validation rules: READY, or NEEDS_REVIEW with the issues",
     operation_id="validate_draft",
 )
-async def validate_draft(
-    draft_id: uuid.UUID,
-    actor: Operator,
-    services: ServicesDep,
-    expect: PreconditionsDep,
-    response: Response,
-) -> ValidationOut:
-    draft = await workflow.validate_draft(services.uow_factory(), actor, draft_id, expect=expect)
-    set_validators(response, draft.version, draft.updated_at)
+async def validate_draft(actor: Operator, step: DraftStepDep) -> ValidationOut:
+    draft = await step.run(workflow.validate_draft, actor)
     return ValidationOut(
         id=draft.id,
         status=draft.status,
@@ -219,87 +242,64 @@ async def validate_draft(
 @router.post(
     "/{draft_id}/approve",
     response_model=ApprovalOut,
-    responses={200: {"headers": VALIDATOR_HEADERS}, **responses(404, 409, 412, 422, 428)},
+    responses=STEP_RESPONSES,
     summary="Approve a READY draft (role approver)",
     operation_id="approve_draft",
 )
-async def approve_draft(
-    draft_id: uuid.UUID,
-    actor: Approver,
-    services: ServicesDep,
-    expect: PreconditionsDep,
-    response: Response,
-) -> ApprovalOut:
-    draft = await workflow.approve_draft(services.uow_factory(), actor, draft_id, expect=expect)
-    set_validators(response, draft.version, draft.updated_at)
+async def approve_draft(actor: Approver, step: DraftStepDep) -> ApprovalOut:
+    draft = await step.run(workflow.approve_draft, actor)
     assert draft.approved_at is not None
     return ApprovalOut(id=draft.id, status=draft.status, approved_at=draft.approved_at)
 
 
-@router.post(
-    "/{draft_id}/push",
-    status_code=status.HTTP_202_ACCEPTED,
-    response_model=PushOut,
-    responses={202: {"headers": PUSH_HEADERS}, **responses(400, 404, 409, 412, 422, 428)},
-    summary="Push an APPROVED draft to the ERP (asynchronous)",
-    operation_id="push_draft",
-)
-async def push_draft(
-    draft_id: uuid.UUID,
-    actor: Pusher,
-    services: ServicesDep,
-    response: Response,
-    expect: PreconditionsDep,
-    idempotency_key: IdempotencyKey = None,
-) -> PushOut:
-    return await _push(services, actor, draft_id, Operation.PUSH, idempotency_key, response, expect)
+def _push_route(path: str, operation: Operation, operation_id: str, summary: str) -> None:
+    """The route of a push or a retry-push: they differ only in their operation."""
 
-
-@router.post(
-    "/{draft_id}/retry-push",
-    status_code=status.HTTP_202_ACCEPTED,
-    response_model=PushOut,
-    responses={202: {"headers": PUSH_HEADERS}, **responses(400, 404, 409, 412, 422, 428)},
-    summary="Push a draft in ERROR again (new export id, next attempt number)",
-    operation_id="retry_push",
-)
-async def retry_push(
-    draft_id: uuid.UUID,
-    actor: Pusher,
-    services: ServicesDep,
-    response: Response,
-    expect: PreconditionsDep,
-    idempotency_key: IdempotencyKey = None,
-) -> PushOut:
-    return await _push(
-        services, actor, draft_id, Operation.RETRY_PUSH, idempotency_key, response, expect
+    @router.post(
+        path,
+        status_code=status.HTTP_202_ACCEPTED,
+        response_model=PushOut,
+        responses=PUSH_RESPONSES,
+        summary=summary,
+        operation_id=operation_id,
+        name=operation_id,
     )
+    async def route(
+        actor: Pusher, step: DraftStepDep, idempotency_key: IdempotencyKey = None
+    ) -> PushOut:
+        return await _push(step, actor, operation, idempotency_key)
 
 
-async def _push(
-    services: ServicesDep,
-    actor: Pusher,
-    draft_id: uuid.UUID,
-    operation: Operation,
-    key: str | None,
-    response: Response,
-    expect: Preconditions,
-) -> PushOut:
+_push_route(
+    "/{draft_id}/push",
+    Operation.PUSH,
+    "push_draft",
+    "Push an APPROVED draft to the ERP (asynchronous)",
+)
+_push_route(
+    "/{draft_id}/retry-push",
+    Operation.RETRY_PUSH,
+    "retry_push",
+    "Push a draft in ERROR again (new export id, next attempt number)",
+)
+
+
+async def _push(step: DraftStep, actor: Actor, operation: Operation, key: str | None) -> PushOut:
     try:
         result = await push.push_draft(
-            services.uow_factory,
-            services.cache,
+            step.services.uow_factory,
+            step.services.cache,
             actor,
             push.PushDraft(
-                draft_id=draft_id, operation=operation, idempotency_key=key, expect=expect
+                draft_id=step.draft_id, operation=operation, idempotency_key=key, expect=step.expect
             ),
-            key_ttl=services.idempotency_ttl,
+            key_ttl=step.services.idempotency_ttl,
         )
     except DomainError as error:
         count_refused_push(operation.value, error)
         raise
     count_push(operation.value, replayed=result.replayed)
-    response.headers["Idempotent-Replayed"] = "true" if result.replayed else "false"
+    step.response.headers["Idempotent-Replayed"] = "true" if result.replayed else "false"
     return PushOut(
         erp_export_id=result.erp_export_id,
         status=result.status,

@@ -150,18 +150,7 @@ class ExportOut(BaseModel):
 
 
 def _exports(attempts: list[PushAttempt]) -> list[ExportOut]:
-    return [
-        ExportOut(
-            erp_export_id=a.erp_export_id,
-            attempt=a.attempt,
-            status=a.status,
-            requested_by_user_id=a.requested_by_user_id,
-            requested_at=a.requested_at,
-            finished_at=a.finished_at,
-            error=a.error,
-        )
-        for a in attempts
-    ]
+    return [ExportOut.model_validate(attempt, from_attributes=True) for attempt in attempts]
 
 
 class _DraftHeaderOut(BaseModel):
@@ -202,19 +191,7 @@ class DraftOut(_DraftHeaderOut):
     def of(cls, draft: DraftOrder) -> DraftOut:
         return cls(
             **cls._header(draft),
-            lines=[
-                LineOut(
-                    line_no=line.line_no,
-                    sku=line.sku,
-                    description=line.description,
-                    quantity=line.quantity,
-                    unit=line.unit,
-                    unit_price=line.unit_price,
-                    currency=line.currency,
-                    line_total=line.total,
-                )
-                for line in draft.lines
-            ],
+            lines=[LineOut(**vars(line), line_total=line.total) for line in draft.lines],
             validation_issues=[IssueOut(**vars(i)) for i in draft.validation_issues],
         )
 

@@ -18,12 +18,7 @@ Admin = Annotated[Actor, Depends(_as_actor("admin"))]
 
 
 def _out(settings: OrgSettings) -> DraftSettingsOut:
-    return DraftSettingsOut(
-        org_id=settings.org_id,
-        four_eyes=settings.four_eyes,
-        updated_by_user_id=settings.updated_by_user_id,
-        updated_at=settings.updated_at,
-    )
+    return DraftSettingsOut.model_validate(settings, from_attributes=True)
 
 
 @settings_router.get(
