@@ -236,6 +236,23 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _unexpected_exception)
 
 
+class _HttpMiddleware:
+    """An ASGI middleware of HTTP requests (`http`); other scopes (lifespan, websockets)
+    pass straight through to the app."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        await self.http(scope, receive, send)
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise NotImplementedError
+
+
 class _TrackedSend:
     """An ASGI `send` that remembers whether the response has started (after that, an
     error can no longer become a response of its own)."""
@@ -250,7 +267,7 @@ class _TrackedSend:
         await self._send(message)
 
 
-class UnhandledErrorMiddleware:
+class UnhandledErrorMiddleware(_HttpMiddleware):
     """An exception no handler took becomes a JSON 500, and the connection stays open.
 
     The exception is not re-raised (Starlette's ServerErrorMiddleware would, and then
@@ -258,13 +275,7 @@ class UnhandledErrorMiddleware:
     response has started there is nothing sane to send: then it is re-raised.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = _TrackedSend(send)
         try:
             await self.app(scope, receive, response)
@@ -577,7 +588,7 @@ def _is_json_body(scope: Scope) -> bool:
     )
 
 
-class HostileTextMiddleware:
+class HostileTextMiddleware(_HttpMiddleware):
     """Looks at JSON request bodies before the app parses them.
 
     Not UTF-8 (or raw NUL bytes, e.g. UTF-16): 400. A string holding NUL or a lone
@@ -586,14 +597,8 @@ class HostileTextMiddleware:
     Runs inside the body size limit, so it never buffers more than that.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("method") in ("GET", "HEAD", "OPTIONS"):
-            await self.app(scope, receive, send)
-            return
-        if not _is_json_body(scope):
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("method") in ("GET", "HEAD", "OPTIONS") or not _is_json_body(scope):
             await self.app(scope, receive, send)
             return
         chunks: list[bytes] = []
@@ -674,14 +679,8 @@ _REQUEST_ID_KEY = "orderflow.request_id"
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
-class RequestIdMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+class RequestIdMiddleware(_HttpMiddleware):
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         offered = _header(scope, b"x-request-id")
         request_id = offered if offered and _SANE_REQUEST_ID.match(offered) else str(uuid.uuid4())
         scope[_REQUEST_ID_KEY] = request_id
@@ -707,17 +706,14 @@ class BodyTooLarge(StarletteHTTPException):
         super().__init__(413, f"Request body larger than {max_bytes} bytes")
 
 
-class BodySizeLimitMiddleware:
+class BodySizeLimitMiddleware(_HttpMiddleware):
     """Refuses bodies above `max_bytes` with 413, by Content-Length or while streaming."""
 
     def __init__(self, app: ASGIApp, max_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
-        self.app = app
+        super().__init__(app)
         self.max_bytes = max_bytes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         declared = _header(scope, b"content-length")
         if declared is not None:
             try:
@@ -846,17 +842,14 @@ def metrics_router() -> APIRouter:
     return router
 
 
-class HttpMetricsMiddleware:
+class HttpMetricsMiddleware(_HttpMiddleware):
     """Counts requests and observes latency, labelled by route template (not raw path)."""
 
     def __init__(self, app: ASGIApp, service: str) -> None:
-        self.app = app
+        super().__init__(app)
         self.service = service
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         status = 500
         begin = time.perf_counter()
 
@@ -883,7 +876,7 @@ def install_http_metrics(app: FastAPI, service: str) -> None:
 # --- HTTP methods: 405 with every allowed method, HEAD, OPTIONS ----------------------
 
 
-class HttpMethodsMiddleware:
+class HttpMethodsMiddleware(_HttpMiddleware):
     """RFC 9110 method semantics over the app's routes.
 
     A path that some route matches: `OPTIONS` answers 204 with `Allow`; `HEAD` runs the
@@ -893,7 +886,7 @@ class HttpMethodsMiddleware:
     """
 
     def __init__(self, app: ASGIApp, routes_of: FastAPI) -> None:
-        self.app = app
+        super().__init__(app)
         self.routes_of = routes_of
 
     def allowed(self, scope: Scope) -> tuple[set[str], set[str]]:
@@ -918,10 +911,7 @@ class HttpMethodsMiddleware:
             allowed.add("OPTIONS")
         return methods, allowed
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         declared, allowed = self.allowed(scope)
         method = scope.get("method", "GET")
         if not allowed or method in declared:
