@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,6 +143,9 @@ class Command:
 class Bootstrap(Protocol):
     """What the command line takes from a service's `bootstrap` module."""
 
+    @property
+    def ROLES(self) -> Mapping[str, Callable[..., Any]]: ...
+
     def configure(self, settings: Any) -> None: ...
 
     def make_app(self, settings: Any, *, roles: Iterable[str] = ()) -> FastAPI: ...
@@ -154,7 +158,7 @@ class ServiceCli:
     """What `python -m <service>` offers, the same for every service:
 
     - `serve`: the HTTP API;
-    - one command per background role (`roles`: name -> help), each its own process
+    - one command per background role (`bootstrap.ROLES`), each its own process
       serving `/livez`, `/readyz` and `/metrics` on HTTP_PORT;
     - `migrate [revision]` and `downgrade revision` of the service's schema (`migrations`);
     - the service's own `commands`.
@@ -162,7 +166,6 @@ class ServiceCli:
 
     package: str
     settings: Callable[[], ServiceSettings]
-    roles: Mapping[str, str]
     migrations: Migrations
     commands: Mapping[str, Command] = field(default_factory=dict)
 
@@ -172,18 +175,30 @@ class ServiceCli:
 
     @property
     def bootstrap(self) -> Bootstrap:
-        """The service's `<package>.bootstrap`, imported only when a command runs."""
+        """The service's `<package>.bootstrap`, imported only when the command line runs."""
         return cast(Bootstrap, importlib.import_module(f"{self.package}.bootstrap"))
 
+    @property
+    def roles(self) -> dict[str, str]:
+        """The background roles of `bootstrap.ROLES`, each with the first line of its
+        function's docstring as its help."""
+        return {
+            name: (inspect.getdoc(role) or name).splitlines()[0]
+            for name, role in self.bootstrap.ROLES.items()
+        }
+
     def parser(self) -> argparse.ArgumentParser:
-        clash = set(self.roles) & ({"serve", "migrate", "downgrade"} | set(self.commands))
+        roles = self.roles
+        clash = set(roles) & ({"serve", "migrate", "downgrade"} | set(self.commands))
         if clash:
             raise ValueError(f"a role and a command share the name(s) {sorted(clash)}")
         parser = argparse.ArgumentParser(prog=self.prog)
         sub = parser.add_subparsers(dest="command", required=True)
         sub.add_parser("serve", help="the HTTP API")
-        for role, text in self.roles.items():
-            sub.add_parser(role, help=f"{text} (its own process: health and metrics on HTTP_PORT)")
+        for role, text in roles.items():
+            sub.add_parser(
+                role, help=f"{text.rstrip('.')} (its own process: health and metrics on HTTP_PORT)"
+            )
         up = sub.add_parser("migrate", help="upgrade the service's schema (default: to head)")
         up.add_argument("revision", nargs="?", default="head")
         down = sub.add_parser("downgrade", help="downgrade the service's schema")

@@ -50,6 +50,8 @@ def test_the_command_line_is_the_shared_one_with_a_command_per_role(package: str
     bootstrap = importlib.import_module(f"{package}.bootstrap")
     assert isinstance(cli, ServiceCli)
     assert set(cli.roles) == set(bootstrap.ROLES)
+    for name, role in bootstrap.ROLES.items():  # the role's help is its docstring
+        assert inspect.getdoc(role), f"{package}.bootstrap: role {name} has no docstring"
     commands = set(cli.parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
     assert {"serve", "migrate", "downgrade", *bootstrap.ROLES} <= commands
     main = source(package, "__main__.py").read_text()

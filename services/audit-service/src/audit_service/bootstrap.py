@@ -111,6 +111,7 @@ def http_role(container: Container) -> Role:
 
 
 def ingest_role(container: Container) -> Role:
+    """File every topic and the dead letters into the hash chains."""
     ingest = build_ingest(container)
     interval = container.settings.audit_lag_interval_seconds
 
@@ -125,7 +126,7 @@ def ingest_role(container: Container) -> Role:
 
 
 def retention_role(container: Container) -> Role:
-    """Signed checkpoints of the chain heads, then archive-and-prune past retention."""
+    """Sign the chain heads and apply retention, every interval."""
     from audit_service.entrypoints.retention import run_retention_forever
 
     async def retention(stop: asyncio.Event) -> None:

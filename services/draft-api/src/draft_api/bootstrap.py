@@ -97,10 +97,12 @@ def http_role(container: Container) -> Role:
 
 
 def relay_role(container: Container) -> Role:
+    """Publish the outbox to Kafka."""
     return outbox_relay_role(container.engine, container.tables.outbox, container.settings)
 
 
 def consume_role(container: Container) -> Role:
+    """Apply export results and connector changes; purge what expired."""
     s = container.settings
     runner = ConsumerRunner(
         kafka=client_options(s),

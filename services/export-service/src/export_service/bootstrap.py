@@ -144,10 +144,12 @@ def http_role(container: Container) -> Role:
 
 
 def relay_role(container: Container) -> Role:
+    """Publish the outbox to Kafka."""
     return outbox_relay_role(container.engine, container.tables.outbox, container.settings)
 
 
 def consume_role(container: Container) -> Role:
+    """Record push requests as exports; purge the inbox."""
     s = container.settings
     notify = Notifier(container.engine, EXPORTS_DUE_CHANNEL)
 
@@ -181,6 +183,7 @@ def consume_role(container: Container) -> Role:
 
 
 def worker_role(container: Container) -> Role:
+    """Deliver exports to the dropzones (run as many as you need)."""
     worker = container.worker
     url = container.settings.database_url
 

@@ -46,10 +46,6 @@ def cli() -> ServiceCli:
     return ServiceCli(
         package="audit_service",
         settings=AuditSettings,
-        roles={
-            "ingest": "file every topic and the dead letters into the hash chains",
-            "retention-loop": "sign the chain heads and apply retention, every interval",
-        },
         migrations=MIGRATIONS,
         commands={
             "verify": Command("walk every org's hash chain", _verify, _verify_arguments),

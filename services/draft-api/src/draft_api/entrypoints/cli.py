@@ -17,10 +17,6 @@ def cli() -> ServiceCli:
     return ServiceCli(
         package="draft_api",
         settings=DraftApiSettings,
-        roles={
-            "relay": "publish the outbox to Kafka",
-            "consume": "apply export results and connector changes; purge what expired",
-        },
         migrations=MIGRATIONS,
     )
 

@@ -41,11 +41,6 @@ def cli() -> ServiceCli:
     return ServiceCli(
         package="export_service",
         settings=ExportSettings,
-        roles={
-            "relay": "publish the outbox to Kafka",
-            "consume": "record push requests as exports",
-            "worker": "deliver exports to the dropzones (run as many as you need)",
-        },
         migrations=MIGRATIONS,
         commands={
             "restate-connections": Command(
