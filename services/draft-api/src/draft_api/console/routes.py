@@ -23,19 +23,13 @@ from draft_api.console.feed import sse
 from draft_api.console.hostkey import HostKeyError, fetch_fingerprint
 from draft_api.console.settings import dev_sign_in
 from draft_api.console.state import ConsoleState
+from draft_api.domain.model import DraftStatus
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
-STATUSES = ("NEW", "NEEDS_REVIEW", "READY", "APPROVED", "PUSHING", "PUSHED", "ERROR")
-STATUS_WORDS = {
-    "NEW": "New",
-    "NEEDS_REVIEW": "Needs review",
-    "READY": "Ready",
-    "APPROVED": "Approved",
-    "PUSHING": "Pushing",
-    "PUSHED": "Pushed",
-    "ERROR": "Error",
-}
+STATUSES = tuple(DraftStatus)
+#: a status as a tab names it: NEEDS_REVIEW -> "Needs review"
+STATUS_WORDS = {status: status.replace("_", " ").capitalize() for status in STATUSES}
 EDITABLE = {"NEW", "NEEDS_REVIEW"}
 VALIDATABLE = {"NEW", "NEEDS_REVIEW", "READY"}
 PAGE_SIZE = 25
@@ -201,20 +195,7 @@ async def root() -> RedirectResponse:
 
 @router.get("/sign-in")
 async def sign_in_page(request: Request, next: str = "/ui/drafts") -> HTMLResponse:
-    state = _state(request)
-    nonce = session.new_sign_in_nonce()
-    response = render(
-        request,
-        "sign_in.html",
-        dev=dev_sign_in(state.settings),
-        nonce=nonce,
-        next=_safe_next(next),
-        all_roles=sorted(ROLES),
-        user=None,
-        error=None,
-    )
-    session.set_cookie(request, response, session.SIGN_IN_COOKIE, nonce, 900)
-    return response
+    return _sign_in_form(request, _safe_next(next))
 
 
 @router.post("/sign-in")
@@ -281,18 +262,25 @@ def _claims_exp(token: str) -> int | None:
 
 
 def _sign_in_again(request: Request, message: str, next_url: str) -> HTMLResponse:
+    return _sign_in_form(request, next_url, error=message, status_code=422)
+
+
+def _sign_in_form(
+    request: Request, next_url: str, *, error: str | None = None, status_code: int = 200
+) -> HTMLResponse:
+    """The sign-in page, with a new nonce in its cookie (the form must send it back)."""
     state = _state(request)
     nonce = session.new_sign_in_nonce()
     response = render(
         request,
         "sign_in.html",
-        status_code=422,
+        status_code=status_code,
         dev=dev_sign_in(state.settings),
         nonce=nonce,
         next=next_url,
         all_roles=sorted(ROLES),
         user=None,
-        error=message,
+        error=error,
     )
     session.set_cookie(request, response, session.SIGN_IN_COOKIE, nonce, 900)
     return response
@@ -481,6 +469,20 @@ def _lines_from_form(user: User) -> tuple[list[dict[str, Any]], list[dict[str, s
     return lines, echoed
 
 
+def _draft_form_again(
+    request: Request,
+    user: User,
+    refusal: ApiRefusal,
+    shown: dict[str, Any],
+    echoed: list[dict[str, str]],
+    action: str,
+) -> HTMLResponse:
+    """The draft form again, as it was sent, with why draft-api refused it."""
+    lines = echoed + [{}] * BLANK_LINES
+    context = _page_context(user, draft=shown, lines=lines, action=action, error=refusal)
+    return render(request, "draft_form.html", status_code=refusal.status, **context)
+
+
 @router.post("/drafts/new")
 async def create_draft(request: Request) -> Response:
     user = await _user(request, form=True)
@@ -493,18 +495,8 @@ async def create_draft(request: Request) -> Response:
     answer = await user.api.send("draft-api", "POST", "/draft-orders", json=body)
     if answer.status >= 400:
         refusal = refusal_of("draft-api", answer.status, answer.body)
-        return render(
-            request,
-            "draft_form.html",
-            status_code=refusal.status,
-            **_page_context(
-                user,
-                draft={"customer_id": body["customer_id"], "external_ref": body["external_ref"]},
-                lines=echoed + [{}] * BLANK_LINES,
-                action="/ui/drafts/new",
-                error=refusal,
-            ),
-        )
+        shown = {"customer_id": body["customer_id"], "external_ref": body["external_ref"]}
+        return _draft_form_again(request, user, refusal, shown, echoed, "/ui/drafts/new")
     created = answer.body
     return redirect(request, f"/ui/drafts/{created['id']}", text="Draft created.")
 
@@ -563,22 +555,14 @@ async def edit_draft(request: Request, draft_id: str) -> Response:
                 "Someone changed this draft while you edited it; "
                 "reload it and make your change again."
             )
-        return render(
-            request,
-            "draft_form.html",
-            status_code=refusal.status,
-            **_page_context(
-                user,
-                draft={
-                    "id": draft_id,
-                    "customer_id": body["customer_id"],
-                    "external_ref": body["external_ref"],
-                    "version": user.value("version"),
-                },
-                lines=echoed + [{}] * BLANK_LINES,
-                action=f"/ui/drafts/{draft_id}/edit",
-                error=refusal,
-            ),
+        shown = {
+            "id": draft_id,
+            "customer_id": body["customer_id"],
+            "external_ref": body["external_ref"],
+            "version": user.value("version"),
+        }
+        return _draft_form_again(
+            request, user, refusal, shown, echoed, f"/ui/drafts/{draft_id}/edit"
         )
     return redirect(
         request, f"/ui/drafts/{draft_id}", text="Lines saved; the draft is NEW again: validate it."
@@ -797,6 +781,19 @@ def _echo(body: dict[str, Any]) -> dict[str, Any]:
     return shown
 
 
+def _connection_form_again(
+    request: Request,
+    user: User,
+    refusal: ApiRefusal,
+    shown: dict[str, Any],
+    kind: str,
+    action: str,
+) -> HTMLResponse:
+    """The connection form again, as it was sent, with why export-service refused it."""
+    context = _connection_form_context(user, shown, kind, action=action, error=refusal)
+    return render(request, "connection_form.html", status_code=refusal.status, **context)
+
+
 @router.post("/connections/new")
 async def create_connection(request: Request) -> Response:
     user = await _user(request, form=True)
@@ -809,13 +806,8 @@ async def create_connection(request: Request) -> Response:
     answer = await user.api.send("export-service", "POST", "/erp-connections", json=body)
     if answer.status >= 400:
         refusal = refusal_of("export-service", answer.status, answer.body)
-        return render(
-            request,
-            "connection_form.html",
-            status_code=refusal.status,
-            **_connection_form_context(
-                user, _echo(body), kind, action="/ui/connections/new", error=refusal
-            ),
+        return _connection_form_again(
+            request, user, refusal, _echo(body), kind, "/ui/connections/new"
         )
     return redirect(
         request,
@@ -879,17 +871,8 @@ async def update_connection(request: Request, connection_id: str) -> Response:
     if answer.status >= 400:
         refusal = refusal_of("export-service", answer.status, answer.body)
         shown = _echo(body) | {"id": cid, "connector_type": user.value("connector_type")}
-        return render(
-            request,
-            "connection_form.html",
-            status_code=refusal.status,
-            **_connection_form_context(
-                user,
-                shown,
-                user.value("connector_type"),
-                action=f"/ui/connections/{cid}",
-                error=refusal,
-            ),
+        return _connection_form_again(
+            request, user, refusal, shown, user.value("connector_type"), f"/ui/connections/{cid}"
         )
     return redirect(request, f"/ui/connections/{cid}", text="Connection saved.")
 
