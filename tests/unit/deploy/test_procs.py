@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,9 @@ from orderflow_devstack.procs import (
     group_alive,
     kill_group,
     read_pid,
+    run,
     spawn,
+    ssh_fingerprint,
     stop_group,
     wait_until,
 )
@@ -57,3 +60,25 @@ def test_wait_until_gives_up_early_with_the_reason() -> None:
         wait_until(lambda: False, timeout=30, what="draft-api", failed=lambda: "process exited")
     with pytest.raises(StackError, match="not ready after 0s"):
         wait_until(lambda: False, timeout=0.2, what="redis", interval=0.05)
+
+
+def test_run_gives_the_child_the_devstack_environment_plus_its_own(tmp_path: Path) -> None:
+    out = run(["sh", "-c", 'echo "$EXTRA:$PWD"'], env={"EXTRA": "given"}, cwd=tmp_path)
+    assert out.strip() == f"given:{tmp_path}"
+    with pytest.raises(StackError, match="failing step failed"):
+        run(["sh", "-c", "exit 3"], what="failing step")
+
+
+def test_ssh_fingerprint_is_ssh_keygens_sha256_of_the_key(tmp_path: Path) -> None:
+    key = tmp_path / "key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    listed = subprocess.run(
+        ["ssh-keygen", "-l", "-E", "sha256", "-f", f"{key}.pub"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    fingerprint = ssh_fingerprint(Path(f"{key}.pub").read_text(), "test")
+    assert fingerprint.startswith("SHA256:") and fingerprint in listed
+    with pytest.raises(StackError, match="test"):
+        ssh_fingerprint("not a key\n", "test")

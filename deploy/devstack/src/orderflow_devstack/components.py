@@ -31,6 +31,7 @@ from orderflow_devstack.config import (
 )
 from orderflow_devstack.procs import (
     StackError,
+    child_options,
     descendants,
     group_alive,
     kill_group,
@@ -39,6 +40,7 @@ from orderflow_devstack.procs import (
     read_pid,
     run,
     spawn,
+    ssh_fingerprint,
     stop_group,
     tail,
     wait_until,
@@ -768,16 +770,7 @@ class Sftp(Component):
             return False
 
     def host_key_fingerprint(self) -> str:
-        out = subprocess.run(
-            ["ssh-keygen", "-l", "-E", "sha256", "-f", f"{self.host_key}.pub"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        match = re.search(r"SHA256:\S+", out)
-        if match is None:
-            raise StackError(f"sftp: cannot read host key fingerprint from {out!r}")
-        return match.group(0)
+        return ssh_fingerprint(Path(f"{self.host_key}.pub").read_text(), "sftp")
 
     def describe(self) -> dict[str, Any]:
         if not self.host_key.exists():
@@ -855,20 +848,16 @@ class Gateway(Component):
         (self.home / "nginx.conf").write_text(main)
         # nginx runs unprivileged as a whole (master too): test the config as that user,
         # who must own its temp dirs; stdout (its access log) is a file it may reopen
-        account = accounts.ensure_user(self.user())
-        accounts.own_tree(self.home, account, mode=0o755)
+        accounts.own_tree(self.home, accounts.ensure_user(self.user()), mode=0o755)
         check = subprocess.run(
             [*self.command()[:1], "-t", "-q", *self.command()[1:]],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
-            cwd=self.home,
-            user=account.pw_uid,
-            group=account.pw_gid,
-            extra_groups=[],
             timeout=60,
             check=False,
+            **child_options(None, self.home, self.user()),
         )
         if check.returncode != 0:
             raise StackError(f"gateway: nginx -t failed (exit {check.returncode}):\n{check.stderr}")

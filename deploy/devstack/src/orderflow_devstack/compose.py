@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from orderflow_devstack.config import ALL_ROLES, DATABASE, DEMO_ORG, find_repo_root
-from orderflow_devstack.procs import StackError
+from orderflow_devstack.procs import StackError, ssh_fingerprint
 from orderflow_devstack.tokens import mint
 
 #: the dropzone as the export-service containers reach it (service name, container port)
@@ -92,17 +91,7 @@ class ComposeStack:
         keys = "".join(line + "\n" for line in scan.stdout.splitlines() if " ssh-" in line)
         if not keys:
             raise StackError(f"compose: no host key from the dropzone on port {port}")
-        listed = subprocess.run(
-            ["ssh-keygen", "-l", "-E", "sha256", "-f", "-"],
-            input=keys,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        match = re.search(r"SHA256:\S+", listed)
-        if match is None:
-            raise StackError(f"compose: cannot read the host key fingerprint from {listed!r}")
-        return match.group(0)
+        return ssh_fingerprint(keys, "compose")
 
     def sftp(self) -> dict[str, Any]:
         host, port = SFTP_SERVICE

@@ -5,12 +5,14 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
+import re
 import signal
 import socket
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 
 class StackError(RuntimeError):
@@ -130,13 +132,19 @@ def _threads_left(proc_entry: Path) -> bool:
         return False
 
 
-def _identity(user: str | None) -> tuple[int | None, int | None, list[int] | None]:
-    """Popen's user, group and extra_groups that run the child as `user` (its primary
-    group, none of root's groups); all None: as the devstack itself."""
-    if user is None:
-        return None, None, None
-    account = pwd.getpwnam(user)
-    return account.pw_uid, account.pw_gid, []
+def child_options(
+    env: Mapping[str, str] | None, cwd: Path | None, user: str | None
+) -> dict[str, Any]:
+    """Popen's options for a child with the devstack's environment plus `env`, in `cwd`,
+    as `user` (its primary group, none of root's groups; None: as the devstack itself)."""
+    options: dict[str, Any] = {
+        "env": {**os.environ, **(env or {})},
+        "cwd": str(cwd) if cwd else None,
+    }
+    if user is not None:
+        account = pwd.getpwnam(user)
+        options.update(user=account.pw_uid, group=account.pw_gid, extra_groups=[])
+    return options
 
 
 def spawn(
@@ -151,10 +159,6 @@ def spawn(
     """Start `argv` in a new session (its own process group) with output to `log_file`."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     pid_file.parent.mkdir(parents=True, exist_ok=True)
-    uid, gid, groups = _identity(user)
-    full_env = dict(os.environ)
-    if env:
-        full_env.update(env)
     with log_file.open("ab") as log:
         log.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S')} start: {' '.join(argv)}\n".encode())
         log.flush()
@@ -163,12 +167,8 @@ def spawn(
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=full_env,
-            cwd=str(cwd) if cwd else None,
             start_new_session=True,
-            user=uid,
-            group=gid,
-            extra_groups=groups,
+            **child_options(env, cwd, user),
         )
     pid_file.write_text(f"{proc.pid}\n")
     return proc.pid
@@ -210,17 +210,9 @@ def run(
 ) -> str:
     """Run a command to completion; raise StackError with its output when it fails.
     `secrets` (passwords on the command line) are masked in the log and the error."""
-    uid, gid, groups = _identity(user)
-    full_env = dict(os.environ)
-    if env:
-        full_env.update(env)
-    result = subprocess.run(
+    result: subprocess.CompletedProcess[str] = subprocess.run(
         list(argv),
-        env=full_env,
-        cwd=str(cwd) if cwd else None,
-        user=uid,
-        group=gid,
-        extra_groups=groups,
+        **child_options(env, cwd, user),
         input=input_text,
         capture_output=True,
         text=True,
@@ -238,6 +230,16 @@ def run(
         last = "\n".join(output.strip().splitlines()[-25:])
         raise StackError(f"{label} failed (exit {result.returncode}):\n{last}")
     return result.stdout
+
+
+def ssh_fingerprint(public_keys: str, what: str) -> str:
+    """The `SHA256:...` fingerprint (ssh-keygen's) of the first OpenSSH public key line
+    of `public_keys`; `what` names the key's owner in the error."""
+    listed = run(["ssh-keygen", "-l", "-E", "sha256", "-f", "-"], input_text=public_keys, what=what)
+    match = re.search(r"SHA256:\S+", listed)
+    if match is None:
+        raise StackError(f"{what}: cannot read the host key fingerprint from {listed!r}")
+    return match.group(0)
 
 
 def _mask(text: str, secrets: Sequence[str]) -> str:
