@@ -50,7 +50,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from http import HTTPStatus
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
 import structlog
 from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
@@ -253,18 +253,34 @@ class _HttpMiddleware:
         raise NotImplementedError
 
 
-class _TrackedSend:
-    """An ASGI `send` that remembers whether the response has started (after that, an
-    error can no longer become a response of its own)."""
+E = TypeVar("E", bound=Exception)
 
-    def __init__(self, send: Send) -> None:
-        self._send = send
-        self.started = False
 
-    async def __call__(self, message: Message) -> None:
+async def _answering(
+    app: ASGIApp,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    error: type[E],
+    answer: Callable[[E], Awaitable[None]],
+) -> None:
+    """Run `app`; an `error` it raises before its response started is answered by
+    `answer(exc)` instead. Once the response has started there is nothing sane to send:
+    then the error is re-raised."""
+    started = False
+
+    async def tracking_send(message: Message) -> None:
+        nonlocal started
         if message["type"] == "http.response.start":
-            self.started = True
-        await self._send(message)
+            started = True
+        await send(message)
+
+    try:
+        await app(scope, receive, tracking_send)
+    except error as exc:
+        if started:
+            raise
+        await answer(exc)
 
 
 class UnhandledErrorMiddleware(_HttpMiddleware):
@@ -276,14 +292,11 @@ class UnhandledErrorMiddleware(_HttpMiddleware):
     """
 
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = _TrackedSend(send)
-        try:
-            await self.app(scope, receive, response)
-        except Exception as exc:
-            if response.started:
-                raise
+        async def internal_error(exc: Exception) -> None:
             request_id = _log_unexpected(scope, exc)
             await _send_json(send, 500, _internal_error_body(scope, request_id))
+
+        await _answering(self.app, scope, receive, send, Exception, internal_error)
 
 
 class ErrorOut(BaseModel):
@@ -736,13 +749,10 @@ class BodySizeLimitMiddleware(_HttpMiddleware):
                     raise BodyTooLarge(self.max_bytes)
             return message
 
-        response = _TrackedSend(send)
-        try:
-            await self.app(scope, limited_receive, response)
-        except BodyTooLarge as exc:
-            if response.started:
-                raise
+        async def too_large(exc: BodyTooLarge) -> None:
             await _send_problem(scope, send, 413, exc.detail)
+
+        await _answering(self.app, scope, limited_receive, send, BodyTooLarge, too_large)
 
 
 def body_size_limit(app: FastAPI, max_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
