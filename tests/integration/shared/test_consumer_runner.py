@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import CoordinatorLoadInProgressError, GroupCoordinatorNotAvailableError
 from orderflow_shared.contracts.events import DraftApprovedV1
-from orderflow_shared.messaging.consumer import ConsumerRunner
+from orderflow_shared.messaging.consumer import ConsumerRunner, Record
 from orderflow_shared.messaging.envelope import Envelope
 from orderflow_shared.messaging.inbox import claim
 from prometheus_client import REGISTRY
@@ -309,3 +309,39 @@ async def test_a_retried_batch_dead_letters_its_poison_only_once(
     letters = await read_topic(backbone.kafka, dead_letters, expected=1)
     assert len(letters) == 1
     assert await scratch.count("SELECT count(*) FROM {s}.effect") == 1
+
+
+async def test_a_decode_step_hands_on_raw_records_and_without_dead_letters_skips_refusals(
+    backbone: Backbone, new_topic: Callable[..., Awaitable[str]]
+) -> None:
+    topic = await new_topic(1)
+    records: list[tuple[str, bytes | None, Headers]] = [
+        ("k", b"not an envelope", []),
+        ("k", b"refuse me", []),
+        ("k", None, [("h", b"v")]),
+    ]
+    await produce(backbone, topic, records)
+    group = group_name()
+    seen: list[tuple[int, bytes | None, list[tuple[str, bytes]]]] = []
+
+    async def keep(batch: list[Record]) -> None:
+        seen.extend((r.offset, r.value, list(r.headers)) for r in batch)
+
+    def refuse(record: Record) -> str | None:
+        return "not wanted" if record.value == b"refuse me" else None
+
+    runner = runner_for(
+        backbone,
+        topic,
+        group,
+        keep,
+        decode=lambda record: record,
+        refuse=refuse,
+        dead_letter_topic=None,
+    )
+    async with running(runner):
+        await wait_for(committed_reaches(backbone, group, 3), "all three records committed")
+    assert seen == [(0, b"not an envelope", []), (2, None, [("h", b"v")])]
+    labels = {"consumer": group, "topic": topic}
+    assert REGISTRY.get_sample_value("orderflow_consumer_events_handled_total", labels) == 2
+    assert REGISTRY.get_sample_value("orderflow_consumer_dead_letters_total", labels) is None

@@ -17,12 +17,14 @@ from orderflow_shared.contracts.topics import DEAD_LETTER_TOPIC
 from orderflow_shared.db import make_engine, make_session_factory
 from orderflow_shared.logging import configure_logging
 from orderflow_shared.messaging.consumer import ConsumerRunner
+from orderflow_shared.messaging.envelope import Envelope
 from orderflow_shared.messaging.kafka import client_options
 from orderflow_shared.runtime import Role, Wiring, service_checks
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from audit_service.adapters.kafka import LagProbe, RawRecordConsumer
+from audit_service.adapters.kafka import LagProbe, raw_record
 from audit_service.adapters.repository import SqlUnitOfWork
+from audit_service.domain.mapping import RawRecord
 from audit_service.entrypoints.http import router
 from audit_service.entrypoints.ingest import IngestHandlers
 from audit_service.service_layer.ports import UnitOfWork
@@ -68,8 +70,8 @@ async def close(container: Container) -> None:
 class Ingest:
     """The background consumers of the `ingest` role."""
 
-    events: ConsumerRunner
-    dead_letters: RawRecordConsumer
+    events: ConsumerRunner[Envelope]
+    dead_letters: ConsumerRunner[RawRecord]
     lag: LagProbe
 
 
@@ -88,13 +90,16 @@ def build_ingest(container: Container) -> Ingest:
             consumer_options={"metadata_max_age_ms": s.audit_topic_refresh_ms},
             report_lag=False,  # `lag` measures the group's committed offsets
         ),
-        dead_letters=RawRecordConsumer(
+        dead_letters=ConsumerRunner(
             kafka=client_options(s),
             group_id=s.dead_letter_group,
             topics=[str(DEAD_LETTER_TOPIC)],
             handler=handlers.on_dead_letters,
+            decode=raw_record,  # a dead letter may hold anything
             client_id=f"{s.service_name}-dead-letter",
             max_batch=s.audit_batch_size,
+            dead_letter_topic=None,
+            report_lag=False,  # `lag` measures the group's committed offsets
         ),
         lag=LagProbe(
             client_options(s),

@@ -13,17 +13,24 @@ fetch (in partition order), applies them (typically one DB transaction using
 `inbox.claim` per event) and returns after the commit. Only then does the runner
 commit the offsets of that batch. If the handler raises, nothing is committed; the
 runner seeks back to the last committed offsets and retries the batch with backoff
-(the error is logged with the event ids, and counted in a Prometheus counter).
+(the error is logged with the records' places, and counted in a Prometheus counter).
 
-A record that `Envelope.from_kafka` rejects (EnvelopeError) or whose `parse()` fails is
-produced to `dead_letter` with headers `dlt_reason`, `dlt_topic`, `dlt_partition`,
-`dlt_offset`, `dlt_consumer` (plus the original headers and value) before its offset
-is committed, and the runner carries on. So does a readable record that the consumer's
-own `refuse(envelope)` check rejects (e.g. an envelope org that disagrees with the
-payload's): `dlt_reason` is `refused: <reason>`. Each envelope carries the topic it
-was read from (`record_topic`). Consumers use `enable_auto_commit=False`,
-`auto_offset_reset="earliest"`, `isolation_level="read_committed"`. Topics may
-also be a regex pattern (`pattern=`) for the audit service.
+Decoding: by default a record becomes an `Envelope` (`read_envelope`); `decode=` gives
+another step, `(record) -> item`, and the handler gets those items (audit-service reads
+the dead-letter topic, which may hold anything, as raw records that way). Only
+envelopes get CONSUMER spans (below).
+
+A record that the decode step rejects (EnvelopeError: for envelopes, one that
+`Envelope.from_kafka` or `parse()` refuses) is produced to `dead_letter` with headers
+`dlt_reason`, `dlt_topic`, `dlt_partition`, `dlt_offset`, `dlt_consumer` (plus the
+original headers and value) before its offset is committed, and the runner carries on.
+So does a readable record that the consumer's own `refuse(item)` check rejects (e.g. an
+envelope org that disagrees with the payload's): `dlt_reason` is `refused: <reason>`.
+With `dead_letter_topic=None` such a record is logged and skipped instead. Each
+envelope carries the topic it was read from (`record_topic`). Consumers use
+`enable_auto_commit=False`, `auto_offset_reset="earliest"`,
+`isolation_level="read_committed"`. Topics may also be a regex pattern (`pattern=`)
+for the audit service.
 
 Lag: before each poll the runner sets `orderflow_consumer_lag_records{consumer,topic,
 partition}` (`CONSUMER_LAG`, the partition's last stable offset minus the position) for
@@ -48,7 +55,7 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, Generic, TypeAlias, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
@@ -63,12 +70,12 @@ from orderflow_shared.timing import backoff, sleep_or_stop
 
 _log = logging.getLogger(__name__)
 
+#: What a decode step makes of a record: an Envelope unless the runner is given another step.
+T = TypeVar("T")
+Record: TypeAlias = ConsumerRecord[bytes, bytes]
 BatchHandler = Callable[[list[Envelope]], Awaitable[None]]
 #: Headers a dead letter carries after the original record's headers.
 DEAD_LETTER_HEADERS = ("dlt_reason", "dlt_topic", "dlt_partition", "dlt_offset", "dlt_consumer")
-#: A consumer's own check of a readable record: a reason to refuse it (the record goes to
-#: the dead-letter topic like an unreadable one), or None to hand it to the handler.
-RecordCheck = Callable[[Envelope], str | None]
 
 EVENTS_HANDLED = Counter(
     "orderflow_consumer_events_handled_total",
@@ -107,8 +114,19 @@ def forget_lag(consumer: str, partitions: Any) -> None:
             pass
 
 
+def read_envelope(record: Record) -> Envelope:
+    """The default decode step: the record's envelope, its data checked (EnvelopeError)."""
+    envelope = Envelope.from_kafka(record.key, record.value, record.headers, topic=record.topic)
+    envelope.parse()
+    return envelope
+
+
+def _place(record: Record) -> str:
+    return f"{record.topic}[{record.partition}]@{record.offset}"
+
+
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, runner: ConsumerRunner) -> None:
+    def __init__(self, runner: ConsumerRunner[Any]) -> None:
         self._runner = runner
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
@@ -124,23 +142,25 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         _log.info("%s: partitions assigned %s", self._runner.name, sorted(map(str, assigned)))
 
 
-class ConsumerRunner:
+class ConsumerRunner(Generic[T]):
     def __init__(
         self,
         *,
         kafka: KafkaOptions,
         group_id: str,
-        handler: BatchHandler,
+        handler: Callable[[list[T]], Awaitable[None]],
+        decode: Callable[[Record], T] | None = None,
         topics: Sequence[str] = (),
         pattern: str | None = None,
         client_id: str | None = None,
         max_batch: int = 500,
         name: str | None = None,
-        dead_letter_topic: str = DEAD_LETTER_TOPIC,
+        dead_letter_topic: str | None = DEAD_LETTER_TOPIC,
         retry_initial_delay: float = 0.2,
         retry_max_delay: float = 30.0,
         consumer_options: dict[str, Any] | None = None,
-        refuse: RecordCheck | None = None,
+        # a reason to refuse a decoded record (dead-lettered like an unreadable one)
+        refuse: Callable[[T], str | None] | None = None,
         report_lag: bool = True,
     ) -> None:
         if bool(topics) == bool(pattern):
@@ -148,6 +168,10 @@ class ConsumerRunner:
         self._kafka = dict(kafka)
         self._group_id = group_id
         self._handler = handler
+        #: None: envelopes, which alone get CONSUMER spans (the handler then takes
+        #: envelopes, so T is Envelope)
+        self._decode: Callable[[Record], Any] = decode or read_envelope
+        self._traces = decode is None
         self._topics = [str(t) for t in topics]
         self._pattern = pattern
         self._client_id = client_id or group_id
@@ -156,7 +180,7 @@ class ConsumerRunner:
         #: set CONSUMER_LAG per assigned partition on every poll (off where a process
         #: measures its groups' committed offsets itself)
         self._report_lag = report_lag
-        self._dead_letter_topic = str(dead_letter_topic)
+        self._dead_letter_topic = str(dead_letter_topic) if dead_letter_topic else None
         self._retry_initial_delay = retry_initial_delay
         self._retry_max_delay = retry_max_delay
         self._consumer_options = consumer_options or {}
@@ -217,12 +241,15 @@ class ConsumerRunner:
             consumer.subscribe(pattern=self._pattern, listener=listener)
         else:
             consumer.subscribe(self._topics, listener=listener)
-        producer = make_idempotent_producer(self._kafka, f"{self._client_id}-dead-letter")
+        producer = None
+        if self._dead_letter_topic:
+            producer = make_idempotent_producer(self._kafka, f"{self._client_id}-dead-letter")
         started: list[AIOKafkaConsumer | AIOKafkaProducer] = []
         try:
             # stopped even when start() fails half way (a refused login, say)
-            started.append(producer)
-            await producer.start()
+            if producer is not None:
+                started.append(producer)
+                await producer.start()
             started.append(consumer)
             await consumer.start()
             while not stop.is_set():
@@ -260,32 +287,33 @@ class ConsumerRunner:
     async def _process(
         self,
         consumer: AIOKafkaConsumer,
-        producer: AIOKafkaProducer,
-        batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+        producer: AIOKafkaProducer | None,
+        batches: dict[TopicPartition, list[Record]],
     ) -> bool:
         """Handle one fetch; True when committed, False when it must be retried."""
         assigned = consumer.assignment()
         batches = {tp: records for tp, records in batches.items() if tp in assigned and records}
         if not batches:
             return True
-        events: list[Envelope] = []
-        poison: list[tuple[ConsumerRecord[bytes, bytes], str]] = []
+        read: list[Record] = []
+        events: list[Any] = []
+        poison: list[tuple[Record, str]] = []
         for records in batches.values():
             for record in records:
                 try:
-                    envelope = Envelope.from_kafka(
-                        record.key, record.value, record.headers, topic=record.topic
-                    )
-                    envelope.parse()
+                    item = self._decode(record)
                 except EnvelopeError as exc:
                     poison.append((record, str(exc)))
                     continue
-                refusal = self._refuse(envelope) if self._refuse else None
+                refusal = self._refuse(item) if self._refuse else None
                 if refusal:
                     poison.append((record, f"refused: {refusal}"))
                 else:
-                    events.append(envelope)
-        events, spans = self._traced(events)
+                    read.append(record)
+                    events.append(item)
+        spans: list[Any] = []
+        if self._traces:
+            events, spans = self._traced(events)
         try:
             await self._dead_letter(producer, poison)
             if events:
@@ -297,13 +325,13 @@ class ConsumerRunner:
             self._failures += 1
             HANDLER_FAILURES.labels(self.name).inc()
             _log.error(
-                "%s: batch of %d event(s) failed (attempt %d; %s: %s); event ids %s",
+                "%s: batch of %d event(s) failed (attempt %d; %s: %s); records %s",
                 self.name,
                 len(events),
                 self._failures,
                 type(exc).__name__,
                 exc,
-                [str(e.id) for e in events[:20]],
+                [_place(record) for record in read[:20]],
                 exc_info=exc,
             )
             self._rewind(consumer, batches)
@@ -317,8 +345,8 @@ class ConsumerRunner:
             # The group moved on while we worked; the new owner re-reads from the last
             # commit and the inbox makes the repeat harmless.
             _log.warning("%s: commit after rebalance refused: %s", self.name, exc)
-        for envelope in events:
-            EVENTS_HANDLED.labels(self.name, envelope.topic).inc()
+        for record in read:
+            EVENTS_HANDLED.labels(self.name, record.topic).inc()
         for span in spans:
             span.end()
         return True
@@ -340,8 +368,8 @@ class ConsumerRunner:
 
     async def _dead_letter(
         self,
-        producer: AIOKafkaProducer,
-        poison: list[tuple[ConsumerRecord[bytes, bytes], str]],
+        producer: AIOKafkaProducer | None,
+        poison: list[tuple[Record, str]],
     ) -> None:
         futures = []
         positions = []
@@ -349,12 +377,9 @@ class ConsumerRunner:
             where = (record.topic, record.partition, record.offset)
             if where in self._dead_lettered:
                 continue  # sent before this batch's handler failed
-            if record.topic == self._dead_letter_topic:
+            if producer is None or record.topic == self._dead_letter_topic:
                 _log.error(
-                    "%s: unreadable dead letter at offset %d skipped: %s",
-                    self.name,
-                    record.offset,
-                    reason,
+                    "%s: unreadable record %s skipped: %s", self.name, _place(record), reason
                 )
                 continue
             headers = [*record.headers]
@@ -365,19 +390,12 @@ class ConsumerRunner:
                 ("dlt_offset", str(record.offset).encode()),
                 ("dlt_consumer", self.name.encode()),
             ]
+            topic = self._dead_letter_topic
             _log.warning(
-                "%s: unreadable record %s[%d]@%d to %s: %s",
-                self.name,
-                record.topic,
-                record.partition,
-                record.offset,
-                self._dead_letter_topic,
-                reason,
+                "%s: unreadable record %s to %s: %s", self.name, _place(record), topic, reason
             )
             futures.append(
-                await producer.send(
-                    self._dead_letter_topic, value=record.value, key=record.key, headers=headers
-                )
+                await producer.send(topic, value=record.value, key=record.key, headers=headers)
             )
             positions.append(where)
         await asyncio.gather(*futures)
@@ -388,7 +406,7 @@ class ConsumerRunner:
     def _rewind(
         self,
         consumer: AIOKafkaConsumer,
-        batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+        batches: dict[TopicPartition, list[Record]],
     ) -> None:
         """Seek every partition of the failed batch back to its first record."""
         assigned = consumer.assignment()

@@ -80,7 +80,7 @@ def refuse_untrusted(envelope: Envelope) -> str | None:
     return push_request_mismatch(envelope.org_id, data)
 
 
-def make_consumer(kafka: KafkaOptions, handler: BatchHandler) -> ConsumerRunner:
+def make_consumer(kafka: KafkaOptions, handler: BatchHandler) -> ConsumerRunner[Envelope]:
     return ConsumerRunner(
         kafka=kafka,
         group_id=CONSUMER,
