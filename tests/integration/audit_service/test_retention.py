@@ -129,20 +129,21 @@ def _log_rows(audit_db: AuditDb, org: str) -> list[tuple[Any, ...]]:
 
 
 def _as_tuple(row: Any) -> tuple[Any, ...]:
+    entry = row.entry
     return (
         row.id,
-        row.event_id,
-        row.org_id,
-        row.action,
-        row.entity_type,
-        row.entity_id,
-        row.actor_user_id,
-        row.occurred_at,
+        entry.event_id,
+        entry.org_id,
+        entry.action,
+        entry.entity_type,
+        entry.entity_id,
+        entry.actor_user_id,
+        entry.occurred_at,
         row.created_at,
         row.recorded_at,
-        row.source_topic,
-        row.producer,
-        dict(row.data),
+        entry.source_topic,
+        entry.producer,
+        dict(entry.data),
         row.prev_hash,
         row.hash,
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import AsyncIterator, Collection, Sequence
-from types import TracebackType
 from typing import Any
 
 from sqlalchemy import Row, func, insert, select, text, tuple_
@@ -13,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from audit_service.adapters.retention_store import SqlRetentionStore
 from audit_service.adapters.tables import audit_log
-from audit_service.domain.entry import AuditEntry, ChainedEntry
+from audit_service.domain.entry import ChainedEntry, entry_of, entry_values
 from audit_service.domain.query import AuditQuery
 from audit_service.domain.verification import StoredEntry
 
@@ -119,16 +118,8 @@ class SqlAuditLog:
 def _row(chained: ChainedEntry) -> dict[str, Any]:
     e = chained.entry
     return {
-        "event_id": e.event_id,
-        "org_id": e.org_id,
-        "action": e.action,
-        "entity_type": e.entity_type,
-        "entity_id": e.entity_id,
-        "actor_user_id": e.actor_user_id,
-        "occurred_at": e.occurred_at,
+        **entry_values(e),
         "created_at": e.occurred_at,
-        "source_topic": e.source_topic,
-        "producer": e.producer,
         "data": dict(e.data),
         "prev_hash": chained.prev_hash,
         "hash": chained.hash,
@@ -139,18 +130,7 @@ def stored_entry(row: Row[Any]) -> StoredEntry:
     m = row._mapping
     return StoredEntry(
         id=m["id"],
-        entry=AuditEntry(
-            event_id=m["event_id"],
-            org_id=m["org_id"],
-            action=m["action"],
-            entity_type=m["entity_type"],
-            entity_id=m["entity_id"],
-            actor_user_id=m["actor_user_id"],
-            occurred_at=m["occurred_at"],
-            source_topic=m["source_topic"],
-            data=m["data"],
-            producer=m["producer"],
-        ),
+        entry=entry_of(m),
         prev_hash=m["prev_hash"],
         hash=m["hash"],
         recorded_at=m["recorded_at"],
@@ -173,12 +153,7 @@ class SqlUnitOfWork:
         self.retention = SqlRetentionStore(self._session)
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         assert self._session is not None
         try:
             await self._session.rollback()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from sqlalchemy import func, select, text
@@ -83,20 +84,13 @@ class SqlRetentionStore:
             .order_by(audit_log.c.id)
             .limit(limit)
         )
-        return [_log_row(row._mapping, base_seq + n) for n, row in enumerate(result, start=1)]
+        return [
+            LogRow.of_columns(row._mapping, base_seq + n) for n, row in enumerate(result, start=1)
+        ]
 
     # --- checkpoints --------------------------------------------------------------
     async def add_checkpoint(self, checkpoint: Checkpoint) -> None:
-        stmt = pg_insert(checkpoints).values(
-            org_id=checkpoint.org_id,
-            kind=checkpoint.kind,
-            seq=checkpoint.seq,
-            entry_id=checkpoint.entry_id,
-            hash=checkpoint.hash,
-            signed_at=checkpoint.signed_at,
-            key_id=checkpoint.key_id,
-            signature=checkpoint.signature,
-        )
+        stmt = pg_insert(checkpoints).values(**asdict(checkpoint))
         await self._session.execute(stmt.on_conflict_do_nothing(constraint="uq_checkpoint"))
 
     async def anchors(self, org_id: str) -> list[Checkpoint]:
@@ -153,35 +147,5 @@ class SqlRetentionStore:
         return [dict(row._mapping) for row in result]
 
 
-def _log_row(m: Any, seq: int) -> LogRow:
-    return LogRow(
-        id=m["id"],
-        seq=seq,
-        event_id=m["event_id"],
-        org_id=m["org_id"],
-        action=m["action"],
-        entity_type=m["entity_type"],
-        entity_id=m["entity_id"],
-        actor_user_id=m["actor_user_id"],
-        occurred_at=m["occurred_at"],
-        created_at=m["created_at"],
-        recorded_at=m["recorded_at"],
-        source_topic=m["source_topic"],
-        producer=m["producer"],
-        data=m["data"],
-        prev_hash=m["prev_hash"],
-        hash=m["hash"],
-    )
-
-
 def _checkpoint(m: Any) -> Checkpoint:
-    return Checkpoint(
-        org_id=m["org_id"],
-        kind=m["kind"],
-        seq=m["seq"],
-        entry_id=m["entry_id"],
-        hash=m["hash"],
-        signed_at=m["signed_at"],
-        key_id=m["key_id"],
-        signature=m["signature"],
-    )
+    return Checkpoint.of_columns(m)

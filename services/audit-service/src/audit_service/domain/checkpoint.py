@@ -13,9 +13,10 @@ contract of topic `audit.checkpoint` (orderflow_shared.contracts.checkpoints).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from orderflow_shared.contracts.checkpoints import SIGNING_CONTEXT, AuditCheckpointV1
 
@@ -53,41 +54,21 @@ class Checkpoint:
         return signed_bytes(self.position, self.kind, self.signed_at)
 
     def to_record(self) -> AuditCheckpointV1:
-        return AuditCheckpointV1(
-            org_id=self.org_id,
-            seq=self.seq,
-            entry_id=self.entry_id,
-            hash=self.hash,
-            signed_at=self.signed_at,
-            kind=self.kind,
-            key_id=self.key_id,
-            signature=self.signature,
-        )
+        return AuditCheckpointV1(**asdict(self))
 
     @classmethod
     def of_record(cls, record: AuditCheckpointV1) -> Checkpoint:
-        return cls(
-            org_id=record.org_id,
-            kind=record.kind,
-            seq=record.seq,
-            entry_id=record.entry_id,
-            hash=record.hash,
-            signed_at=record.signed_at,
-            key_id=record.key_id,
-            signature=record.signature,
-        )
+        return cls.of_columns(record.model_dump())
+
+    @classmethod
+    def of_columns(cls, values: Mapping[str, Any]) -> Checkpoint:
+        """The checkpoint in a mapping with its fields' names (a row, a record)."""
+        return cls(**{f.name: values[f.name] for f in fields(cls)})
 
 
 def signed_bytes(position: ChainPosition, kind: Kind, signed_at: datetime) -> bytes:
     """What the signature covers: the context line, then the sorted compact JSON."""
-    body = {
-        "org_id": position.org_id,
-        "seq": position.seq,
-        "entry_id": position.entry_id,
-        "hash": position.hash,
-        "signed_at": canonical_time(signed_at),
-        "kind": kind,
-    }
+    body = {**asdict(position), "signed_at": canonical_time(signed_at), "kind": kind}
     return (
         SIGNING_CONTEXT
         + json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()

@@ -11,7 +11,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,22 +42,26 @@ class AuditEntry:
 
         `producer` is covered when known; entries without it hash as they always did,
         so chains written before it existed still verify."""
-        body: dict[str, JsonValue] = {
+        body = {
+            **entry_values(self),
             "event_id": str(self.event_id),
-            "org_id": self.org_id,
-            "action": self.action,
-            "entity_type": self.entity_type,
-            "entity_id": self.entity_id,
-            "actor_user_id": self.actor_user_id,
             "occurred_at": canonical_time(self.occurred_at),
-            "source_topic": self.source_topic,
-            "data": self.data,
         }
-        if self.producer is not None:
-            body["producer"] = self.producer
+        if self.producer is None:
+            del body["producer"]
         return json.dumps(
             body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
         ).encode()
+
+
+def entry_values(entry: AuditEntry) -> dict[str, JsonValue]:
+    """The entry's fields by name (the log's columns of the same names)."""
+    return {f.name: getattr(entry, f.name) for f in fields(AuditEntry)}
+
+
+def entry_of(values: Mapping[Any, JsonValue]) -> AuditEntry:
+    """The entry in a row (or an archive line) whose columns carry the fields' names."""
+    return AuditEntry(**{f.name: values[f.name] for f in fields(AuditEntry)})
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from orderflow_shared.messaging.envelope import (
     LEGACY_ACTOR_HEADER,
     LEGACY_ORG_HEADER,
     ORG_HEADER,
+    REQUIRED_HEADERS,
     Envelope,
 )
 
@@ -45,15 +46,10 @@ UNTRUSTED_ORG = "_untrusted"
 REFUSED_PREFIX = "refused:"
 UNREADABLE_ENTITY_TYPE = "kafka_record"
 DLT_HEADERS = ("dlt_reason", "dlt_topic", "dlt_partition", "dlt_offset", "dlt_consumer")
-#: Headers kept (decoded) in the data of an UNREADABLE_EVENT entry for forensics.
+#: Headers kept (decoded) in the data of an UNREADABLE_EVENT entry for forensics: the
+#: event's attributes, in either form of the extensions.
 _KEPT_HEADERS = (
-    "ce_id",
-    "ce_type",
-    "ce_source",
-    "ce_time",
-    "ce_subject",
-    ORG_HEADER,
-    ACTOR_HEADER,
+    *(name for name in REQUIRED_HEADERS if name not in ("ce_specversion", "content-type")),
     LEGACY_ORG_HEADER,
     LEGACY_ACTOR_HEADER,
 )

@@ -19,11 +19,11 @@ import json
 import re
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from audit_service.domain.entry import AuditEntry, canonical_time
+from audit_service.domain.entry import AuditEntry, canonical_time, entry_of, entry_values
 
 MIN_DAYS = 1
 MAX_DAYS = 36500
@@ -58,82 +58,49 @@ def policy_for(org_id: str, override: int | None, default_days: int) -> Retentio
     return RetentionPolicy(org_id, default_days, "default")
 
 
+#: the times of a row, in UTC with microseconds in its archive line
+_TIMES = ("occurred_at", "created_at", "recorded_at")
+
+
 @dataclass(frozen=True)
 class LogRow:
     """A row of `audit_log` with every column, and its position in the org's chain."""
 
     id: int
     seq: int
-    event_id: uuid.UUID
-    org_id: str
-    action: str
-    entity_type: str
-    entity_id: str
-    actor_user_id: str | None
-    occurred_at: datetime
+    entry: AuditEntry
     created_at: datetime
     recorded_at: datetime
-    source_topic: str
-    producer: str | None
-    data: Mapping[str, Any]
     prev_hash: str
     hash: str
 
-    @property
-    def entry(self) -> AuditEntry:
-        return AuditEntry(
-            event_id=self.event_id,
-            org_id=self.org_id,
-            action=self.action,
-            entity_type=self.entity_type,
-            entity_id=self.entity_id,
-            actor_user_id=self.actor_user_id,
-            occurred_at=self.occurred_at,
-            source_topic=self.source_topic,
-            data=self.data,
-            producer=self.producer,
-        )
-
     def record(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "seq": self.seq,
-            "event_id": str(self.event_id),
-            "org_id": self.org_id,
-            "action": self.action,
-            "entity_type": self.entity_type,
-            "entity_id": self.entity_id,
-            "actor_user_id": self.actor_user_id,
-            "occurred_at": canonical_time(self.occurred_at),
-            "created_at": canonical_time(self.created_at),
-            "recorded_at": canonical_time(self.recorded_at),
-            "source_topic": self.source_topic,
-            "producer": self.producer,
-            "data": dict(self.data),
-            "prev_hash": self.prev_hash,
-            "hash": self.hash,
+        """The row's archive line: every column by name, and `seq`."""
+        record = {
+            **entry_values(self.entry),
+            **{f.name: getattr(self, f.name) for f in fields(self) if f.name != "entry"},
         }
+        record.update({name: canonical_time(record[name]) for name in _TIMES})
+        return {**record, "event_id": str(self.entry.event_id), "data": dict(self.entry.data)}
 
     @classmethod
     def of_record(cls, record: Mapping[str, Any]) -> LogRow:
         """A row back from its archive line (the inverse of `record`)."""
+        values = {**record, **{name: datetime.fromisoformat(record[name]) for name in _TIMES}}
+        values.update(id=int(record["id"]), event_id=uuid.UUID(record["event_id"]))
+        return cls.of_columns(values, int(record["seq"]))
+
+    @classmethod
+    def of_columns(cls, values: Mapping[Any, Any], seq: int) -> LogRow:
+        """The row in a mapping of its columns (read from the log, or an archive line)."""
         return cls(
-            id=int(record["id"]),
-            seq=int(record["seq"]),
-            event_id=uuid.UUID(record["event_id"]),
-            org_id=record["org_id"],
-            action=record["action"],
-            entity_type=record["entity_type"],
-            entity_id=record["entity_id"],
-            actor_user_id=record["actor_user_id"],
-            occurred_at=datetime.fromisoformat(record["occurred_at"]),
-            created_at=datetime.fromisoformat(record["created_at"]),
-            recorded_at=datetime.fromisoformat(record["recorded_at"]),
-            source_topic=record["source_topic"],
-            producer=record["producer"],
-            data=record["data"],
-            prev_hash=record["prev_hash"],
-            hash=record["hash"],
+            id=values["id"],
+            seq=seq,
+            entry=entry_of(values),
+            created_at=values["created_at"],
+            recorded_at=values["recorded_at"],
+            prev_hash=values["prev_hash"],
+            hash=values["hash"],
         )
 
 
@@ -147,9 +114,9 @@ def next_archive(rows: Sequence[LogRow], cutoff: datetime, head_id: int) -> list
     leading run past `cutoff`, in one period, without the org's newest row."""
     run: list[LogRow] = []
     for row in rows:
-        if row.id >= head_id or not row.occurred_at < cutoff:
+        if row.id >= head_id or not row.entry.occurred_at < cutoff:
             break
-        if run and period_of(row.occurred_at) != period_of(run[0].occurred_at):
+        if run and period_of(row.entry.occurred_at) != period_of(run[0].entry.occurred_at):
             break
         run.append(row)
     return run
@@ -177,6 +144,6 @@ def archive_name(rows: Sequence[LogRow]) -> str:
     """`<org dir>/<YYYY-MM>/<first seq>-<last seq>.jsonl`, relative to the archive dir."""
     first, last = rows[0], rows[-1]
     return (
-        f"{org_directory(first.org_id)}/{period_of(first.occurred_at)}/"
+        f"{org_directory(first.entry.org_id)}/{period_of(first.entry.occurred_at)}/"
         f"{first.seq:012d}-{last.seq:012d}.jsonl"
     )

@@ -4,18 +4,17 @@ health, metrics and docs, is made in bootstrap.py)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from orderflow_shared.auth import Principal, require_roles
 from orderflow_shared.web import error_responses
 from pydantic import BaseModel, Field
 
 from audit_service.adapters.signing import verifier_of
+from audit_service.domain.entry import entry_values
 from audit_service.domain.query import (
     CURSOR_PATTERN,
     DEFAULT_LIMIT,
@@ -25,15 +24,11 @@ from audit_service.domain.query import (
     Position,
 )
 from audit_service.domain.verification import ChainReport, StoredEntry
+from audit_service.entrypoints.deps import Admin, AnyRole, ContainerDep
 from audit_service.entrypoints.ingest import VERIFICATION_FAILURES
 from audit_service.entrypoints.retention_http import retention_router
-from audit_service.service_layer.ports import UnitOfWork
 from audit_service.service_layer.queries import list_entries
 from audit_service.service_layer.verify import verify_org
-from audit_service.settings import AuditSettings
-
-AnyRole = Annotated[Principal, Depends(require_roles("viewer", "operator", "approver", "admin"))]
-Admin = Annotated[Principal, Depends(require_roles("admin"))]
 
 
 class AuditEntryOut(BaseModel):
@@ -53,22 +48,17 @@ class AuditEntryOut(BaseModel):
 
     @classmethod
     def of(cls, row: StoredEntry) -> AuditEntryOut:
-        e = row.entry
-        return cls(
-            id=row.id,
-            event_id=e.event_id,
-            action=e.action,
-            entity_type=e.entity_type,
-            entity_id=e.entity_id,
-            actor_user_id=e.actor_user_id,
-            created_at=e.occurred_at,
-            occurred_at=e.occurred_at,
-            recorded_at=row.recorded_at,
-            source_topic=e.source_topic,
-            data=dict(e.data),
-            prev_hash=row.prev_hash,
-            hash=row.hash,
-        )
+        values = {
+            **entry_values(row.entry),
+            "id": row.id,
+            "created_at": row.entry.occurred_at,
+            "recorded_at": row.recorded_at,
+            "data": dict(row.entry.data),
+            "prev_hash": row.prev_hash,
+            "hash": row.hash,
+        }
+        # all but the entry's org (the caller's own) and producer
+        return cls(**{name: values[name] for name in cls.model_fields})
 
 
 class BrokenLinkOut(BaseModel):
@@ -92,31 +82,8 @@ class VerifyOut(BaseModel):
             entries_checked=report.entries_checked,
             first_broken=None
             if broken is None
-            else BrokenLinkOut(
-                id=broken.id,
-                event_id=broken.event_id,
-                reason=broken.reason,
-                expected=broken.expected,
-                found=broken.found,
-            ),
+            else BrokenLinkOut.model_validate(broken, from_attributes=True),
         )
-
-
-class _Container(Protocol):
-    """What the routes use of the service's container (bootstrap.Container)."""
-
-    settings: AuditSettings
-
-    @property
-    def uow_factory(self) -> Callable[[], UnitOfWork]: ...
-
-
-async def _container(request: Request) -> _Container:
-    container: _Container = request.app.state.container
-    return container
-
-
-ContainerDep = Annotated[_Container, Depends(_container)]
 
 
 def _utc(moment: datetime | None) -> datetime | None:

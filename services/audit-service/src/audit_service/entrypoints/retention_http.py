@@ -2,42 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, Literal, Protocol
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Request
-from orderflow_shared.auth import Principal, require_roles
-from orderflow_shared.web import JsonInteger, error_responses
+from fastapi import APIRouter, Depends, HTTPException
+from orderflow_shared.web import JsonInteger, error_responses, require_json_body
 from pydantic import BaseModel, ConfigDict, Field
 
 from audit_service.domain.retention import MAX_DAYS, MIN_DAYS, InvalidPolicy, RetentionPolicy
-from audit_service.service_layer.ports import UnitOfWork
+from audit_service.entrypoints.deps import Admin, ContainerDep
 from audit_service.service_layer.retention import policy_of, set_policy
-from audit_service.settings import AuditSettings
-
-Admin = Annotated[Principal, Depends(require_roles("admin"))]
-
-
-class _Container(Protocol):
-    settings: AuditSettings
-
-    @property
-    def uow_factory(self) -> Callable[[], UnitOfWork]: ...
-
-
-async def _container(request: Request) -> _Container:
-    container: _Container = request.app.state.container
-    return container
-
-
-ContainerDep = Annotated[_Container, Depends(_container)]
-
-
-async def _json_body(request: Request) -> None:
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media != "application/json" and not media.endswith("+json"):
-        raise HTTPException(status_code=415, detail="Content-Type must be application/json")
 
 
 class RetentionIn(BaseModel):
@@ -91,7 +65,7 @@ async def get_retention(principal: Admin, container: ContainerDep) -> RetentionO
     "/audit-log/retention",
     response_model=RetentionOut,
     operation_id="set_audit_retention",
-    dependencies=[Depends(_json_body)],
+    dependencies=[Depends(require_json_body)],
     responses=error_responses(
         400,
         401,

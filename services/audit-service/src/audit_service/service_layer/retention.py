@@ -139,7 +139,7 @@ async def retain_org(
             archive_id = await uow.retention.add_archive(
                 {
                     "org_id": org_id,
-                    "period": period_of(run[0].occurred_at),
+                    "period": period_of(run[0].entry.occurred_at),
                     "first_id": run[0].id,
                     "last_id": last.id,
                     "first_seq": run[0].seq,
