@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +24,16 @@ from export_service.domain.connection import (
 )
 from export_service.domain.export import WAITING_FOR_DROPZONE, Export, ExportStatus
 from export_service.domain.renderers import FileFormat
+
+
+def _columns(aggregate: Export | Circuit) -> dict[str, Any]:
+    """An aggregate's fields by name, as the columns of the same names (not its events)."""
+    return {f.name: getattr(aggregate, f.name) for f in fields(aggregate) if f.name != "events"}
+
+
+def _fields_of(aggregate: type[Export | Circuit], row: Any) -> dict[str, Any]:
+    """The row's columns named as the aggregate's fields (not its events)."""
+    return {f.name: getattr(row, f.name) for f in fields(aggregate) if f.name != "events"}
 
 
 def _storable(value: Any) -> Any:
@@ -162,56 +173,22 @@ class SqlExportRepository:
     @staticmethod
     def _row(e: Export) -> dict[str, Any]:
         return {
-            "id": e.id,
-            "draft_order_id": e.draft_order_id,
-            "org_id": e.org_id,
-            "connection_id": e.connection_id,
-            "attempt_no": e.attempt_no,
+            **_columns(e),
             "status": e.status.value,
-            "attempts": e.attempts,
-            "next_attempt_at": e.next_attempt_at,
             "file_format": e.file_format.value if e.file_format else None,
-            "file_name": e.file_name,
-            "export_storage_key": e.export_storage_key,
-            "remote_path": e.remote_path,
-            "checksum": e.checksum,
-            "size_bytes": e.size_bytes,
-            "error_json": e.error_json,
             "snapshot": _storable(e.snapshot.model_dump(mode="json")),
-            "lease_owner": e.lease_owner,
-            "lease_expires_at": e.lease_expires_at,
-            "created_at": e.created_at,
-            "sent_at": e.sent_at,
-            "deliver_by": e.deliver_by,
             "trace_context": e.trace_context or None,
         }
 
     @staticmethod
     def _load(row: Any) -> Export:
-        return Export(
-            id=row.id,
-            draft_order_id=row.draft_order_id,
-            org_id=row.org_id,
-            attempt_no=row.attempt_no,
-            snapshot=OrderSnapshot.model_validate(row.snapshot),
-            created_at=row.created_at,
+        values = _fields_of(Export, row)
+        values.update(
             status=ExportStatus(row.status),
-            connection_id=row.connection_id,
             file_format=FileFormat(row.file_format) if row.file_format else None,
-            file_name=row.file_name,
-            attempts=row.attempts,
-            next_attempt_at=row.next_attempt_at,
-            export_storage_key=row.export_storage_key,
-            remote_path=row.remote_path,
-            checksum=row.checksum,
-            size_bytes=row.size_bytes,
-            error_json=row.error_json,
-            sent_at=row.sent_at,
-            lease_owner=row.lease_owner,
-            lease_expires_at=row.lease_expires_at,
-            deliver_by=row.deliver_by,
-            trace_context=row.trace_context,
+            snapshot=OrderSnapshot.model_validate(row.snapshot),
         )
+        return Export(**values)
 
     async def add_many(self, exports: list[Export]) -> set[uuid.UUID]:
         if not exports:
@@ -448,33 +425,11 @@ class SqlCircuitRepository:
 
     @staticmethod
     def _load(row: Any) -> Circuit:
-        return Circuit(
-            connection_id=row.connection_id,
-            org_id=row.org_id,
-            state=CircuitState(row.state),
-            since=row.since,
-            consecutive_failures=row.consecutive_failures,
-            failed_probes=row.failed_probes,
-            next_probe_at=row.next_probe_at,
-            probe_export_id=row.probe_export_id,
-            probe_expires_at=row.probe_expires_at,
-            last_error_code=row.last_error_code,
-        )
+        return Circuit(**{**_fields_of(Circuit, row), "state": CircuitState(row.state)})
 
     @staticmethod
     def _row(c: Circuit) -> dict[str, Any]:
-        return {
-            "connection_id": c.connection_id,
-            "org_id": c.org_id,
-            "state": c.state.value,
-            "since": c.since,
-            "consecutive_failures": c.consecutive_failures,
-            "failed_probes": c.failed_probes,
-            "next_probe_at": c.next_probe_at,
-            "probe_export_id": c.probe_export_id,
-            "probe_expires_at": c.probe_expires_at,
-            "last_error_code": c.last_error_code,
-        }
+        return {**_columns(c), "state": c.state.value}
 
     async def get(self, org_id: str, connection_id: uuid.UUID) -> Circuit | None:
         row = (

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from types import TracebackType
 
 from orderflow_shared.contracts.services import Service, source_for, system_actor
 from orderflow_shared.messaging import inbox, outbox
@@ -49,14 +48,9 @@ class SqlUnitOfWork(AbstractUnitOfWork):
         self.circuits = SqlCircuitRepository(self._session, self._tables)
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         try:
-            await super().__aexit__(exc_type, exc, tb)
+            await super().__aexit__(*exc_info)
         finally:
             if self._session is not None:
                 await self._session.close()

@@ -140,8 +140,8 @@ class Circuit:
         if state is CircuitState.CLOSED:
             self.next_probe_at = None
         self.events.append(
-            Message(
-                data=ExportCircuitChangedV1(
+            Message.about(
+                ExportCircuitChangedV1(
                     connection_id=self.connection_id,
                     org_id=self.org_id,
                     state=state.value,
@@ -152,8 +152,7 @@ class Circuit:
                     next_probe_at=self.next_probe_at if state is CircuitState.OPEN else None,
                     changed_at=now,
                 ),
-                subject=str(self.connection_id),
-                key=str(self.connection_id),
-                org_id=self.org_id,
+                self.connection_id,
+                self.org_id,
             )
         )

@@ -238,13 +238,4 @@ class ErpConnection:
             change=change,
             changed_at=self.updated_at,
         )
-        self.events.append(
-            Message(
-                data=data,
-                subject=str(self.id),
-                # keyed by connection: compaction keeps every connection's latest state
-                key=str(self.id),
-                org_id=self.org_id,
-                actor_id=actor_id,
-            )
-        )
+        self.events.append(Message.about(data, self.id, self.org_id, actor_id))

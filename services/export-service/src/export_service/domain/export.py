@@ -162,19 +162,7 @@ class Export:
         self.next_attempt_at = later
         self.error_json["reason"] = WAITING_FOR_DROPZONE
         self._release()
-        self._record(
-            ExportDelayedV1(
-                draft_id=self.draft_order_id,
-                erp_export_id=self.id,
-                connection_id=self.connection_id,
-                error_code=str(error.code),
-                error_message=error.message,
-                attempts=max(self.attempts, 1),
-                next_attempt_at=later,
-                deliver_by=self.deliver_by,
-                delayed_at=now,
-            )
-        )
+        self._delayed(str(error.code), error.message, max(self.attempts, 1), later, now)
 
     def wait_behind_circuit(
         self, last_error_code: str | None, next_probe_at: datetime | None, now: datetime
@@ -196,19 +184,7 @@ class Export:
             "reason": WAITING_FOR_DROPZONE,
             "circuit": "open",
         }
-        self._record(
-            ExportDelayedV1(
-                draft_id=self.draft_order_id,
-                erp_export_id=self.id,
-                connection_id=self.connection_id,
-                error_code=cause,
-                error_message=message,
-                attempts=self.attempts,
-                next_attempt_at=next_probe_at or now,
-                deliver_by=self.deliver_by,
-                delayed_at=now,
-            )
-        )
+        self._delayed(cause, message, self.attempts, next_probe_at or now, now)
 
     def expire(self, now: datetime) -> None:
         """The deadline passed while the export waited: fail with the last error seen."""
@@ -254,16 +230,27 @@ class Export:
             now,
         )
 
+    def _delayed(
+        self, code: str, message: str, attempts: int, next_attempt_at: datetime, now: datetime
+    ) -> None:
+        """Record that the export waits for its next attempt (`export.delayed`)."""
+        self._record(
+            ExportDelayedV1(
+                draft_id=self.draft_order_id,
+                erp_export_id=self.id,
+                connection_id=self.connection_id,
+                error_code=code,
+                error_message=message,
+                attempts=attempts,
+                next_attempt_at=next_attempt_at,
+                deliver_by=self.deliver_by,
+                delayed_at=now,
+            )
+        )
+
     def _release(self) -> None:
         self.lease_owner = None
         self.lease_expires_at = None
 
     def _record(self, data: ExportSentV1 | ExportFailedV1 | ExportDelayedV1) -> None:
-        self.events.append(
-            Message(
-                data=data,
-                subject=str(self.draft_order_id),
-                key=str(self.draft_order_id),
-                org_id=self.org_id,
-            )
-        )
+        self.events.append(Message.about(data, self.draft_order_id, self.org_id))

@@ -13,7 +13,7 @@ from enum import StrEnum
 from uuid import UUID
 from xml.etree import ElementTree as ET
 
-from orderflow_shared.contracts import OrderSnapshot
+from orderflow_shared.contracts import OrderLineSnapshot, OrderSnapshot
 
 
 class FileFormat(StrEnum):
@@ -26,20 +26,10 @@ class FileFormat(StrEnum):
         return self.value
 
 
-CSV_COLUMNS = (
-    "export_id",
-    "draft_id",
-    "external_ref",
-    "customer_id",
-    "line_no",
-    "sku",
-    "description",
-    "quantity",
-    "unit",
-    "unit_price",
-    "currency",
-    "line_total",
-)
+#: The fields of an order line every format writes after its `line_no`, in this order
+#: (each a string or a decimal, written as its `str`).
+LINE_FIELDS = ("sku", "description", "quantity", "unit", "unit_price", "currency", "line_total")
+CSV_COLUMNS = ("export_id", "draft_id", "external_ref", "customer_id", "line_no", *LINE_FIELDS)
 
 # Characters XML 1.0 cannot carry at all (control characters other than tab/CR/LF).
 _XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -97,16 +87,10 @@ def _csv(snapshot: OrderSnapshot, export_id: UUID, formula_guard: bool = True) -
             str(snapshot.draft_id),
             snapshot.external_ref or "",
             snapshot.customer_id,
-            line.line_no,
-            line.sku,
-            line.description,
-            str(line.quantity),
-            line.unit,
-            str(line.unit_price),
-            line.currency,
-            str(line.line_total),
+            str(line.line_no),
+            *_line_values(line).values(),
         )
-        rows.append(",".join(cell(str(v)) for v in values))
+        rows.append(",".join(cell(v) for v in values))
     return ("\r\n".join(rows) + "\r\n").encode("utf-8")
 
 
@@ -122,20 +106,12 @@ def _document(snapshot: OrderSnapshot, export_id: UUID) -> dict[str, object]:
         "approved_by_user_id": snapshot.approved_by_user_id,
         "approved_at": snapshot.approved_at.isoformat() if snapshot.approved_at else None,
         "created_at": snapshot.created_at.isoformat(),
-        "lines": [
-            {
-                "line_no": line.line_no,
-                "sku": line.sku,
-                "description": line.description,
-                "quantity": str(line.quantity),
-                "unit": line.unit,
-                "unit_price": str(line.unit_price),
-                "currency": line.currency,
-                "line_total": str(line.line_total),
-            }
-            for line in snapshot.lines
-        ],
+        "lines": [{"line_no": line.line_no, **_line_values(line)} for line in snapshot.lines],
     }
+
+
+def _line_values(line: OrderLineSnapshot) -> dict[str, str]:
+    return {name: str(getattr(line, name)) for name in LINE_FIELDS}
 
 
 def _json(snapshot: OrderSnapshot, export_id: UUID) -> bytes:
@@ -157,16 +133,8 @@ def _xml(snapshot: OrderSnapshot, export_id: UUID) -> bytes:
     lines = ET.SubElement(root, "lines")
     for line in snapshot.lines:
         element = ET.SubElement(lines, "line", {"line_no": str(line.line_no)})
-        for name in (
-            "sku",
-            "description",
-            "quantity",
-            "unit",
-            "unit_price",
-            "currency",
-            "line_total",
-        ):
-            ET.SubElement(element, name).text = _xml_text(getattr(line, name))
+        for name, value in _line_values(line).items():
+            ET.SubElement(element, name).text = _xml_text(value)
     ET.indent(root)
     body = ET.tostring(root, encoding="unicode")
     return ('<?xml version="1.0" encoding="UTF-8"?>\n' + body + "\n").encode("utf-8")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -404,6 +405,31 @@ def _local_policy(request: Request) -> LocalDirectoryPolicy:
     return policy
 
 
+async def _change(
+    use_case: Callable[..., Awaitable[ErpConnection]],
+    change: Any,
+    connection_id: uuid.UUID,
+    principal: Principal,
+    request: Request,
+    response: Response,
+    expect: PreconditionsDep,
+) -> ConnectionOut:
+    """Run a use case that changes one connection (under its preconditions), then answer
+    with the connection and its new validators."""
+    uow_factory, clock = _deps(request)
+    changed = await use_case(
+        uow_factory(),
+        _actor(principal),
+        connection_id,
+        change,
+        clock,
+        local_policy=_local_policy(request),
+        expect=expect,
+    )
+    _validators(response, changed)
+    return ConnectionOut.of(changed)
+
+
 def connections_router() -> APIRouter:
     router = APIRouter(prefix="/erp-connections", tags=["erp-connections"])
 
@@ -494,72 +520,41 @@ def connections_router() -> APIRouter:
         response: Response,
         expect: PreconditionsDep,
     ) -> ConnectionOut:
-        uow_factory, clock = _deps(request)
-        updated = await uc.update_connection(
-            uow_factory(),
-            _actor(principal),
-            connection_id,
+        return await _change(
+            uc.update_connection,
             _update_command(body),
-            clock,
-            local_policy=_local_policy(request),
-            expect=expect,
-        )
-        _validators(response, updated)
-        return ConnectionOut.of(updated)
-
-    @router.post(
-        "/{connection_id}/activate",
-        response_model=ConnectionOut,
-        responses=_with_validators(404, 409, 412, 422, 428),
-        operation_id="activate_connection",
-        summary="Activate the connection (the org's other active one is deactivated)",
-    )
-    async def activate(
-        connection_id: uuid.UUID,
-        principal: Admin,
-        request: Request,
-        response: Response,
-        expect: PreconditionsDep,
-    ) -> ConnectionOut:
-        uow_factory, clock = _deps(request)
-        done = await uc.set_active(
-            uow_factory(),
-            _actor(principal),
             connection_id,
-            True,
-            clock,
-            local_policy=_local_policy(request),
-            expect=expect,
+            principal,
+            request,
+            response,
+            expect,
         )
-        _validators(response, done)
-        return ConnectionOut.of(done)
 
-    @router.post(
-        "/{connection_id}/deactivate",
-        response_model=ConnectionOut,
-        responses=_with_validators(404, 409, 412, 422, 428),
-        operation_id="deactivate_connection",
-        summary="Deactivate the connection",
-    )
-    async def deactivate(
-        connection_id: uuid.UUID,
-        principal: Admin,
-        request: Request,
-        response: Response,
-        expect: PreconditionsDep,
-    ) -> ConnectionOut:
-        uow_factory, clock = _deps(request)
-        done = await uc.set_active(
-            uow_factory(),
-            _actor(principal),
-            connection_id,
-            False,
-            clock,
-            local_policy=_local_policy(request),
-            expect=expect,
-        )
-        _validators(response, done)
-        return ConnectionOut.of(done)
+    def set_active_route(active: bool) -> Callable[..., Awaitable[ConnectionOut]]:
+        async def set_active(
+            connection_id: uuid.UUID,
+            principal: Admin,
+            request: Request,
+            response: Response,
+            expect: PreconditionsDep,
+        ) -> ConnectionOut:
+            return await _change(
+                uc.set_active, active, connection_id, principal, request, response, expect
+            )
+
+        return set_active
+
+    for active, verb, summary in (
+        (True, "activate", "Activate the connection (the org's other active one is deactivated)"),
+        (False, "deactivate", "Deactivate the connection"),
+    ):
+        router.post(
+            f"/{{connection_id}}/{verb}",
+            response_model=ConnectionOut,
+            responses=_with_validators(404, 409, 412, 422, 428),
+            operation_id=f"{verb}_connection",
+            summary=summary,
+        )(set_active_route(active))
 
     @router.post(
         "/{connection_id}/test",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from orderflow_shared.preconditions import Preconditions, entity_tag
@@ -64,6 +64,12 @@ class UpdateConnection:
     delivery_deadline_seconds: int | None = None
 
 
+def _settings(command: CreateConnection | UpdateConnection) -> dict[str, Any]:
+    """The command's fields as the connection takes them: all but `is_active`, which
+    the use case turns into an activation of its own."""
+    return {f.name: getattr(command, f.name) for f in fields(command) if f.name != "is_active"}
+
+
 class NoLocalDirectories:
     """The policy when none is given: no host directory may be a dropzone."""
 
@@ -92,18 +98,7 @@ async def create_connection(
 ) -> ErpConnection:
     async with uow:
         connection = ErpConnection.create(
-            org_id=actor.org_id,
-            name=command.name,
-            connector_type=command.connector_type,
-            file_format=command.file_format,
-            file_name_template=command.file_name_template,
-            sftp=command.sftp,
-            local=command.local,
-            secrets=command.secrets,
-            now=clock(),
-            actor_id=actor.user_id,
-            csv_formula_guard=command.csv_formula_guard,
-            delivery_deadline_seconds=command.delivery_deadline_seconds,
+            org_id=actor.org_id, now=clock(), actor_id=actor.user_id, **_settings(command)
         )
         _confined(connection, local_policy)
         await uow.connections.add(connection)
@@ -128,18 +123,7 @@ async def update_connection(
         await uow.connections.lock_org(actor.org_id)
         connection = await _get(uow, actor, connection_id)
         _check_preconditions(connection, expect)
-        connection.update(
-            now=clock(),
-            actor_id=actor.user_id,
-            name=command.name,
-            file_format=command.file_format,
-            file_name_template=command.file_name_template,
-            sftp_changes=command.sftp_changes,
-            local=command.local,
-            secrets=command.secrets,
-            csv_formula_guard=command.csv_formula_guard,
-            delivery_deadline_seconds=command.delivery_deadline_seconds,
-        )
+        connection.update(now=clock(), actor_id=actor.user_id, **_settings(command))
         _confined(connection, local_policy)
         await uow.connections.save(connection)
         if command.is_active is True:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from itertools import groupby
-from types import TracebackType
 
 from orderflow_shared import tracing
 
@@ -31,12 +30,7 @@ class AbstractUnitOfWork:
         self._pending, self._traces = [], []
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.rollback()
 
     def publish(self, messages: Iterable[Message]) -> None:

@@ -101,20 +101,20 @@ class Session:
         close_quietly(self.connection, self.sftp)
 
 
+@dataclass(frozen=True)
+class PoolLimits:
+    """What every target's pool of an SftpPool keeps to."""
+
+    connect_timeout: float
+    sessions_per_target: int
+    uploads_per_session: int
+    allow_private_targets: bool
+
+
 class _TargetPool:
-    def __init__(
-        self,
-        target: Target,
-        size: int,
-        per_session: int,
-        timeout: float,
-        allow_private: bool = False,
-    ) -> None:
+    def __init__(self, target: Target, limits: PoolLimits) -> None:
         self.target = target
-        self.allow_private = allow_private
-        self.size = size
-        self.per_session = per_session
-        self.timeout = timeout
+        self.limits = limits
         self.sessions: list[Session] = []
         self.host_key_algs: Sequence[str] | None = None
         self.last_used = time.monotonic()
@@ -131,7 +131,8 @@ class _TargetPool:
         if not live:
             return None
         best = min(live, key=lambda s: s.in_flight)
-        if best.in_flight >= self.per_session and len(live) < self.size:
+        limits = self.limits
+        if best.in_flight >= limits.uploads_per_session and len(live) < limits.sessions_per_target:
             return None
         return best
 
@@ -150,7 +151,10 @@ class _TargetPool:
         opening.inc()
         try:
             connection, sftp, algs = await open_ssh(
-                self.target, self.timeout, self.host_key_algs, allow_private=self.allow_private
+                self.target,
+                self.limits.connect_timeout,
+                self.host_key_algs,
+                allow_private=self.limits.allow_private_targets,
             )
         except Exception as exc:
             raise classify(exc) from exc
@@ -180,10 +184,10 @@ class SftpPool:
         idle_seconds: float = 300.0,
         allow_private_targets: bool = False,
     ) -> None:
-        self._timeout = connect_timeout
+        self._limits = PoolLimits(
+            connect_timeout, sessions_per_target, uploads_per_session, allow_private_targets
+        )
         self.allow_private_targets = allow_private_targets
-        self._size = sessions_per_target
-        self._per_session = uploads_per_session
         self._pools: dict[Target, _TargetPool] = {}
         self._idle_seconds = idle_seconds
 
@@ -192,9 +196,7 @@ class SftpPool:
         self._close_idle(target)
         pool = self._pools.get(target)
         if pool is None:
-            pool = self._pools[target] = _TargetPool(
-                target, self._size, self._per_session, self._timeout, self.allow_private_targets
-            )
+            pool = self._pools[target] = _TargetPool(target, self._limits)
         pool.last_used = time.monotonic()
         session = await pool.acquire()
         session.begin()
