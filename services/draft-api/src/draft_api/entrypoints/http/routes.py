@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Protocol
 
 from fastapi import APIRouter, Depends, Header, Query, Response, status
+from fastapi.types import DecoratedCallable
 from orderflow_shared.preconditions import Preconditions
 from orderflow_shared.web import (
     VALIDATOR_HEADERS,
@@ -15,6 +16,7 @@ from orderflow_shared.web import (
     links_by_id,
     set_validators,
 )
+from pydantic import BaseModel
 
 from draft_api.domain.errors import DomainError
 from draft_api.domain.idempotency import Operation
@@ -223,12 +225,24 @@ async def edit_draft(body: DraftPatch, actor: Operator, step: DraftStepDep) -> D
     return DraftOut.of(step.answered(draft))
 
 
-@router.post(
+def _step_route(
+    path: str, answer: type[BaseModel], operation_id: str, summary: str
+) -> Callable[[DecoratedCallable], DecoratedCallable]:
+    """The route of a step on one draft (validate, approve; it takes preconditions)."""
+    return router.post(
+        path,
+        response_model=answer,
+        responses=STEP_RESPONSES,
+        summary=summary,
+        operation_id=operation_id,
+    )
+
+
+@_step_route(
     "/{draft_id}/validate",
-    response_model=ValidationOut,
-    responses=STEP_RESPONSES,
-    summary="Run the validation rules: READY, or NEEDS_REVIEW with the issues",
-    operation_id="validate_draft",
+    ValidationOut,
+    "validate_draft",
+    "Run the validation rules: READY, or NEEDS_REVIEW with the issues",
 )
 async def validate_draft(actor: Operator, step: DraftStepDep) -> ValidationOut:
     draft = await step.run(workflow.validate_draft, actor)
@@ -239,12 +253,8 @@ async def validate_draft(actor: Operator, step: DraftStepDep) -> ValidationOut:
     )
 
 
-@router.post(
-    "/{draft_id}/approve",
-    response_model=ApprovalOut,
-    responses=STEP_RESPONSES,
-    summary="Approve a READY draft (role approver)",
-    operation_id="approve_draft",
+@_step_route(
+    "/{draft_id}/approve", ApprovalOut, "approve_draft", "Approve a READY draft (role approver)"
 )
 async def approve_draft(actor: Approver, step: DraftStepDep) -> ApprovalOut:
     draft = await step.run(workflow.approve_draft, actor)
