@@ -141,6 +141,11 @@ class Component:
 
     # --- shared behaviour ----------------------------------------------------------
     @property
+    def home(self) -> Path:
+        """The component's own dir in the state dir (its config, keys and data)."""
+        return self.cfg.state_dir / self.name
+
+    @property
     def log_file(self) -> Path:
         return self.cfg.log_file(self.name)
 
@@ -388,10 +393,6 @@ class Kafka(Component):
     node_id = 1
     ready_timeout = 120.0
     stop_timeout = 30.0
-
-    @property
-    def home(self) -> Path:
-        return self.cfg.state_dir / "kafka"
 
     @property
     def data_dir(self) -> Path:
@@ -677,10 +678,6 @@ class Sftp(Component):
     name = "sftp"
 
     @property
-    def home(self) -> Path:
-        return self.cfg.state_dir / "sftp"
-
-    @property
     def chroot(self) -> Path:
         return self.cfg.system_dir / "dropzone"
 
@@ -823,10 +820,6 @@ class Gateway(Component):
     name = "gateway"
     stop_signal = signal.SIGQUIT  # graceful
     owns_log = True  # access_log /dev/stdout reopens the log file as the gateway user
-
-    @property
-    def home(self) -> Path:
-        return self.cfg.state_dir / "gateway"
 
     def prepare(self) -> None:
         for sub in ("", "tmp"):

@@ -197,10 +197,6 @@ class KafkaNode(Kafka):
         self.node_id = node
         self.name = node_name(node)
 
-    @property
-    def home(self) -> Path:
-        return self.cfg.state_dir / node_name(self.node_id)
-
     def user(self) -> str:
         return accounts.RUNTIME_USERS["kafka"]
 

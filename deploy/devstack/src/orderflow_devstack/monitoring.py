@@ -252,10 +252,6 @@ class Prometheus(Component):
         return port(self.cfg, "prometheus")
 
     @property
-    def home(self) -> Path:
-        return self.cfg.state_dir / "prometheus"
-
-    @property
     def config_file(self) -> Path:
         return self.home / "prometheus.yml"
 
