@@ -501,6 +501,11 @@ def set_validators(response: Response, version: int | str, updated_at: Any = Non
         response.headers["Last-Modified"] = http_date(updated_at)
 
 
+def string_header(description: str) -> dict[str, Any]:
+    """The OpenAPI document of a response header that is a string."""
+    return {"description": description, "schema": {"type": "string"}}
+
+
 VALIDATOR_HEADERS: dict[str, Any] = {
     "ETag": {
         "description": 'The resource\'s version as an entity tag (`"3"`): send it back as '

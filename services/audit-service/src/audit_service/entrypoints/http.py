@@ -10,7 +10,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from orderflow_shared.web import error_responses
+from orderflow_shared.web import error_responses, string_header
 from pydantic import BaseModel, Field
 
 from audit_service.adapters.signing import verifier_of
@@ -131,14 +131,10 @@ router = APIRouter(tags=["audit"])
     responses={
         200: {
             "headers": {
-                "Link": {
-                    "description": 'The next page, `<url>; rel="next"` (absent on the last)',
-                    "schema": {"type": "string"},
-                },
-                "X-Next-Cursor": {
-                    "description": "The `cursor` of the next page (absent on the last)",
-                    "schema": {"type": "string"},
-                },
+                "Link": string_header('The next page, `<url>; rel="next"` (absent on the last)'),
+                "X-Next-Cursor": string_header(
+                    "The `cursor` of the next page (absent on the last)"
+                ),
             }
         },
         **error_responses(

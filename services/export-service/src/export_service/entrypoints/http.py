@@ -21,6 +21,7 @@ from orderflow_shared.web import (
     problem,
     require_json_body,
     set_validators,
+    string_header,
 )
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic.config import JsonDict
@@ -441,10 +442,7 @@ def connections_router() -> APIRouter:
         responses={
             201: {
                 "headers": {
-                    "Location": {
-                        "description": "URL of the new connection",
-                        "schema": {"type": "string"},
-                    },
+                    "Location": string_header("URL of the new connection"),
                     **VALIDATOR_HEADERS,
                 },
                 "links": links_by_id(
