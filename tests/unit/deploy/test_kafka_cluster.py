@@ -3,6 +3,7 @@ replication 3 / min ISR 2; compose start phases follow depends_on."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -95,3 +96,27 @@ def test_compose_starts_each_service_after_all_it_depends_on() -> None:
     assert "kafka-2" not in position  # the kafka-cluster profile is off by default
     clustered = start_phases(find_repo_root() / "docker-compose.yml", ["kafka-cluster"])
     assert {"kafka-2", "kafka-3"} <= set(clustered[0])
+
+
+def test_a_test_session_after_a_cluster_run_makes_the_stack_it_is_asked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`make test-cluster` leaves a state dir formatted with three brokers; the next
+    session on that offset wipes it and must not keep kafka-2/kafka-3 from it."""
+    from orderflow_devstack.pytest_plugin import _Session
+
+    state = tmp_path / "state"
+    monkeypatch.setenv("ORDERFLOW_TEST_STATE_DIR", str(state))
+    monkeypatch.setenv("ORDERFLOW_PORT_OFFSET", "40000")
+    monkeypatch.delenv("ORDERFLOW_TEST_INFRA", raising=False)
+    monkeypatch.setenv(kc.BROKERS_ENV, "3")
+    kc.record_brokers(config(state))  # what the cluster tier formatted
+    monkeypatch.delenv(kc.BROKERS_ENV)
+    session = _Session()
+    assert "kafka-2" in session.stack.components  # read from the old state dir
+    # nothing of it runs here: cleaning is wiping the directory
+    monkeypatch.setattr(session.stack, "clean", lambda: shutil.rmtree(state))
+    session.fresh()
+    assert not state.exists()
+    assert "kafka-2" not in session.stack.components
+    assert kc.broker_count(session.cfg) == 1

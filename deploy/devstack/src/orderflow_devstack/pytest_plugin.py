@@ -183,14 +183,18 @@ class _Session:
         root = find_repo_root()
         state = Path(os.environ.get("ORDERFLOW_TEST_STATE_DIR") or root / f".run-test-{offset}")
         self.cfg = StackConfig.from_env(state_dir=state, port_offset=offset, environment="test")
-        self.stack = Stack(self.cfg, say=_say)
-        if container_infra.enabled():  # ORDERFLOW_TEST_INFRA=containers
-            self.stack.components.update(container_infra.components(self.cfg))
+        self.stack = self._new_stack()
         self.infra_up = False
         self.full_up = False
         self._lock: IO[str] | None = None
         self.infra_failure: Exception | None = None
         self.full_failure: Exception | None = None
+
+    def _new_stack(self) -> Stack:
+        stack = Stack(self.cfg, say=_say)
+        if container_infra.enabled():  # ORDERFLOW_TEST_INFRA=containers
+            stack.components.update(container_infra.components(self.cfg))
+        return stack
 
     def lock(self, timeout: float = 1800) -> None:
         """Ports are machine-wide: one test session per offset at a time."""
@@ -218,6 +222,9 @@ class _Session:
         # leftovers of an earlier session (same offset) are stopped and wiped
         if self.cfg.state_dir.exists():
             self.stack.clean()
+            # the components came from the old state dir (its number of Kafka brokers,
+            # e.g. 3 after `make test-cluster`): the new stack is made for this session
+            self.stack = self._new_stack()
         if container_infra.enabled():
             container_infra.remove_all(self.cfg)
 
