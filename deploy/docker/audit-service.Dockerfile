@@ -1,5 +1,5 @@
 # audit-service: one image, one process per container; the container's command picks the
-# role (COMMON roles: `python -m audit_service <role>`, serve|ingest), and every role answers
+# role (`python -m audit_service <role>`: serve, ingest, retention-loop), and every role answers
 # GET /readyz on HTTP_PORT, which the HEALTHCHECK asks.
 # Build from the repo root after `make images` has filled deploy/docker/wheels
 # (deploy/docker/build-images.sh does both):

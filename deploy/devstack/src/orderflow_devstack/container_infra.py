@@ -124,7 +124,13 @@ class _InContainer:
 def _spec(name: str, port: int, container_port: int) -> Any:
     from testcontainers.core.container import DockerContainer
 
-    return DockerContainer(image(name)).with_bind_ports(container_port, port)
+    spec = DockerContainer(image(name))
+    # published on the loopback only, where the devstack's own processes listen
+    # (with_bind_ports publishes on every interface; docker-py's ports also take a
+    # (host ip, port) pair, which testcontainers' annotation does not name)
+    ports: dict[str, Any] = spec.ports
+    ports[f"{container_port}/tcp"] = ("127.0.0.1", port)
+    return spec
 
 
 class ContainerPostgres(_InContainer, c.Postgres):
@@ -188,6 +194,9 @@ def components(cfg: StackConfig) -> dict[str, c.Component]:
             "`podman system service --time=0 unix:///run/podman/podman.sock` with "
             "DOCKER_HOST=unix:///run/podman/podman.sock (see README)"
         )
+    brokers = os.environ.get("KAFKA_BROKERS", "").strip()
+    if brokers not in ("", "1"):
+        raise StackError(f"{MODE_ENV}=containers runs one Kafka broker (KAFKA_BROKERS={brokers})")
     os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # no registry for it
     return {
         "postgres": ContainerPostgres(cfg),
@@ -195,6 +204,19 @@ def components(cfg: StackConfig) -> dict[str, c.Component]:
         "kafka": ContainerKafka(cfg),
         "sftp": ContainerSftp(cfg),
     }
+
+
+def container_of(cfg: StackConfig, name: str) -> Any | None:
+    """The container (a docker-API Container) that component `name` runs as in this
+    mode; None when it runs as a process of the host here."""
+    if not enabled() or name not in NAMES:
+        return None
+    import docker.errors
+
+    try:
+        return _client().containers.get(container_name(cfg, name))
+    except docker.errors.NotFound:
+        raise StackError(f"{name}: container {container_name(cfg, name)} not found") from None
 
 
 def remove_all(cfg: StackConfig) -> None:
