@@ -36,7 +36,11 @@ def hs_settings(**overrides: Any) -> ServiceSettings:
 
 
 def claims(**overrides: Any) -> dict[str, Any]:
+    """Good claims with `overrides`; an override that is a function of the current Unix
+    time is called with it (so a parametrized case is timed when it runs, not when the
+    module is collected: a slow run must not expire every token)."""
     now = int(time.time())
+    overrides = {k: v(now) if callable(v) else v for k, v in overrides.items()}
     base: dict[str, Any] = {
         "sub": "user-1",
         "org_id": "org-a",
@@ -59,63 +63,62 @@ def test_a_minted_token_verifies_to_its_principal() -> None:
 
 
 @pytest.mark.parametrize(
-    ("token_claims", "detail"),
+    ("overrides", "detail"),
     [
-        (claims(exp=int(time.time()) - 3600), "Token expired"),
-        (claims(aud="someone-else"), "Token audience not accepted"),
-        (claims(iss="evil"), "Token issuer not accepted"),
-        (claims(sub=None), "Token lacks the sub claim"),
-        (claims(org_id=None), "Token lacks the org_id claim"),
-        (claims(roles=None), "Token lacks the roles claim"),
-        (claims(roles=[1, 2]), "Token claim roles must be a list of strings"),
-        (claims(org_id=""), "Token lacks the org_id claim"),
-        (claims(exp=None), "Token lacks the exp claim"),
-        (claims(aud=None), "Token lacks the aud claim"),
+        ({"exp": lambda now: now - 3600}, "Token expired"),
+        ({"aud": "someone-else"}, "Token audience not accepted"),
+        ({"iss": "evil"}, "Token issuer not accepted"),
+        ({"sub": None}, "Token lacks the sub claim"),
+        ({"org_id": None}, "Token lacks the org_id claim"),
+        ({"roles": None}, "Token lacks the roles claim"),
+        ({"roles": [1, 2]}, "Token claim roles must be a list of strings"),
+        ({"org_id": ""}, "Token lacks the org_id claim"),
+        ({"exp": None}, "Token lacks the exp claim"),
+        ({"aud": None}, "Token lacks the aud claim"),
     ],
 )
-def test_a_token_with_bad_claims_is_refused(token_claims: dict[str, Any], detail: str) -> None:
-    token = jwt.encode(token_claims, SECRET, algorithm="HS256")
+def test_a_token_with_bad_claims_is_refused(overrides: dict[str, Any], detail: str) -> None:
+    token = jwt.encode(claims(**overrides), SECRET, algorithm="HS256")
     with pytest.raises(AuthError) as caught:
         JwtVerifier(hs_settings()).verify(token)
     assert caught.value.detail == detail
 
 
-NOW = int(time.time())
 STRICT_CLAIMS = [
-    ("roles as a plain string", claims(roles="admin"), "Token claim roles must be a list"),
-    ("roles as an object", claims(roles={"admin": True}), "Token claim roles must be a list"),
-    ("exp as a string", claims(exp=str(NOW + 600)), "Token claim exp must be a number"),
-    ("iat as a string", claims(iat=str(NOW)), "Token claim iat must be a number"),
-    ("nbf as a string", claims(nbf=str(NOW - 5)), "Token claim nbf must be a number"),
-    ("exp as a boolean", claims(exp=True), "Token expired"),
-    ("no iat", claims(iat=None), "Token lacks the iat claim"),
-    ("exp of 10**30", claims(exp=10**30), "Token lifetime (exp - iat) exceeds 86400 seconds"),
-    ("a two-day lifetime", claims(exp=NOW + 2 * 86400), "Token lifetime (exp - iat)"),
-    ("NUL in org_id", claims(org_id="demo\u0000evil"), "Token claim org_id must be a string"),
-    ("newline in org_id", claims(org_id="demo\nx"), "Token claim org_id must be a string"),
-    ("control char in sub", claims(sub="user\x1b[31m"), "Token claim sub must be a string"),
-    ("org_id a number", claims(org_id=42), "Token claim org_id must be a string"),
-    ("org_id too long", claims(org_id="o" * 256), "Token claim org_id must be a string"),
-    ("sub a list", claims(sub=["user-1"]), "Invalid token"),
+    ("roles as a plain string", {"roles": "admin"}, "Token claim roles must be a list"),
+    ("roles as an object", {"roles": {"admin": True}}, "Token claim roles must be a list"),
+    ("exp as a string", {"exp": lambda now: str(now + 600)}, "Token claim exp must be a number"),
+    ("iat as a string", {"iat": lambda now: str(now)}, "Token claim iat must be a number"),
+    ("nbf as a string", {"nbf": lambda now: str(now - 5)}, "Token claim nbf must be a number"),
+    ("exp as a boolean", {"exp": True}, "Token expired"),
+    ("no iat", {"iat": None}, "Token lacks the iat claim"),
+    ("exp of 10**30", {"exp": 10**30}, "Token lifetime (exp - iat) exceeds 86400 seconds"),
+    ("a two-day lifetime", {"exp": lambda now: now + 2 * 86400}, "Token lifetime (exp - iat)"),
+    ("NUL in org_id", {"org_id": "demo\u0000evil"}, "Token claim org_id must be a string"),
+    ("newline in org_id", {"org_id": "demo\nx"}, "Token claim org_id must be a string"),
+    ("control char in sub", {"sub": "user\x1b[31m"}, "Token claim sub must be a string"),
+    ("org_id a number", {"org_id": 42}, "Token claim org_id must be a string"),
+    ("org_id too long", {"org_id": "o" * 256}, "Token claim org_id must be a string"),
+    ("sub a list", {"sub": ["user-1"]}, "Invalid token"),
 ]
 
 
 @pytest.mark.parametrize(
-    ("token_claims", "detail"),
+    ("overrides", "detail"),
     [(c, d) for _, c, d in STRICT_CLAIMS],
     ids=[name for name, _, _ in STRICT_CLAIMS],
 )
 def test_loosely_typed_or_unbounded_claims_are_refused(
-    token_claims: dict[str, Any], detail: str
+    overrides: dict[str, Any], detail: str
 ) -> None:
-    token = jwt.encode(token_claims, SECRET, algorithm="HS256")
+    token = jwt.encode(claims(**overrides), SECRET, algorithm="HS256")
     with pytest.raises(AuthError) as caught:
         JwtVerifier(hs_settings()).verify(token)
     assert caught.value.detail.startswith(detail), caught.value.detail
 
 
 def test_a_lifetime_up_to_the_setting_is_accepted_and_the_setting_is_honoured() -> None:
-    day = claims(exp=NOW + 86400)
+    day = claims(exp=lambda now: now + 86400)
     assert JwtVerifier(hs_settings()).verify(jwt.encode(day, SECRET, algorithm="HS256"))
     with pytest.raises(AuthError, match="exceeds 3600 seconds"):
         JwtVerifier(hs_settings(jwt_max_lifetime_seconds=3600)).verify(
@@ -124,7 +127,12 @@ def test_a_lifetime_up_to_the_setting_is_accepted_and_the_setting_is_honoured() 
 
 
 def test_numeric_dates_may_be_floats_and_nbf_in_the_past_is_fine() -> None:
-    token = jwt.encode(claims(iat=NOW + 0.5, exp=NOW + 600.25, nbf=NOW - 1), SECRET, "HS256")
+    dates = {
+        "iat": lambda now: now + 0.5,
+        "exp": lambda now: now + 600.25,
+        "nbf": lambda now: now - 1,
+    }
+    token = jwt.encode(claims(**dates), SECRET, "HS256")
     assert JwtVerifier(hs_settings()).verify(token).org_id == "org-a"
 
 
