@@ -5,17 +5,24 @@ from __future__ import annotations
 import copy
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from export_service.adapters.event_mapping import to_contract, to_envelope
 from export_service.domain.circuit import Circuit, CircuitState
 from export_service.domain.connection import ErpConnection
-from export_service.domain.events import Message
+from export_service.domain.events import DomainEvent
 from export_service.domain.export import Export, ExportStatus
 from export_service.service_layer.ports import ConnectionReport, Upload
 from export_service.service_layer.unit_of_work import AbstractUnitOfWork
-from orderflow_shared.contracts import DraftPushRequestedV1, OrderLineSnapshot, OrderSnapshot
+from orderflow_shared.contracts import (
+    DraftPushRequestedV1,
+    EventData,
+    OrderLineSnapshot,
+    OrderSnapshot,
+)
 
 
 class FakeClock:
@@ -203,6 +210,22 @@ class FakeExports:
         return found
 
 
+@dataclass(frozen=True)
+class Published:
+    """An outbox record as the Postgres unit of work writes it (`event_mapping`), with
+    its contract kept readable."""
+
+    data: EventData
+    subject: str
+    key: str
+    actor_id: str | None
+
+    @classmethod
+    def of(cls, event: DomainEvent) -> Published:
+        envelope = to_envelope(event)
+        return cls(to_contract(event), envelope.subject, envelope.key, envelope.actor_id)
+
+
 class FakeUnitOfWork(AbstractUnitOfWork):
     """Commits copy the working state into the committed state; rollback discards it."""
 
@@ -212,7 +235,7 @@ class FakeUnitOfWork(AbstractUnitOfWork):
         self.committed_exports: dict[uuid.UUID, Export] = {}
         self.committed_circuits: dict[uuid.UUID, Circuit] = {}
         self.committed_inbox: set[tuple[str, uuid.UUID]] = set()
-        self.outbox: list[Message] = []
+        self.outbox: list[Published] = []
         self.commits = 0
 
     async def __aenter__(self) -> FakeUnitOfWork:
@@ -221,7 +244,7 @@ class FakeUnitOfWork(AbstractUnitOfWork):
         self.circuits = FakeCircuits(copy.deepcopy(self.committed_circuits))
         self.exports = FakeExports(copy.deepcopy(self.committed_exports), self.circuits.store)
         self._inbox = set(self.committed_inbox)
-        self._events: list[Message] = []
+        self._events: list[Published] = []
         return self
 
     async def claim_events(self, consumer: str, event_ids: list[uuid.UUID]) -> set[uuid.UUID]:
@@ -232,8 +255,8 @@ class FakeUnitOfWork(AbstractUnitOfWork):
                 fresh.add(event_id)
         return fresh
 
-    async def _write_events(self, messages: list[Message]) -> None:
-        self._events.extend(messages)
+    async def _write_events(self, events: list[DomainEvent]) -> None:
+        self._events.extend(Published.of(event) for event in events)
 
     async def _commit(self) -> None:
         assert isinstance(self.connections, FakeConnections)

@@ -4,10 +4,12 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from export_service.adapters.event_mapping import to_contract, to_envelope
 from export_service.domain.errors import DeliveryError, ErrorCode
+from export_service.domain.events import ExportDelayed, ExportFailed, ExportSent
 from export_service.domain.export import Delivery, Export, ExportStatus, IllegalTransition
 from export_service.domain.retry import RetryPolicy
-from orderflow_shared.contracts import ExportDelayedV1, ExportFailedV1, ExportSentV1
+from orderflow_shared.contracts import ExportDelayedV1, ExportSentV1
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=30)
@@ -54,10 +56,13 @@ def test_delivery_marks_sent_and_records_export_sent(export):
     export.mark_sent(DELIVERY, NOW)
     assert export.status is ExportStatus.SENT and export.sent_at == NOW
     assert export.lease_owner is None
-    (message,) = export.events
-    assert isinstance(message.data, ExportSentV1)
-    assert message.data.checksum_sha256 == "a" * 64
-    assert message.key == str(export.draft_order_id) == message.subject
+    (event,) = export.events
+    assert isinstance(event, ExportSent)
+    assert event.checksum_sha256 == "a" * 64
+    assert isinstance(to_contract(event), ExportSentV1)
+    envelope = to_envelope(event)
+    assert envelope.key == str(export.draft_order_id) == envelope.subject
+    assert envelope.actor_id == "system:export-service"
 
 
 def test_a_transient_error_waits_for_the_dropzone_and_says_so(export):
@@ -69,12 +74,14 @@ def test_a_transient_error_waits_for_the_dropzone_and_says_so(export):
     assert NOW + timedelta(seconds=0.5) <= export.next_attempt_at <= NOW + timedelta(seconds=1)
     assert export.error_json["code"] == "connection_refused"
     assert export.error_json["reason"] == "waiting_for_dropzone"
-    (message,) = export.events
-    assert isinstance(message.data, ExportDelayedV1)
-    assert message.data.next_attempt_at == export.next_attempt_at
-    assert message.data.deliver_by == NOW + DEADLINE
-    assert message.data.error_code == "connection_refused" and message.data.attempts == 1
-    assert message.key == str(export.draft_order_id)
+    (event,) = export.events
+    assert isinstance(event, ExportDelayed)
+    assert event.next_attempt_at == export.next_attempt_at
+    assert event.deliver_by == NOW + DEADLINE
+    assert event.error_code == "connection_refused" and event.attempts == 1
+    published = to_contract(event)
+    assert isinstance(published, ExportDelayedV1) and published.reason == "waiting_for_dropzone"
+    assert to_envelope(event).key == str(export.draft_order_id)
 
 
 def _fail_until_final(export, code=ErrorCode.CONNECTION_TIMEOUT):
@@ -95,16 +102,16 @@ def test_transient_errors_are_retried_until_the_deadline_not_a_count(export):
     times = _fail_until_final(export)
     assert export.status is ExportStatus.FAILED
     assert len(times) > 6  # more than the old bound of attempts
-    assert export.events[-1].data.failed_at == NOW + DEADLINE  # not before the deadline
+    assert export.events[-1].failed_at == NOW + DEADLINE  # not before the deadline
     assert times[-1] > NOW + DEADLINE - timedelta(seconds=POLICY.max_seconds)
     gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
     assert max(gaps) <= POLICY.max_seconds  # the backoff is capped
-    failed = export.events[-1].data
-    assert isinstance(failed, ExportFailedV1) and not failed.permanent
+    failed = export.events[-1]
+    assert isinstance(failed, ExportFailed) and not failed.permanent
     assert failed.attempts == len(times) and failed.error_code == "connection_timeout"
     assert "deadline" in failed.error_message
     assert export.error_json["deadline_passed"] is True
-    delayed = [m.data for m in export.events if isinstance(m.data, ExportDelayedV1)]
+    delayed = [e for e in export.events if isinstance(e, ExportDelayed)]
     assert len(delayed) == len(times)  # each attempt was followed by a wait
 
 
@@ -116,7 +123,7 @@ def test_an_export_still_waiting_at_its_deadline_expires_with_its_last_error(exp
     attempts = export.attempts
     export.expire(NOW + DEADLINE)
     assert export.status is ExportStatus.FAILED and export.attempts == attempts
-    failed = export.events[-1].data
+    failed = export.events[-1]
     assert failed.error_code == "connection_lost" and not failed.permanent
 
 
@@ -124,7 +131,7 @@ def test_an_export_never_tried_expires_as_deadline_passed(export):
     with pytest.raises(IllegalTransition):
         export.expire(NOW)
     export.expire(NOW + DEADLINE)
-    assert export.events[-1].data.error_code == "deadline_passed"
+    assert export.events[-1].error_code == "deadline_passed"
 
 
 def test_a_probe_may_claim_a_waiting_export_before_its_next_attempt(export):
@@ -141,8 +148,8 @@ def test_a_permanent_error_fails_at_once(export):
     export.claim("w1", NOW, LEASE)
     export.attempt_failed(DeliveryError(ErrorCode.HOST_KEY_MISMATCH, "changed"), POLICY, NOW)
     assert export.status is ExportStatus.FAILED
-    assert export.events[0].data.permanent
-    assert export.events[0].data.error_code == "host_key_mismatch"
+    assert export.events[0].permanent
+    assert export.events[0].error_code == "host_key_mismatch"
 
 
 def test_no_active_connection_fails_before_any_attempt(export):

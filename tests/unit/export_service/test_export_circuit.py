@@ -5,6 +5,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from export_service.adapters.event_mapping import to_contract, to_envelope
 from export_service.domain.circuit import Circuit, CircuitPolicy, CircuitState
 from export_service.domain.connection import ConnectorType, ErpConnection, Secrets, SftpSettings
 from export_service.domain.errors import DeliveryError, ErrorCode, InvalidConnection
@@ -35,7 +36,7 @@ def circuit() -> Circuit:
 
 
 def states(c: Circuit) -> list[tuple[str, str]]:
-    return [(m.data.previous_state, m.data.state) for m in c.events]
+    return [(e.previous_state, e.state) for e in c.events]
 
 
 # --- the domain --------------------------------------------------------------------
@@ -49,11 +50,14 @@ def test_the_circuit_opens_after_the_threshold_of_consecutive_transient_failures
     c.failed(DOWN, NOW + timedelta(seconds=1), POLICY)
     assert c.state is CircuitState.OPEN and c.since == NOW + timedelta(seconds=1)
     assert c.next_probe_at == NOW + timedelta(seconds=11)
-    (message,) = c.events
-    assert isinstance(message.data, ExportCircuitChangedV1)
-    assert message.data.state == "open" and message.data.consecutive_failures == 3
-    assert message.data.last_error_code == "connection_refused"
-    assert message.key == message.subject == str(c.connection_id)
+    (event,) = c.events
+    assert event.state == "open" and event.consecutive_failures == 3
+    assert event.last_error_code == "connection_refused"
+    published = to_contract(event)
+    assert isinstance(published, ExportCircuitChangedV1)
+    assert published.changed_at == published.since == NOW + timedelta(seconds=1)
+    envelope = to_envelope(event)
+    assert envelope.key == envelope.subject == str(c.connection_id)
 
 
 def test_a_success_resets_the_count_of_failures():

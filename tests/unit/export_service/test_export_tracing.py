@@ -50,9 +50,9 @@ async def test_the_export_keeps_the_push_request_s_trace_and_each_outcome_its_at
     written: list[tuple[str, dict[str, str]]] = []
     original = uow._write_events
 
-    async def spy(messages: list[Any]) -> None:
-        written.extend((type(m.data).__name__, tracing.current_carrier()) for m in messages)
-        await original(messages)
+    async def spy(events: list[Any]) -> None:
+        written.extend((type(e).__name__, tracing.current_carrier()) for e in events)
+        await original(events)
 
     uow._write_events = spy
     sent, failed = jobs
@@ -67,8 +67,8 @@ async def test_the_export_keeps_the_push_request_s_trace_and_each_outcome_its_at
     by_type = dict(written)
     # the sent export's event continues the attempt's span; the other, with no span of
     # its own given, continues the push request's
-    assert by_type["ExportSentV1"]["traceparent"] == carrier(11)["traceparent"]
-    assert by_type["ExportDelayedV1"]["traceparent"] == carrier(2)["traceparent"]
+    assert by_type["ExportSent"]["traceparent"] == carrier(11)["traceparent"]
+    assert by_type["ExportDelayed"]["traceparent"] == carrier(2)["traceparent"]
 
 
 def test_outcomes_are_logged_at_info_like_the_seed_s_worker(

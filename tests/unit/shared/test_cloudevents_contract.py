@@ -245,9 +245,9 @@ def test_every_topic_but_the_dead_letter_one_has_a_producer_and_source() -> None
 
 def test_the_services_wrap_their_events_with_the_convention() -> None:
     from draft_api.adapters import event_mapping
-    from export_service.adapters import unit_of_work
+    from export_service.adapters import event_mapping as export_mapping
 
     assert event_mapping.SOURCE == source_for(Service.DRAFT_API)
     assert event_mapping.SYSTEM_ACTOR == "system:draft-api"
-    assert unit_of_work.SOURCE == "/orderflow/export-service"
-    assert unit_of_work.SYSTEM_ACTOR == "system:export-service"
+    assert export_mapping.SOURCE == "/orderflow/export-service"
+    assert export_mapping.SYSTEM_ACTOR == "system:export-service"

@@ -5,11 +5,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 
-from orderflow_shared.contracts.services import Service, source_for, system_actor
 from orderflow_shared.messaging import inbox, outbox
-from orderflow_shared.messaging.envelope import Envelope
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from export_service.adapters.event_mapping import to_envelope
 from export_service.adapters.orm import Tables
 from export_service.adapters.repositories import (
     SqlCircuitRepository,
@@ -17,12 +16,8 @@ from export_service.adapters.repositories import (
     SqlExportRepository,
 )
 from export_service.adapters.secret_box import FernetSecretBox
-from export_service.domain.events import Message
+from export_service.domain.events import DomainEvent
 from export_service.service_layer.unit_of_work import AbstractUnitOfWork
-
-SOURCE = source_for(Service.EXPORT_SERVICE)
-#: the actor of steps no person asked for (delivery results, retries, circuit changes)
-SYSTEM_ACTOR = system_actor(Service.EXPORT_SERVICE)
 
 
 class SqlUnitOfWork(AbstractUnitOfWork):
@@ -31,13 +26,11 @@ class SqlUnitOfWork(AbstractUnitOfWork):
         session_factory: async_sessionmaker[AsyncSession],
         tables: Tables,
         box: FernetSecretBox,
-        source: str = SOURCE,
     ) -> None:
         super().__init__()
         self._factory = session_factory
         self._tables = tables
         self._box = box
-        self._source = source
         self._session: AsyncSession | None = None
 
     async def __aenter__(self) -> SqlUnitOfWork:
@@ -66,17 +59,9 @@ class SqlUnitOfWork(AbstractUnitOfWork):
         """The new ids of a batch, claimed in one round trip (`inbox.claim_many`)."""
         return await inbox.claim_many(self.session, self._tables.inbox, consumer, event_ids)
 
-    async def _write_events(self, messages: list[Message]) -> None:
-        for message in messages:
-            envelope = Envelope.wrap(
-                message.data,
-                source=self._source,
-                subject=message.subject,
-                org_id=message.org_id,
-                actor_id=message.actor_id or SYSTEM_ACTOR,
-                key=message.key,
-            )
-            await outbox.add_event(self.session, self._tables.outbox, envelope)
+    async def _write_events(self, events: list[DomainEvent]) -> None:
+        for event in events:
+            await outbox.add_event(self.session, self._tables.outbox, to_envelope(event))
 
     async def _commit(self) -> None:
         await self.session.commit()

@@ -19,11 +19,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from orderflow_shared.contracts import ExportCircuitChangedV1
 from orderflow_shared.timing import backoff
 
 from export_service.domain.errors import DeliveryError
-from export_service.domain.events import Message
+from export_service.domain.events import CircuitMoved
 
 
 class CircuitState(StrEnum):
@@ -67,7 +66,7 @@ class Circuit:
     probe_export_id: uuid.UUID | None = None
     probe_expires_at: datetime | None = None
     last_error_code: str | None = None
-    events: list[Message] = field(default_factory=list, repr=False, compare=False)
+    events: list[CircuitMoved] = field(default_factory=list, repr=False, compare=False)
 
     @classmethod
     def closed(cls, connection_id: uuid.UUID, org_id: str, since: datetime) -> Circuit:
@@ -140,19 +139,14 @@ class Circuit:
         if state is CircuitState.CLOSED:
             self.next_probe_at = None
         self.events.append(
-            Message.about(
-                ExportCircuitChangedV1(
-                    connection_id=self.connection_id,
-                    org_id=self.org_id,
-                    state=state.value,
-                    previous_state=previous.value,
-                    since=now,
-                    consecutive_failures=self.consecutive_failures,
-                    last_error_code=self.last_error_code,
-                    next_probe_at=self.next_probe_at if state is CircuitState.OPEN else None,
-                    changed_at=now,
-                ),
-                self.connection_id,
-                self.org_id,
+            CircuitMoved(
+                connection_id=self.connection_id,
+                org_id=self.org_id,
+                state=state.value,
+                previous_state=previous.value,
+                consecutive_failures=self.consecutive_failures,
+                last_error_code=self.last_error_code,
+                next_probe_at=self.next_probe_at if state is CircuitState.OPEN else None,
+                since=now,
             )
         )

@@ -8,17 +8,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
-
-from orderflow_shared.contracts import ErpConnectionChangedV1
+from typing import Any
 
 from export_service.domain.errors import InvalidConnection
-from export_service.domain.events import Message
+from export_service.domain.events import Change, ConnectionChanged
 from export_service.domain.filenames import validate_template
 from export_service.domain.renderers import FileFormat
 
 _FINGERPRINT = re.compile(r"^SHA256:[A-Za-z0-9+/]{43}=?$")
-Change = Literal["created", "updated", "activated", "deactivated", "restated"]
 
 
 class ConnectorType(StrEnum):
@@ -108,7 +105,7 @@ class ErpConnection:
     csv_formula_guard: bool = True
     #: how long a transient failure is retried, per export (None: the service's default)
     delivery_deadline_seconds: int | None = None
-    events: list[Message] = field(default_factory=list, repr=False, compare=False)
+    events: list[ConnectionChanged] = field(default_factory=list, repr=False, compare=False)
 
     @classmethod
     def create(
@@ -229,13 +226,15 @@ class ErpConnection:
         self._record("restated", actor_id)
 
     def _record(self, change: Change, actor_id: str | None) -> None:
-        data = ErpConnectionChangedV1(
-            connection_id=self.id,
-            org_id=self.org_id,
-            name=self.name,
-            connector_type=self.connector_type.value,
-            is_active=self.is_active,
-            change=change,
-            changed_at=self.updated_at,
+        self.events.append(
+            ConnectionChanged(
+                connection_id=self.id,
+                org_id=self.org_id,
+                actor_id=actor_id,
+                change=change,
+                name=self.name,
+                connector_type=self.connector_type.value,
+                is_active=self.is_active,
+                changed_at=self.updated_at,
+            )
         )
-        self.events.append(Message.about(data, self.id, self.org_id, actor_id))

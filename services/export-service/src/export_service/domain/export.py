@@ -15,12 +15,13 @@ import random
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TypedDict
 
-from orderflow_shared.contracts import ExportDelayedV1, ExportFailedV1, ExportSentV1, OrderSnapshot
+from orderflow_shared.contracts import OrderSnapshot
 from orderflow_shared.contracts.export_status import ExportStatus as ExportStatus
 
 from export_service.domain.errors import DeliveryError, ErrorCode
-from export_service.domain.events import Message
+from export_service.domain.events import ExportDelayed, ExportEvent, ExportFailed, ExportSent
 from export_service.domain.renderers import FileFormat
 from export_service.domain.retry import RetryPolicy
 
@@ -31,6 +32,12 @@ class IllegalTransition(Exception):
 
 #: `error_json["reason"]` of a PENDING export that failed transiently and waits.
 WAITING_FOR_DROPZONE = "waiting_for_dropzone"
+
+
+class _ExportIds(TypedDict):
+    org_id: str
+    draft_id: uuid.UUID
+    erp_export_id: uuid.UUID
 
 
 @dataclass(frozen=True)
@@ -70,7 +77,7 @@ class Export:
     #: opaque W3C trace context of the push request (`traceparent`, ...), kept so the
     #: delivery continues its trace; never interpreted here
     trace_context: dict[str, str] | None = field(default=None, repr=False, compare=False)
-    events: list[Message] = field(default_factory=list, repr=False, compare=False)
+    events: list[ExportEvent] = field(default_factory=list, repr=False, compare=False)
 
     @property
     def is_final(self) -> bool:
@@ -130,16 +137,15 @@ class Export:
         self.export_storage_key = delivery.storage_key
         self.error_json = None
         self._release()
-        self._record(
-            ExportSentV1(
-                draft_id=self.draft_order_id,
-                erp_export_id=self.id,
+        self.events.append(
+            ExportSent(
                 export_storage_key=delivery.storage_key,
                 remote_path=delivery.remote_path,
                 checksum_sha256=delivery.checksum,
                 size_bytes=delivery.size_bytes,
                 attempts=max(self.attempts, 1),
                 sent_at=now,
+                **self._ids(),
             )
         )
 
@@ -209,15 +215,14 @@ class Export:
             error = DeliveryError(error.code, message)
         self.next_attempt_at = None
         self._release()
-        self._record(
-            ExportFailedV1(
-                draft_id=self.draft_order_id,
-                erp_export_id=self.id,
+        self.events.append(
+            ExportFailed(
                 error_code=str(error.code),
                 error_message=error.message,
                 attempts=self.attempts,
                 permanent=not error.is_transient,
                 failed_at=now,
+                **self._ids(),
             )
         )
 
@@ -234,10 +239,8 @@ class Export:
         self, code: str, message: str, attempts: int, next_attempt_at: datetime, now: datetime
     ) -> None:
         """Record that the export waits for its next attempt (`export.delayed`)."""
-        self._record(
-            ExportDelayedV1(
-                draft_id=self.draft_order_id,
-                erp_export_id=self.id,
+        self.events.append(
+            ExportDelayed(
                 connection_id=self.connection_id,
                 error_code=code,
                 error_message=message,
@@ -245,6 +248,7 @@ class Export:
                 next_attempt_at=next_attempt_at,
                 deliver_by=self.deliver_by,
                 delayed_at=now,
+                **self._ids(),
             )
         )
 
@@ -252,5 +256,6 @@ class Export:
         self.lease_owner = None
         self.lease_expires_at = None
 
-    def _record(self, data: ExportSentV1 | ExportFailedV1 | ExportDelayedV1) -> None:
-        self.events.append(Message.about(data, self.draft_order_id, self.org_id))
+    def _ids(self) -> _ExportIds:
+        """What every event of this export names: its org, draft and id."""
+        return {"org_id": self.org_id, "draft_id": self.draft_order_id, "erp_export_id": self.id}

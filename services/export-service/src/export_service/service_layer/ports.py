@@ -10,7 +10,7 @@ from typing import Protocol
 
 from export_service.domain.circuit import Circuit
 from export_service.domain.connection import ConnectorType, ErpConnection
-from export_service.domain.events import Message
+from export_service.domain.events import DomainEvent
 from export_service.domain.export import Export
 
 Clock = Callable[[], datetime]
@@ -109,7 +109,7 @@ class UnitOfWork(Protocol):
         """Inbox: the ids among these that were not applied before (claimed now)."""
         ...
 
-    def publish(self, messages: Iterable[Message]) -> None:
+    def publish(self, events: Iterable[DomainEvent]) -> None:
         """Queue events for the outbox; they are written by `commit`."""
         ...
 

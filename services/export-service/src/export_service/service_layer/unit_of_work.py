@@ -8,7 +8,7 @@ from itertools import groupby
 
 from orderflow_shared import tracing
 
-from export_service.domain.events import Message
+from export_service.domain.events import DomainEvent
 from export_service.service_layer.ports import (
     CircuitRepository,
     ConnectionRepository,
@@ -22,8 +22,8 @@ class AbstractUnitOfWork:
     circuits: CircuitRepository
 
     def __init__(self) -> None:
-        self._pending: list[Message] = []
-        #: the trace context active when each pending message was published
+        self._pending: list[DomainEvent] = []
+        #: the trace context active when each pending event was published
         self._traces: list[dict[str, str]] = []
 
     async def __aenter__(self) -> AbstractUnitOfWork:
@@ -33,11 +33,11 @@ class AbstractUnitOfWork:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.rollback()
 
-    def publish(self, messages: Iterable[Message]) -> None:
-        """Queue the messages for the commit; each keeps the trace active now."""
+    def publish(self, events: Iterable[DomainEvent]) -> None:
+        """Queue the events for the commit; each keeps the trace active now."""
         carrier = tracing.current_carrier()
-        for message in messages:
-            self._pending.append(message)
+        for event in events:
+            self._pending.append(event)
             self._traces.append(carrier)
 
     async def commit(self) -> None:
@@ -47,7 +47,7 @@ class AbstractUnitOfWork:
             await self._write_events([])  # the adapter's own bookkeeping, if any
         for carrier, group in groupby(zip(pending, traces, strict=True), key=lambda p: p[1]):
             with tracing.attached(carrier):
-                await self._write_events([message for message, _ in group])
+                await self._write_events([event for event, _ in group])
         await self._commit()
 
     async def claim_events(self, consumer: str, event_ids: list[uuid.UUID]) -> set[uuid.UUID]:
@@ -57,7 +57,7 @@ class AbstractUnitOfWork:
         self._pending, self._traces = [], []
         await self._rollback()
 
-    async def _write_events(self, messages: list[Message]) -> None:
+    async def _write_events(self, events: list[DomainEvent]) -> None:
         raise NotImplementedError
 
     async def _commit(self) -> None:
