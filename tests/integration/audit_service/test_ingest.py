@@ -9,7 +9,7 @@ import sys
 import uuid
 from datetime import datetime
 
-from audit_service.domain.mapping import unreadable_event_id
+from audit_service.adapters.mapping import unreadable_event_id
 from orderflow_shared.contracts.events import UNREADABLE_AUDIT_ACTION
 
 from .conftest import _produce, produce, produce_raw, wait_for

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import uuid
 
-from audit_service.domain.mapping import UNTRUSTED_ORG
+from audit_service.adapters.mapping import UNTRUSTED_ORG
 from orderflow_shared.contracts.events import UNTRUSTED_AUDIT_ACTION
 
 from .conftest import _produce, produce, wait_for

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from audit_service.domain.mapping import entry_from_envelope
+from audit_service.adapters.mapping import entry_from_envelope
 from audit_service.domain.verification import verify_rows
 from audit_service.service_layer.ingest import ingest
 from audit_service.service_layer.verify import verify_all

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from audit_service.domain.mapping import (
+from audit_service.adapters.mapping import (
     UNKNOWN_ORG,
     RawRecord,
     entry_from_dead_letter,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from audit_service.domain.mapping import entry_from_envelope
+from audit_service.adapters.mapping import entry_from_envelope
 from orderflow_shared.contracts import ExportCircuitChangedV1, ExportDelayedV1
 from orderflow_shared.messaging.envelope import Envelope
 

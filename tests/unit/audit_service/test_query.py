@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from audit_service.domain.mapping import entry_from_envelope
+from audit_service.adapters.mapping import entry_from_envelope
 from audit_service.domain.query import AuditQuery, InvalidQuery, Position
 from audit_service.service_layer.ingest import ingest
 from audit_service.service_layer.queries import list_entries

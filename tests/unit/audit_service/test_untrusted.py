@@ -8,13 +8,13 @@ import uuid
 from types import ModuleType
 from typing import Any
 
-from audit_service.domain.entry import GENESIS_HASH, AuditEntry, link_hash
-from audit_service.domain.mapping import (
+from audit_service.adapters.mapping import (
     UNTRUSTED_ORG,
     RawRecord,
     entry_from_dead_letter,
     entry_from_envelope,
 )
+from audit_service.domain.entry import GENESIS_HASH, AuditEntry, link_hash
 from audit_service.service_layer.ingest import ingest
 from orderflow_shared.contracts.events import UNTRUSTED_AUDIT_ACTION
 from orderflow_shared.messaging.envelope import Envelope

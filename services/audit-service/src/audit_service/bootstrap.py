@@ -23,8 +23,8 @@ from orderflow_shared.runtime import Role, Wiring, service_checks
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from audit_service.adapters.kafka import LagProbe, raw_record
+from audit_service.adapters.mapping import RawRecord
 from audit_service.adapters.repository import SqlUnitOfWork
-from audit_service.domain.mapping import RawRecord
 from audit_service.entrypoints.http import router
 from audit_service.entrypoints.ingest import IngestHandlers
 from audit_service.service_layer.ports import UnitOfWork

@@ -1,10 +1,12 @@
-"""Topic `audit.checkpoint`: publishing the signed heads, reading them all back."""
+"""Topic `audit.checkpoint`: publishing the signed heads, reading them all back (a
+checkpoint travels as contract `AuditCheckpointV1`, its fields under the same names)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Sequence
+from dataclasses import asdict
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -31,7 +33,7 @@ async def publish(kafka: KafkaOptions, checkpoints: Sequence[Checkpoint], client
             await producer.send(
                 TOPIC,
                 key=c.org_id.encode(),
-                value=c.to_record().model_dump_json().encode(),
+                value=AuditCheckpointV1(**asdict(c)).model_dump_json().encode(),
             )
             for c in checkpoints
         ]
@@ -81,7 +83,7 @@ async def read_all(kafka: KafkaOptions, timeout: float = 60.0) -> list[Checkpoin
                         except ValidationError:
                             _log.warning("unreadable record at %s:%d", tp, record.offset)
                             continue
-                        found.append(Checkpoint.of_record(model))
+                        found.append(Checkpoint.of_columns(model.model_dump()))
                 for tp in list(pending):
                     if await consumer.position(tp) >= ends[tp]:
                         pending.discard(tp)

@@ -18,7 +18,7 @@ from orderflow_shared.messaging.consumer import Record, report_lag
 from orderflow_shared.messaging.kafka import KafkaOptions
 from orderflow_shared.timing import sleep_or_stop
 
-from audit_service.domain.mapping import RawRecord
+from audit_service.adapters.mapping import RawRecord
 
 _log = logging.getLogger(__name__)
 

@@ -7,7 +7,8 @@ has another hash, lost or rewrote entries. `anchor` checkpoints are the newest e
 retention pruned: the first kept entry links to it, so the rest still verifies.
 
 The signature (Ed25519, `adapters.signing`) covers `signed_bytes()`; the format is the
-contract of topic `audit.checkpoint` (orderflow_shared.contracts.checkpoints).
+contract of topic `audit.checkpoint` (orderflow_shared.contracts.checkpoints), which
+`adapters.checkpoint_topic` turns a checkpoint into and back.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from typing import Any, Literal
 
-from orderflow_shared.contracts.checkpoints import SIGNING_CONTEXT, AuditCheckpointV1
+from orderflow_shared.contracts.checkpoints import SIGNING_CONTEXT
 
 from audit_service.domain.entry import canonical_time
 
@@ -52,13 +53,6 @@ class Checkpoint:
 
     def signed_bytes(self) -> bytes:
         return signed_bytes(self.position, self.kind, self.signed_at)
-
-    def to_record(self) -> AuditCheckpointV1:
-        return AuditCheckpointV1(**asdict(self))
-
-    @classmethod
-    def of_record(cls, record: AuditCheckpointV1) -> Checkpoint:
-        return cls.of_columns(record.model_dump())
 
     @classmethod
     def of_columns(cls, values: Mapping[str, Any]) -> Checkpoint:

@@ -9,8 +9,8 @@ from collections.abc import Callable, Sequence
 from orderflow_shared.messaging.envelope import Envelope
 from prometheus_client import Counter, Gauge
 
+from audit_service.adapters.mapping import RawRecord, entry_from_dead_letter, entry_from_envelope
 from audit_service.domain.entry import AuditEntry
-from audit_service.domain.mapping import RawRecord, entry_from_dead_letter, entry_from_envelope
 from audit_service.service_layer.ingest import ingest
 from audit_service.service_layer.ports import UnitOfWork
 
