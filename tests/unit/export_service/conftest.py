@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from export_service.adapters.event_mapping import to_contract, to_envelope
+from export_service.adapters.event_mapping import MAPPING
 from export_service.domain.circuit import Circuit, CircuitState
 from export_service.domain.connection import ErpConnection
 from export_service.domain.events import DomainEvent
@@ -23,6 +23,8 @@ from orderflow_shared.contracts import (
     OrderLineSnapshot,
     OrderSnapshot,
 )
+
+to_contract, to_envelope = MAPPING.to_contract, MAPPING.to_envelope
 
 
 class FakeClock:

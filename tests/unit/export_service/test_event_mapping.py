@@ -10,13 +10,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from export_service.adapters.event_mapping import (
-    CONTRACTS,
-    SOURCE,
-    SYSTEM_ACTOR,
-    to_contract,
-    to_envelope,
-)
+from export_service.adapters.event_mapping import MAPPING
 from export_service.domain import events
 from orderflow_shared.contracts import (
     ErpConnectionChangedV1,
@@ -27,6 +21,8 @@ from orderflow_shared.contracts import (
     ExportSentV1,
 )
 
+CONTRACTS, SOURCE, SYSTEM_ACTOR = MAPPING.contracts, MAPPING.source, MAPPING.system_actor
+to_contract, to_envelope = MAPPING.to_contract, MAPPING.to_envelope
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 DRAFT, EXPORT, CONNECTION = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
 

@@ -4,12 +4,14 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from export_service.adapters.event_mapping import to_contract, to_envelope
+from export_service.adapters.event_mapping import MAPPING
 from export_service.domain.errors import DeliveryError, ErrorCode
 from export_service.domain.events import ExportDelayed, ExportFailed, ExportSent
 from export_service.domain.export import Delivery, Export, ExportStatus, IllegalTransition
 from export_service.domain.retry import RetryPolicy
 from orderflow_shared.contracts import ExportDelayedV1, ExportSentV1
+
+to_contract, to_envelope = MAPPING.to_contract, MAPPING.to_envelope
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=30)

@@ -5,7 +5,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from export_service.adapters.event_mapping import to_contract, to_envelope
+from export_service.adapters.event_mapping import MAPPING
 from export_service.domain.circuit import Circuit, CircuitPolicy, CircuitState
 from export_service.domain.connection import ConnectorType, ErpConnection, Secrets, SftpSettings
 from export_service.domain.errors import DeliveryError, ErrorCode, InvalidConnection
@@ -19,6 +19,8 @@ from export_service.service_layer.exports import (
     record_push_requests,
 )
 from orderflow_shared.contracts import ExportCircuitChangedV1, ExportDelayedV1
+
+to_contract, to_envelope = MAPPING.to_contract, MAPPING.to_envelope
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=30)

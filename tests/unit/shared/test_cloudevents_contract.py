@@ -247,7 +247,7 @@ def test_the_services_wrap_their_events_with_the_convention() -> None:
     from draft_api.adapters import event_mapping
     from export_service.adapters import event_mapping as export_mapping
 
-    assert event_mapping.SOURCE == source_for(Service.DRAFT_API)
-    assert event_mapping.SYSTEM_ACTOR == "system:draft-api"
-    assert export_mapping.SOURCE == "/orderflow/export-service"
-    assert export_mapping.SYSTEM_ACTOR == "system:export-service"
+    assert event_mapping.MAPPING.source == source_for(Service.DRAFT_API)
+    assert event_mapping.MAPPING.system_actor == "system:draft-api"
+    assert export_mapping.MAPPING.source == "/orderflow/export-service"
+    assert export_mapping.MAPPING.system_actor == "system:export-service"

@@ -44,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -219,6 +220,12 @@ async def add_event(
     if transaction is None or session.info.get(marker) is not transaction:
         await session.execute(select(func.pg_notify(channel, "")))
         session.info[marker] = transaction
+
+
+async def add_events(session: AsyncSession, table: Table, envelopes: Iterable[Envelope]) -> None:
+    """`add_event` for each, in order (a unit of work's events at commit)."""
+    for envelope in envelopes:
+        await add_event(session, table, envelope)
 
 
 class OutboxRelay:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from orderflow_shared.messaging import outbox
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from draft_api.adapters.event_mapping import to_envelope
+from draft_api.adapters.event_mapping import MAPPING
 from draft_api.adapters.orm import Tables
 from draft_api.adapters.repository import (
     SqlConnectorReadModel,
@@ -41,8 +41,7 @@ class SqlAlchemyUnitOfWork(AbstractUnitOfWork):
             await self.session.close()
 
     async def _write_events(self, events: list[DomainEvent]) -> None:
-        for event in events:
-            await outbox.add_event(self.session, self._tables.outbox, to_envelope(event))
+        await outbox.add_events(self.session, self._tables.outbox, map(MAPPING.to_envelope, events))
 
     async def _commit(self) -> None:
         await self.session.commit()

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from orderflow_shared.messaging import inbox, outbox
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from export_service.adapters.event_mapping import to_envelope
+from export_service.adapters.event_mapping import MAPPING
 from export_service.adapters.orm import Tables
 from export_service.adapters.repositories import (
     SqlCircuitRepository,
@@ -60,8 +60,7 @@ class SqlUnitOfWork(AbstractUnitOfWork):
         return await inbox.claim_many(self.session, self._tables.inbox, consumer, event_ids)
 
     async def _write_events(self, events: list[DomainEvent]) -> None:
-        for event in events:
-            await outbox.add_event(self.session, self._tables.outbox, to_envelope(event))
+        await outbox.add_events(self.session, self._tables.outbox, map(MAPPING.to_envelope, events))
 
     async def _commit(self) -> None:
         await self.session.commit()
