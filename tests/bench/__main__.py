@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from tests.bench import audit_ingest, end_to_end, push_api, relay
 from tests.bench.common import Bench, RssSampler, cpu_count
 from tests.bench.org import create_bench_org, remove_bench_files
@@ -155,6 +157,14 @@ def _install_wrk() -> bool:
     return shutil.which("wrk") is not None
 
 
+def _stack_answers(bench: Bench) -> bool:
+    try:
+        ready = httpx.get(f"{bench.cfg.gateway_url}/_svc/draft-api/readyz", timeout=5)
+    except httpx.HTTPError:
+        return False
+    return ready.status_code == 200
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.bench")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
@@ -167,6 +177,14 @@ def main(argv: list[str] | None = None) -> int:
         print("make bench needs wrk: apt-get install wrk", file=sys.stderr)
         return 2
     bench = Bench.from_env(quick=args.quick)
+    if not _stack_answers(bench):
+        print(
+            "make bench measures a running stack: start it with `make up` first"
+            f" (none answers at {bench.cfg.gateway_url}; ORDERFLOW_STATE_DIR or"
+            " ORDERFLOW_PORT_OFFSET name another one)",
+            file=sys.stderr,
+        )
+        return 2
     wanted = set(args.only or ["push_api", "end_to_end", "relay", "audit_ingest"])
     started = time.monotonic()
     results: dict[str, Any] = {
