@@ -23,7 +23,7 @@ from tests.contract_checks import (
     load_asyncapi,
     parse_with_sdk,
 )
-from tests.e2e.flow import Flow
+from tests.e2e.flow import Flow, wait_for
 from tests.e2e.metrics import scrape, value
 
 pytestmark = pytest.mark.stack
@@ -172,9 +172,15 @@ def test_a_dead_letter_matches_the_asyncapi_dead_letter_message(stack: Any) -> N
     labels = {"consumer": "export-service", "topic": "draft.push_requested"}
     _, before = scrape(stack, "export-service")
     letters = asyncio.run(_poison_and_read(stack.kafka_options("admin"), marker))
-    # the consumer counts the record it dead-lettered, once
-    _, after = scrape(stack, "export-service")
-    assert value(after, dead, **labels) - value(before, dead, **labels) == 1
+
+    # the consumer counts the record it dead-lettered (just after Kafka acknowledged it,
+    # so a moment after a reader may see it), once
+    def counted() -> float:
+        _, after = scrape(stack, "export-service")
+        return value(after, dead, **labels) - value(before, dead, **labels)
+
+    wait_for(counted, timeout=30, what="the dead letter counted")
+    assert counted() == 1
     for letter in letters:
         headers = header_dict(letter.headers)
         assert headers["dlt_topic"] == b"draft.push_requested"
