@@ -128,6 +128,9 @@ class FakeInbox:
         self.uow.pending_inbox.add(event_id)
         return True
 
+    async def claim_many(self, event_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+        return {event_id for event_id in event_ids if await self.claim(event_id)}
+
 
 class FakeOrgSettings:
     def __init__(self, uow: FakeUnitOfWork) -> None:

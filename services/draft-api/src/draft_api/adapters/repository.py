@@ -377,6 +377,9 @@ class SqlInbox(_SqlStore):
     async def claim(self, event_id: uuid.UUID) -> bool:
         return bool(await inbox.claim(self.session, self.t.inbox, self.consumer, event_id))
 
+    async def claim_many(self, event_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+        return await inbox.claim_many(self.session, self.t.inbox, self.consumer, event_ids)
+
 
 @functools.cache
 def _attempt_upsert(table: Table) -> Any:

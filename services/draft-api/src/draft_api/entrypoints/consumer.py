@@ -18,7 +18,7 @@ from orderflow_shared.messaging.envelope import Envelope
 from draft_api.domain.connector import ErpConnector
 from draft_api.domain.records import build
 from draft_api.service_layer import results
-from draft_api.service_layer.ports import UnitOfWorkFactory
+from draft_api.service_layer.ports import UnitOfWork, UnitOfWorkFactory
 
 _log = logging.getLogger(__name__)
 
@@ -42,29 +42,49 @@ def refuse_untrusted(envelope: Envelope) -> str | None:
 
 
 def make_handler(uow_factory: UnitOfWorkFactory) -> BatchHandler:
-    """One transaction per event (inbox claim + effect); the runner commits offsets after.
-    Each is applied in a span of the event's trace (the push's: its status change shows
-    in the trace that began with the push request)."""
+    """One transaction per batch: one inbox statement claims every event of the fetch,
+    then each new one is applied in order; the runner commits offsets after. Each is
+    applied in a span of the event's trace (the push's: its status change shows in the
+    trace that began with the push request)."""
 
     async def handle(events: list[Envelope]) -> None:
-        for envelope in events:
-            with tracing.span(
-                f"apply {envelope.type}",
-                parent=tracing.envelope_carrier(envelope) or None,
-                attributes={"orderflow.event_id": str(envelope.id)},
-            ):
-                await apply(uow_factory, envelope)
+        batch = [(envelope, reported(envelope)) for envelope in events]
+        applying = [(envelope, event) for envelope, event in batch if event is not None]
+        if not applying:
+            return
+        changed = await results.apply_reported(
+            uow_factory(), [_traced(envelope, event) for envelope, event in applying]
+        )
+        for (envelope, _), did in zip(applying, changed, strict=True):
+            _log.info("applied %s event %s (changed=%s)", envelope.type, envelope.id, did)
 
     return handle
 
 
+def _traced(envelope: Envelope, event: results.Reported) -> results.Reported:
+    async def effect(uow: UnitOfWork) -> bool:
+        with tracing.span(
+            f"apply {envelope.type}",
+            parent=tracing.envelope_carrier(envelope) or None,
+            attributes={"orderflow.event_id": str(envelope.id)},
+        ):
+            return await event.effect(uow)
+
+    return results.Reported(event.event_id, effect)
+
+
 async def apply(uow_factory: UnitOfWorkFactory, envelope: Envelope) -> None:
+    """Apply one event in a transaction of its own (what a batch does for each)."""
+    await make_handler(uow_factory)([envelope])
+
+
+def reported(envelope: Envelope) -> results.Reported | None:
+    """What the event does to draft-api's state; None when draft-api ignores it."""
     data = envelope.parse()
     if isinstance(data, ExportSentV1 | ExportFailedV1):
-        changed = await results.record_export_result(uow_factory(), _export_result(envelope, data))
-    elif isinstance(data, ExportDelayedV1):
-        changed = await results.record_export_delay(
-            uow_factory(),
+        return results.export_result(_export_result(envelope, data))
+    if isinstance(data, ExportDelayedV1):
+        return results.export_delay(
             envelope.id,
             envelope.org_id,
             data.draft_id,
@@ -79,22 +99,19 @@ async def apply(uow_factory: UnitOfWorkFactory, envelope: Envelope) -> None:
                 "permanent": False,
             },
         )
-    elif isinstance(data, ErpConnectionChangedV1):
+    if isinstance(data, ErpConnectionChangedV1):
         if refuse_untrusted(envelope):
             _log.error("refused %s event %s: org mismatch", envelope.type, envelope.id)
-            return
-        changed = await results.record_connector_change(
-            uow_factory(),
+            return None
+        return results.connector_change(
             envelope.id,
             build(ErpConnector, data),
             # records keyed by the connection id are in the order export-service wrote
             # them; older ones were keyed by the org (see results.record_connector_change)
             keyed_by_connection=envelope.key == str(data.connection_id),
         )
-    else:
-        _log.info("ignoring %s event %s", envelope.type, envelope.id)
-        return
-    _log.info("applied %s event %s (changed=%s)", envelope.type, envelope.id, changed)
+    _log.info("ignoring %s event %s", envelope.type, envelope.id)
+    return None
 
 
 def _export_result(envelope: Envelope, data: ExportSentV1 | ExportFailedV1) -> results.ExportResult:

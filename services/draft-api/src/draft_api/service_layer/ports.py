@@ -136,6 +136,9 @@ class Inbox(Protocol):
     async def claim(self, event_id: uuid.UUID) -> bool:
         """True the first time an event id is seen in this consumer (apply it)."""
 
+    async def claim_many(self, event_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+        """`claim` for a batch in one statement: the ids seen for the first time."""
+
 
 class UnitOfWork(Protocol):
     drafts: DraftRepository
