@@ -120,8 +120,11 @@ test-nemesis: install
 	ORDERFLOW_NO_RELIABILITY_REPORT=1 ORDERFLOW_PG_DURABLE_COMMIT=1 \
 	$(PY) -m pytest tests/e2e/test_nemesis.py -m nemesis -s --timeout=7200 $(PYTEST_ARGS)
 
+# every figure BENCH_REPEAT times (median and range in docs/benchmarks.md, each run in
+# docs/benchmarks.json), against the running `make up` stack; ~15 min on 2 cores
+BENCH_REPEAT ?= 3
 bench: venv
-	$(PY) -m tests.bench
+	$(PY) -m tests.bench --repeat $(BENCH_REPEAT) $(BENCH_ARGS)
 
 # every console page as PNG at 1280x800 and 390 px (and dark) into docs/screenshots/
 # (starts its own test stack, like the tests)

@@ -22,14 +22,18 @@ from orderflow_shared.messaging.envelope import Envelope
 from orderflow_shared.messaging.kafka import make_idempotent_producer
 from psycopg.types.json import Jsonb
 
-from tests.bench.common import Bench, RssSampler, wait_until
+from tests.bench.common import Bench, wait_until
 
 SCRATCH = "bench_audit"
 
 
-def _envelopes(org: str, count: int) -> list[Envelope]:
+MANY_ORGS = 50
+
+
+def _envelopes(org: str, count: int, orgs: int = 1) -> list[Envelope]:
+    """`count` events; with orgs > 1, spread round-robin over `org`-0 .. `org`-(orgs-1)."""
     out = []
-    for _ in range(count):
+    for i in range(count):
         draft_id = uuid.uuid4()
         data = DraftCreatedV1(
             draft_id=draft_id,
@@ -43,7 +47,7 @@ def _envelopes(org: str, count: int) -> list[Envelope]:
                 data,
                 source=source_for(Service.DRAFT_API),  # draft.* belongs to draft-api
                 subject=str(draft_id),
-                org_id=org,
+                org_id=org if orgs == 1 else f"{org}-{i % orgs}",
                 actor_id="bench",
             )
         )
@@ -65,8 +69,12 @@ async def _produce(bench: Bench, envelopes: list[Envelope]) -> None:
         await producer.stop()
 
 
-def _count(bench: Bench, org: str) -> int:
-    return int(bench.sql("SELECT count(*) FROM audit.audit_log WHERE org_id = %s", (org,))[0][0])
+def _count(bench: Bench, org: str, orgs: int = 1) -> int:
+    if orgs == 1:
+        query, arg = "SELECT count(*) FROM audit.audit_log WHERE org_id = %s", org
+    else:
+        query, arg = "SELECT count(*) FROM audit.audit_log WHERE org_id LIKE %s", f"{org}-%"
+    return int(bench.sql(query, (arg,))[0][0])
 
 
 def _copy_anchor(bench: Bench, envelopes: list[Envelope]) -> dict[str, Any]:
@@ -114,30 +122,38 @@ def _copy_anchor(bench: Bench, envelopes: list[Envelope]) -> dict[str, Any]:
     return {"rows": len(rows), "rows_per_s": len(rows) / elapsed}
 
 
-def run(bench: Bench, sampler: RssSampler) -> dict[str, Any]:
-    count = 1_000 if bench.quick else 30_000
+def _burst(bench: Bench, count: int, orgs: int) -> tuple[list[Envelope], dict[str, Any]]:
     org = f"bench-audit-{uuid.uuid4().hex[:8]}"
-    envelopes = _envelopes(org, count)
-    with sampler.running():
-        started = time.monotonic()
-        asyncio.run(_produce(bench, envelopes))
-        produced = time.monotonic() - started
-        wait_until(
-            lambda: _count(bench, org) >= count,
-            timeout=600,
-            what="audit rows of the burst",
-            interval=0.05,
-        )
-        elapsed = time.monotonic() - started
-    anchor = _copy_anchor(bench, envelopes)
-    ingest = {
+    envelopes = _envelopes(org, count, orgs)
+    started = time.monotonic()
+    asyncio.run(_produce(bench, envelopes))
+    produced = time.monotonic() - started
+    wait_until(
+        lambda: _count(bench, org, orgs) >= count,
+        timeout=600,
+        what="audit rows of the burst",
+        interval=0.05,
+    )
+    elapsed = time.monotonic() - started
+    return envelopes, {
         "events": count,
+        "orgs": orgs,
         "produce_s": produced,
         "seconds": elapsed,
         "events_per_s": count / elapsed,
     }
+
+
+def run(bench: Bench) -> dict[str, Any]:
+    """One organisation (every entry on one chain), then the same count over many."""
+    count = 1_000 if bench.quick else 20_000
+    envelopes, ingest = _burst(bench, count, 1)
+    _, many = _burst(bench, count, MANY_ORGS)
+    anchor = _copy_anchor(bench, envelopes)
     return {
         "ingest": ingest,
+        "ingest_many_orgs": many,
         "anchor_copy": anchor,
         "ratio": ingest["events_per_s"] / anchor["rows_per_s"],
+        "ratio_many_orgs": many["events_per_s"] / anchor["rows_per_s"],
     }

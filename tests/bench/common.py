@@ -18,6 +18,8 @@ from orderflow_devstack.stack import Stack
 from orderflow_devstack.tokens import mint
 
 SERVICES = ("draft-api", "export-service", "audit-service")
+#: what else runs a pipeline's work, measured beside the services' processes
+INFRA = ("postgres", "kafka", "redis", "gateway", "sftp")
 
 
 @dataclass
@@ -35,7 +37,7 @@ class Bench:
 
     def token(self, org: str = "demo", roles: str = "viewer,operator,approver,admin") -> str:
         secret = self.cfg.secrets()["jwt_secret"]
-        return mint(secret, sub="bench", org=org, roles=roles.split(","))
+        return str(mint(secret, sub="bench", org=org, roles=roles.split(",")))
 
     def sql(self, query: str, params: Any = None) -> list[tuple[Any, ...]]:
         with psycopg.connect(self.cfg.superuser_dsn(), autocommit=True) as conn:
@@ -106,6 +108,58 @@ class RssSampler:
         finally:
             self._stop.set()
             thread.join()
+
+
+def cpu_ticks(pid: int) -> int:
+    """utime + stime of the process and of its children it has reaped (clock ticks)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return sum(int(f) for f in fields[11:15])
+
+
+@dataclass
+class CpuMeter:
+    """CPU time of each process of the stack (each role process, and the infrastructure
+    with its children) over a window: utime + stime from /proc."""
+
+    bench: Bench
+    start: dict[str, int] = field(default_factory=dict)
+
+    def _names(self) -> list[str]:
+        present = set(self.bench.stack.components)
+        return [*self.bench.stack.apps, *(n for n in INFRA if n in present)]
+
+    def snapshot(self) -> dict[str, int]:
+        return {
+            name: sum(cpu_ticks(pid) for pid in self.bench.service_pids(name))
+            for name in self._names()
+        }
+
+    def begin(self) -> None:
+        self.start = self.snapshot()
+
+    def ms_per(self, units: int) -> dict[str, float]:
+        """CPU milliseconds per unit of work since begin(), by process."""
+        tick_ms = 1000 / os.sysconf("SC_CLK_TCK")
+        end = self.snapshot()
+        return {
+            name: (end[name] - self.start.get(name, end[name])) * tick_ms / max(units, 1)
+            for name in end
+        }
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    """Median and range of the repetitions of one figure."""
+    present = [v for v in values if v is not None and v == v]
+    if not present:
+        return {"median": float("nan"), "min": float("nan"), "max": float("nan")}
+    return {
+        "median": statistics.median(present),
+        "min": min(present),
+        "max": max(present),
+    }
 
 
 def wait_until(

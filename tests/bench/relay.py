@@ -20,6 +20,7 @@ from orderflow_shared.db import make_engine, sync_url
 from orderflow_shared.messaging.envelope import Envelope
 from orderflow_shared.messaging.kafka import make_idempotent_producer
 from orderflow_shared.messaging.outbox import OutboxRelay, outbox_table
+from psycopg.types.json import Jsonb
 from sqlalchemy import MetaData, create_engine
 
 from tests.bench.common import Bench, percentile
@@ -49,7 +50,7 @@ def _rows(n: int) -> list[tuple[Any, ...]]:
     rows = []
     for i in range(n):
         env = _envelope(f"key-{i % 64}")
-        headers = psycopg.types.json.Jsonb([[k, v.decode()] for k, v in env.kafka_headers()])
+        headers = Jsonb([[k, v.decode()] for k, v in env.kafka_headers()])
         rows.append((env.id, env.key, headers, env.data))
     return rows
 
@@ -112,7 +113,7 @@ async def _relay_phase(bench: Bench, topic: str) -> dict[str, Any]:
         poll_interval=0.2,
         client_id="bench-relay",
     )
-    count = 2_000 if bench.quick else 50_000
+    count = 2_000 if bench.quick else 30_000
     rows = _rows(count)
     _insert(bench, topic, rows)
     stop = asyncio.Event()
@@ -124,7 +125,7 @@ async def _relay_phase(bench: Bench, topic: str) -> dict[str, Any]:
 
         # lag at a steady 500 events/s, one event per transaction
         rate = 500.0
-        steady = 500 if bench.quick else 5_000
+        steady = 500 if bench.quick else 2_500
         lag_rows = _rows(steady)
         async with await psycopg.AsyncConnection.connect(
             bench.cfg.superuser_dsn(), autocommit=True
