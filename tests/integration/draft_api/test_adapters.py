@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import psycopg
 import pytest
 from draft_api.adapters.housekeeping import purge
 from draft_api.adapters.orm import build_tables
@@ -17,6 +19,7 @@ from draft_api.domain.model import Actor, DraftOrder, NewLine
 from draft_api.service_layer.ports import CacheState
 from orderflow_shared.db import make_engine, make_session_factory
 from redis.asyncio import Redis
+from sqlalchemy import event
 
 ACTOR = Actor(user_id="u-1", org_id=f"org-{uuid.uuid4().hex[:8]}")
 NOW = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
@@ -171,3 +174,125 @@ async def test_housekeeping_purges_only_expired_keys_and_old_inbox_rows(db: Any)
         "SELECT event_id FROM draft.inbox WHERE event_id IN (%s, %s)", (old_event, new_event)
     )
     assert kept == [(new_event,)]
+
+
+async def _approved(uow_factory: Any) -> DraftOrder:
+    draft = new_draft()
+    draft.validate(actor=ACTOR, external_ref_taken=False, now=NOW)
+    draft.approve(actor=ACTOR, now=NOW)
+    async with uow_factory() as uow:
+        await uow.drafts.add(draft)
+        await uow.commit()
+    return draft
+
+
+async def test_lock_for_push_reads_what_a_push_decides_on(uow_factory: Any) -> None:
+    draft = await _approved(uow_factory)
+    first, second = uuid.uuid4(), uuid.uuid4()
+    async with uow_factory() as uow:
+        target = await uow.drafts.lock_for_push(ACTOR.org_id, draft.id)
+        assert target is not None and target.earlier is None
+        assert target.has_active_connector is False  # this org has none
+        assert target.draft.lines == draft.lines and target.draft.attempts == []
+        target.draft.push(actor=ACTOR, export_id=first, has_active_connector=True, now=NOW)
+        target.draft.export_failed(first, error={"code": "X"}, now=NOW)
+        target.draft.retry_push(actor=ACTOR, export_id=second, has_active_connector=True, now=NOW)
+        await uow.drafts.save(target.draft)
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert await uow.drafts.lock_for_push("another-org", draft.id) is None
+        target = await uow.drafts.lock_for_push(ACTOR.org_id, draft.id, key="k-none")
+        assert target is not None and target.earlier is None
+        # of the attempts, only the latest (it numbers the next)
+        assert [(a.erp_export_id, a.attempt) for a in target.draft.attempts] == [(second, 2)]
+        assert target.draft.status.value == "PUSHING" and target.draft.version == 1
+
+
+async def test_a_push_that_waited_for_the_lock_reads_what_its_holder_committed(
+    uow_factory: Any, db: Any, eventually: Any
+) -> None:
+    """Joined rows are read at the statement's start, the locked row after the wait:
+    the lines an edit committed meanwhile must be the ones the push sees."""
+    draft = await _approved(uow_factory)
+    holder = await psycopg.AsyncConnection.connect(db.libpq)
+    try:
+        await holder.execute(
+            "UPDATE draft.draft_order SET version = version + 1 WHERE id = %s", (draft.id,)
+        )
+        await holder.execute(
+            "UPDATE draft.draft_order_line SET sku = 'CHANGED' WHERE draft_id = %s", (draft.id,)
+        )
+        async with uow_factory() as uow:
+            waiting = asyncio.create_task(uow.drafts.lock_for_push(ACTOR.org_id, draft.id))
+
+            def blocked() -> bool:
+                return bool(
+                    db.scalar(
+                        "SELECT count(*) FROM pg_stat_activity"
+                        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                    )
+                )
+
+            try:
+                await eventually(blocked, 30, "the push to wait for the draft's lock")
+            finally:
+                await holder.commit()  # the push goes on (never left waiting)
+            target = await waiting
+        assert target is not None
+        assert target.draft.version == 1
+        assert {line.sku for line in target.draft.lines} == {"CHANGED"}
+    finally:
+        await holder.close()
+
+
+async def test_save_writes_only_the_columns_that_changed(uow_factory: Any, db: Any) -> None:
+    draft = await _approved(uow_factory)
+    engine = make_engine(db.url, pool_size=1)
+    updates: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.startswith("UPDATE draft.draft_order "):
+            updates.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        async with SqlAlchemyUnitOfWork(make_session_factory(engine), build_tables()) as uow:
+            target = await uow.drafts.lock_for_push(ACTOR.org_id, draft.id)
+            assert target is not None
+            later = NOW + timedelta(minutes=1)
+            target.draft.push(
+                actor=ACTOR, export_id=uuid.uuid4(), has_active_connector=True, now=later
+            )
+            await uow.drafts.save(target.draft)
+            await uow.commit()
+    finally:
+        await engine.dispose()
+    (update,) = updates
+    assigned = update.split(" SET ", 1)[1].split(" WHERE ", 1)[0]
+    names = {part.split("=", 1)[0].strip() for part in assigned.split(", ")}
+    assert names == {"status", "current_export_id", "updated_at", "version"}, update
+    assert db.rows("SELECT status, version FROM draft.draft_order WHERE id = %s", (draft.id,)) == [
+        ("PUSHING", 1)
+    ]
+
+
+async def test_a_push_rides_out_a_pooled_connection_that_postgres_dropped(
+    uow_factory: Any, db: Any
+) -> None:
+    draft = await _approved(uow_factory)
+    # as draft-api's engine: no ping before a checkout
+    engine = make_engine(db.url, pool_size=1, pool_pre_ping=False)
+    sessions = make_session_factory(engine)
+    try:
+        async with SqlAlchemyUnitOfWork(sessions, build_tables()) as uow:
+            assert await uow.drafts.lock_for_push(ACTOR.org_id, draft.id) is not None
+        dropped = db.rows(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        assert dropped  # the pooled connection was among them
+        async with SqlAlchemyUnitOfWork(sessions, build_tables()) as uow:
+            target = await uow.drafts.lock_for_push(ACTOR.org_id, draft.id)
+        assert target is not None and target.draft.id == draft.id
+    finally:
+        await engine.dispose()

@@ -13,7 +13,13 @@ from draft_api.domain.events import DomainEvent
 from draft_api.domain.idempotency import IdempotencyRecord
 from draft_api.domain.model import DraftOrder, ExportStatus
 from draft_api.domain.org_settings import OrgSettings
-from draft_api.service_layer.ports import CacheEntry, CacheState, DraftQuery, DraftSummary
+from draft_api.service_layer.ports import (
+    CacheEntry,
+    CacheState,
+    DraftQuery,
+    DraftSummary,
+    PushTarget,
+)
 from draft_api.service_layer.unit_of_work import AbstractUnitOfWork
 
 
@@ -44,6 +50,20 @@ class FakeDrafts:
         if draft is None or draft.org_id != org_id:
             return None
         return copy.deepcopy(draft)
+
+    async def lock_for_push(
+        self, org_id: str, draft_id: uuid.UUID, *, key: str | None = None
+    ) -> PushTarget | None:
+        draft = await self.get(org_id, draft_id, lock=True)
+        if draft is None:
+            return None
+        # as the Postgres repository loads it: of the attempts, only the latest
+        draft.attempts = sorted(draft.attempts, key=lambda a: a.attempt)[-1:]
+        return PushTarget(
+            draft,
+            has_active_connector=await self.uow.connectors.has_active(org_id),
+            earlier=None if key is None else await self.uow.idempotency_keys.get(org_id, key),
+        )
 
     async def save(self, draft: DraftOrder) -> None:
         stored = self.uow.store.drafts.get(draft.id)

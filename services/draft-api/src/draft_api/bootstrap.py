@@ -65,6 +65,11 @@ def build(settings: DraftApiSettings) -> Container:
         settings.db_pool_size,
         pool_timeout=settings.db_pool_timeout_seconds,
         connect_args={"options": f"-c lock_timeout={settings.db_lock_timeout_ms}"},
+        # no round trip before each checkout: a connection that Postgres dropped fails
+        # its first statement, SQLAlchemy then drops every pooled connection, and the
+        # push runs its first statement again (SqlDraftRepository.lock_for_push); another
+        # request answers 503 once, a consumer batch is retried
+        pool_pre_ping=False,
     )
     session_factory = make_session_factory(engine)
     redis: Redis[bytes] = Redis.from_url(

@@ -11,8 +11,24 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from orderflow_shared.messaging import inbox
-from sqlalchemy import Table, cast, delete, exists, func, literal, or_, select, update
+from sqlalchemy import (
+    Select,
+    Table,
+    and_,
+    bindparam,
+    cast,
+    delete,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.dialects.postgresql import JSONPATH, Insert, insert
+from sqlalchemy.engine import Result
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from draft_api.adapters.orm import Tables
@@ -29,7 +45,12 @@ from draft_api.domain.model import (
 from draft_api.domain.org_settings import OrgSettings
 from draft_api.domain.records import build
 from draft_api.domain.validation import Issue
-from draft_api.service_layer.ports import ISSUES_IN_SUMMARY, DraftQuery, DraftSummary
+from draft_api.service_layer.ports import (
+    ISSUES_IN_SUMMARY,
+    DraftQuery,
+    DraftSummary,
+    PushTarget,
+)
 
 Child = TypeVar("Child")
 
@@ -48,6 +69,7 @@ class SqlDraftRepository(_SqlStore):
         # What was loaded, so save() writes only what changed.
         self._loaded_lines: dict[uuid.UUID, list[DraftLine]] = {}
         self._loaded_attempts: dict[uuid.UUID, list[PushAttempt]] = {}
+        self._loaded_headers: dict[uuid.UUID, dict[str, Any]] = {}
         #: the drafts added or saved: the unit of work collects their events at commit
         self.seen: list[DraftOrder] = []
 
@@ -74,12 +96,66 @@ class SqlDraftRepository(_SqlStore):
         drafts = await self._hydrate([row])
         return drafts[0]
 
+    async def lock_for_push(
+        self, org_id: str, draft_id: uuid.UUID, *, key: str | None = None
+    ) -> PushTarget | None:
+        query = _lock_for_push(
+            self.t.draft_order,
+            self.t.draft_order_line,
+            self.t.push_attempt,
+            self.t.erp_connector,
+            self.t.idempotency_key if key is not None else None,
+        )
+        params = {"org_id": org_id, "draft_id": draft_id, "key": key}
+        rows = (await self._first_execute(query, params)).mappings().all()
+        if rows and rows[0]["version"] != rows[0]["snapshot_version"]:
+            # A writer committed between the statement's snapshot and the lock: the row
+            # is its version, the joined rows are older. Read again under the lock.
+            rows = (await self.session.execute(query, params)).mappings().all()
+        if not rows:
+            return None
+        head = rows[0]
+        attempt = _prefixed(head, "attempt_")
+        draft = _draft_of(
+            head,
+            lines=[
+                build(DraftLine, _prefixed(r, "line_"))
+                for r in rows
+                if r["line_line_no"] is not None
+            ],
+            attempts=[] if attempt["erp_export_id"] is None else [_attempt_of(attempt)],
+        )
+        self._remember(draft)
+        earlier = _prefixed(head, "key_") if key is not None else {}
+        return PushTarget(
+            draft,
+            has_active_connector=bool(head["has_active_connector"]),
+            earlier=_key_record(earlier) if earlier.get("key") is not None else None,
+        )
+
+    async def _first_execute(self, query: Select[Any], params: dict[str, Any]) -> Result[Any]:
+        """The first statement of the unit of work. A pooled connection is not pinged
+        before use: when it turns out dead (Postgres restarted; SQLAlchemy then drops
+        the pool's connections), the statement runs once more on a new one."""
+        fresh = not self.session.in_transaction()
+        try:
+            return await self.session.execute(query, params)
+        except DBAPIError as exc:
+            if not (fresh and exc.connection_invalidated):
+                raise
+        await self.session.rollback()
+        return await self.session.execute(query, params)
+
     async def save(self, draft: DraftOrder) -> None:
         d = self.t.draft_order
+        header = self._header(draft)
+        loaded = self._loaded_headers.get(draft.id)
+        if loaded is not None:  # only what changed since it was read
+            header = {name: value for name, value in header.items() if loaded[name] != value}
         result = await self.session.execute(
             update(d)
             .where(d.c.id == draft.id, d.c.version == draft.version)
-            .values(**self._header(draft), version=d.c.version + 1)
+            .values(**header, version=d.c.version + 1)
         )
         if result.rowcount != 1:  # type: ignore[attr-defined]
             raise errors.ConcurrentModification()
@@ -224,6 +300,7 @@ class SqlDraftRepository(_SqlStore):
     def _remember(self, draft: DraftOrder) -> None:
         self._loaded_lines[draft.id] = list(draft.lines)
         self._loaded_attempts[draft.id] = copy.deepcopy(draft.attempts)
+        self._loaded_headers[draft.id] = self._header(draft)
 
     async def _hydrate(self, rows: list[Any]) -> list[DraftOrder]:
         if not rows:
@@ -235,14 +312,7 @@ class SqlDraftRepository(_SqlStore):
         attempts = await self._attempts(ids)
         drafts = []
         for row in rows:
-            draft = build(
-                DraftOrder,
-                row,
-                status=DraftStatus(row["status"]),
-                lines=lines[row["id"]],
-                validation_issues=[Issue(**i) for i in row["validation_issues"] or []],
-                attempts=attempts[row["id"]],
-            )
+            draft = _draft_of(row, lines=lines[row["id"]], attempts=attempts[row["id"]])
             self._remember(draft)
             drafts.append(draft)
         return drafts
@@ -252,9 +322,7 @@ class SqlDraftRepository(_SqlStore):
             self.t.push_attempt,
             ids,
             "attempt",
-            lambda r: build(
-                PushAttempt, r, status=ExportStatus(r["status"]), error=r["error_json"]
-            ),
+            _attempt_of,
         )
 
     async def _by_draft(
@@ -314,6 +382,35 @@ class SqlOrgSettings(_SqlStore):
         )
 
 
+def _draft_of(row: Any, *, lines: list[DraftLine], attempts: list[PushAttempt]) -> DraftOrder:
+    return build(
+        DraftOrder,
+        row,
+        status=DraftStatus(row["status"]),
+        lines=lines,
+        validation_issues=[Issue(**i) for i in row["validation_issues"] or []],
+        attempts=attempts,
+    )
+
+
+def _attempt_of(row: Any) -> PushAttempt:
+    return build(PushAttempt, row, status=ExportStatus(row["status"]), error=row["error_json"])
+
+
+def _key_record(row: Any) -> IdempotencyRecord:
+    return build(
+        IdempotencyRecord,
+        row,
+        operation=Operation(row["operation"]),
+        fingerprint=row["request_fingerprint"],
+    )
+
+
+def _prefixed(row: Any, prefix: str) -> dict[str, Any]:
+    """The columns of `row` labelled `prefix` + name, by name."""
+    return {name[len(prefix) :]: value for name, value in row.items() if name.startswith(prefix)}
+
+
 def _row_of(table: Table, record: object, *, skip: Set[str] = frozenset()) -> dict[str, Any]:
     """The columns of `table` that `record` has an attribute of the same name for."""
     return {
@@ -341,14 +438,7 @@ class SqlIdempotencyKeys(_SqlStore):
             .mappings()
             .first()
         )
-        if row is None:
-            return None
-        return build(
-            IdempotencyRecord,
-            row,
-            operation=Operation(row["operation"]),
-            fingerprint=row["request_fingerprint"],
-        )
+        return None if row is None else _key_record(row)
 
     async def add(self, record: IdempotencyRecord) -> None:
         k = self.t.idempotency_key
@@ -388,4 +478,48 @@ def _attempt_upsert(table: Table) -> Any:
     return stmt.on_conflict_do_update(
         index_elements=["erp_export_id"],
         set_=_excluded(stmt, "status", "error_json", "finished_at"),
+    )
+
+
+@functools.cache
+def _lock_for_push(
+    draft: Table, lines: Table, attempts: Table, connectors: Table, keys: Table | None
+) -> Select[Any]:
+    """One statement: the draft's row locked, with one row per line (in order), its
+    latest attempt (`attempt_*`), whether its org has an active connector, the version
+    its snapshot saw (`snapshot_version`: unlike the locked row, joined rows are read at
+    the statement's start) and, with `keys`, the key's row (`key_*`, param `key`)."""
+    d = draft
+    at_start = d.alias("at_start")
+    latest = (
+        select(attempts)
+        .where(attempts.c.draft_id == d.c.id)
+        .order_by(attempts.c.attempt.desc())
+        .limit(1)
+        .lateral("latest")
+    )
+    columns: list[Any] = [
+        *d.c,
+        select(at_start.c.version)
+        .where(at_start.c.id == d.c.id)
+        .scalar_subquery()
+        .label("snapshot_version"),
+        exists()
+        .where(connectors.c.org_id == d.c.org_id, connectors.c.is_active.is_(True))
+        .label("has_active_connector"),
+        *(column.label(f"attempt_{column.name}") for column in latest.c),
+        *(column.label(f"line_{column.name}") for column in lines.c),
+    ]
+    joined = d.outerjoin(latest, true()).outerjoin(lines, lines.c.draft_id == d.c.id)
+    if keys is not None:
+        columns += [column.label(f"key_{column.name}") for column in keys.c]
+        joined = joined.outerjoin(
+            keys, and_(keys.c.org_id == d.c.org_id, keys.c.key == bindparam("key"))
+        )
+    return (
+        select(*columns)
+        .select_from(joined)
+        .where(d.c.id == bindparam("draft_id"), d.c.org_id == bindparam("org_id"))
+        .order_by(lines.c.line_no)
+        .with_for_update(of=d)
     )

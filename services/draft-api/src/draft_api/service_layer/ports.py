@@ -77,6 +77,20 @@ class DraftQuery:
     search: str | None = None
 
 
+@dataclass(frozen=True)
+class PushTarget:
+    """What a push decides on, read with the draft's row locked (`lock_for_push`).
+
+    `draft` has its header and lines (the event's snapshot) but, of its attempts, only
+    the latest (which numbers the next); `earlier` is the row of the push's
+    Idempotency-Key, if it has one and the row exists.
+    """
+
+    draft: DraftOrder
+    has_active_connector: bool
+    earlier: IdempotencyRecord | None = None
+
+
 class DraftRepository(Protocol):
     #: the drafts added or saved in this unit of work (their events go out at commit)
     seen: list[DraftOrder]
@@ -88,6 +102,12 @@ class DraftRepository(Protocol):
         self, org_id: str, draft_id: uuid.UUID, *, lock: bool = False
     ) -> DraftOrder | None:
         """The org's draft; `lock` holds its row until the transaction ends."""
+
+    async def lock_for_push(
+        self, org_id: str, draft_id: uuid.UUID, *, key: str | None = None
+    ) -> PushTarget | None:
+        """Lock the org's draft for a push and read what the push decides on, in one
+        round trip (None: no such draft). The first call of its unit of work."""
 
     async def save(self, draft: DraftOrder) -> None:
         """Persist changes (optimistic version check).

@@ -85,24 +85,29 @@ async def _push_in_transaction(
 ) -> PushResult:
     now = utcnow()
     async with uow:
-        draft = await uow.drafts.get(actor.org_id, cmd.draft_id, lock=True)
-        if draft is None:
+        target = await uow.drafts.lock_for_push(actor.org_id, cmd.draft_id, key=key)
+        if target is None:
             raise errors.DraftNotFound()
+        draft = target.draft
         if key is not None:
-            earlier = await uow.idempotency_keys.get(actor.org_id, key)
+            earlier = target.earlier
             if earlier is not None and earlier.expired(now):
                 await uow.idempotency_keys.delete(actor.org_id, key)
                 earlier = None
             if earlier is not None:
                 if not earlier.matches(cmd.operation, cmd.draft_id):
                     raise errors.IdempotencyKeyMismatch()
-                return _replayed(draft, earlier.erp_export_id)
+                return await _replayed(uow, actor, draft, earlier.erp_export_id)
 
         check_preconditions(draft, cmd.expect)
         export_id = uuid.uuid4()
-        has_connector = await uow.connectors.has_active(actor.org_id)
         start = draft.push if cmd.operation is Operation.PUSH else draft.retry_push
-        start(actor=actor, export_id=export_id, has_active_connector=has_connector, now=now)
+        start(
+            actor=actor,
+            export_id=export_id,
+            has_active_connector=target.has_active_connector,
+            now=now,
+        )
         await uow.drafts.save(draft)
         if key is not None:
             await uow.idempotency_keys.add(
@@ -138,7 +143,14 @@ async def _replay(uow: UnitOfWork, actor: Actor, cmd: PushDraft, key: str) -> Pu
     )
 
 
-def _replayed(draft: DraftOrder, export_id: uuid.UUID) -> PushResult:
+async def _replayed(
+    uow: UnitOfWork, actor: Actor, draft: DraftOrder, export_id: uuid.UUID
+) -> PushResult:
+    """The answer of the earlier push `export_id` of this draft (loaded for a push: its
+    latest attempt only; an older one's status is read)."""
     attempt = draft.attempt_for(export_id)
-    status = attempt.status if attempt is not None else ExportStatus.PENDING
-    return PushResult(export_id, draft.status, status, replayed=True)
+    if attempt is not None:
+        status: ExportStatus | None = attempt.status
+    else:
+        status = await uow.drafts.export_status(actor.org_id, export_id)
+    return PushResult(export_id, draft.status, status or ExportStatus.PENDING, replayed=True)
