@@ -15,7 +15,7 @@ from export_service.domain.circuit import Circuit, CircuitState
 from export_service.domain.connection import ErpConnection
 from export_service.domain.events import DomainEvent
 from export_service.domain.export import Export, ExportStatus
-from export_service.service_layer.ports import ConnectionReport, Upload
+from export_service.service_layer.ports import ClaimChores, ConnectionReport, Upload
 from export_service.service_layer.unit_of_work import AbstractUnitOfWork
 from orderflow_shared.contracts import (
     DraftPushRequestedV1,
@@ -150,8 +150,8 @@ class FakeExports:
                 saved.add(export.id)
         return saved
 
-    async def lock_claims(self) -> None:
-        return None
+    async def lock_claims(self, now: datetime) -> ClaimChores:
+        return ClaimChores()  # every chore, every time: the steps find what there is
 
     def _closed(self, export: Export) -> bool:
         circuit = self.circuits.get(export.connection_id) if export.connection_id else None
@@ -202,6 +202,25 @@ class FakeExports:
             and self.circuits[e.connection_id].state is not CircuitState.CLOSED
         ]
         return [copy.deepcopy(e) for e in behind[:limit]]
+
+    async def next_due(self, now: datetime) -> datetime | None:
+        times = []
+        for e in self.store.values():
+            if e.status is ExportStatus.PENDING:
+                if self._closed(e):
+                    times.append(e.next_attempt_at or now)
+                elif not e.waiting_for_dropzone:
+                    times.append(now)
+                if e.deliver_by is not None:
+                    times.append(e.deliver_by)
+            elif e.status is ExportStatus.DELIVERING:
+                times.append(e.lease_expires_at or now)
+        for c in self.circuits.values():
+            if c.state is CircuitState.OPEN:
+                times.append(c.next_probe_at or now)
+            elif c.state is CircuitState.HALF_OPEN:
+                times.append(c.probe_expires_at or now)
+        return min(times, default=None)
 
     async def backlog(self) -> dict[str, tuple[int, datetime]]:
         found: dict[str, tuple[int, datetime]] = {}

@@ -4,7 +4,7 @@ from datetime import timedelta
 from types import SimpleNamespace
 
 from export_service.domain.connection import ConnectorType, LocalSettings, Secrets
-from export_service.domain.export import ExportStatus
+from export_service.domain.export import Export, ExportStatus
 from export_service.domain.renderers import FileFormat
 from export_service.domain.retry import RetryPolicy
 from export_service.entrypoints.consumer import make_push_handler
@@ -97,3 +97,39 @@ async def test_the_consumer_wakes_the_worker_which_bounds_deliveries_in_flight(
     statuses = {e.status for e in uow.committed_exports.values()}
     assert statuses == {ExportStatus.SENT}
     assert uow.event_types().count("ExportSentV1") == 10
+
+
+async def test_an_idle_worker_sleeps_until_work_falls_due_within_its_bounds(
+    uow, clock, store, snapshot
+):
+    """After a claim that found nothing the worker sleeps until the next export falls
+    due (no fixed-rate claims), never less than the poll interval, never more than the
+    idle bound (a lost NOTIFY)."""
+    worker = DeliveryWorker(
+        uow_factory=lambda: uow,
+        transports={},
+        store=store,
+        policy=RetryPolicy(),
+        clock=clock,
+        lease=timedelta(seconds=30),
+        concurrency=4,
+        poll_interval=0.5,
+        idle_poll_interval=60,
+    )
+    assert await worker._idle_wait() == 60  # nothing waits at all
+    export = Export(
+        id=uuid.uuid4(),
+        draft_order_id=uuid.uuid4(),
+        org_id="org-a",
+        attempt_no=1,
+        snapshot=snapshot,
+        created_at=clock(),
+        next_attempt_at=clock() + timedelta(seconds=7),
+        deliver_by=clock() + timedelta(hours=1),
+    )
+    uow.committed_exports[export.id] = export
+    assert await worker._idle_wait() == 7  # a retry due in 7 s
+    clock.advance(6.9)
+    assert await worker._idle_wait() == 0.5  # due in 0.1 s: at least the poll interval
+    clock.advance(3600)
+    assert await worker._idle_wait() == 0.5  # overdue: claimed again soon

@@ -19,7 +19,7 @@ from orderflow_shared.db import make_engine, make_session_factory
 from orderflow_shared.logging import configure_logging
 from orderflow_shared.messaging.inbox import purge_inbox_forever
 from orderflow_shared.messaging.kafka import client_options
-from orderflow_shared.notify import Notifier, listen
+from orderflow_shared.notify import listen
 from orderflow_shared.runtime import Role, Wiring, outbox_relay_role, service_checks
 from orderflow_shared.web import HealthCheck
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -42,8 +42,10 @@ from export_service.settings import ExportSettings
 log = logging.getLogger(__name__)
 DISTRIBUTION = "orderflow-export-service"
 TITLE = "OrderFlow export-service"
-#: `consume` announces newly recorded exports here; each `worker` listens (and still
-#: polls every EXPORT_POLL_INTERVAL_SECONDS for retries that fall due)
+#: newly recorded exports are announced here, by a trigger on `erp_export` INSERT
+#: (migration 0005) at the commit of `consume`'s transaction; each `worker` listens, and
+#: sleeps otherwise until a retry, lease or probe falls due (at most
+#: EXPORT_IDLE_POLL_INTERVAL_SECONDS)
 EXPORTS_DUE_CHANNEL = "export_exports_due"
 
 
@@ -98,6 +100,7 @@ def build(settings: ExportSettings, clock: Clock = utc_now) -> Container:
         lease=timedelta(seconds=settings.export_lease_seconds),
         concurrency=settings.export_worker_concurrency,
         poll_interval=settings.export_poll_interval_seconds,
+        idle_poll_interval=settings.export_idle_poll_interval_seconds,
     )
     return Container(
         settings=settings,
@@ -151,12 +154,9 @@ def relay_role(container: Container) -> Role:
 def consume_role(container: Container) -> Role:
     """Record push requests as exports; purge the inbox."""
     s = container.settings
-    notify = Notifier(container.engine, EXPORTS_DUE_CHANNEL)
-
-    def on_due() -> None:
-        container.worker.wake()  # a worker in this process (tests, one-process runs)
-        notify()  # the `worker` processes
-
+    # a worker in this process (tests, one-process runs); the `worker` processes hear
+    # the NOTIFY that the exports' INSERT sends at commit
+    on_due = container.worker.wake
     consumer = make_consumer(
         client_options(s),
         make_push_handler(

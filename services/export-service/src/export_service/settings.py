@@ -32,6 +32,9 @@ class ExportSettings(ServiceSettings):
     export_worker_concurrency: int = Field(default=32, ge=1)
     export_lease_seconds: float = Field(default=30.0, gt=0)
     export_poll_interval_seconds: float = Field(default=0.25, gt=0)
+    #: longest sleep of an idle worker between claims (new work wakes it by NOTIFY,
+    #: retries and leases by their due time): the bound on a lost wake-up
+    export_idle_poll_interval_seconds: float = Field(default=2.0, gt=0)
     #: local_dropzone directories must lie inside `<root>/<org_id>/` of one of these
     #: (comma-separated); empty: the local_dropzone connector is disabled
     export_local_dropzone_roots: str = ""

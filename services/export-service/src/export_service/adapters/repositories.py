@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterable
 from dataclasses import fields
@@ -9,8 +10,8 @@ from datetime import datetime
 from typing import Any
 
 from orderflow_shared.contracts import OrderSnapshot
-from sqlalchemy import bindparam, func, select, text, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import any_, bindparam, func, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from export_service.adapters.orm import Tables
@@ -24,6 +25,7 @@ from export_service.domain.connection import (
 )
 from export_service.domain.export import WAITING_FOR_DROPZONE, Export, ExportStatus
 from export_service.domain.renderers import FileFormat
+from export_service.service_layer.ports import ClaimChores
 
 
 def _columns(aggregate: Export | Circuit) -> dict[str, Any]:
@@ -34,6 +36,12 @@ def _columns(aggregate: Export | Circuit) -> dict[str, Any]:
 def _fields_of(aggregate: type[Export | Circuit], row: Any) -> dict[str, Any]:
     """The row's columns named as the aggregate's fields (not its events)."""
     return {f.name: getattr(row, f.name) for f in fields(aggregate) if f.name != "events"}
+
+
+def _one_of(column: Any, values: list[Any]) -> Any:
+    """`column = ANY(:array)`: one statement text whatever the number of values (an IN
+    list expands to a new statement per length, which psycopg prepares again and again)."""
+    return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
 
 
 def _storable(value: Any) -> Any:
@@ -156,7 +164,7 @@ class SqlConnectionRepository:
         wanted = list(ids)
         if not wanted:
             return {}
-        rows = await self._session.execute(select(self._t).where(self._t.c.id.in_(wanted)))
+        rows = await self._session.execute(select(self._t).where(_one_of(self._t.c.id, wanted)))
         return {row.id: self._load(row) for row in rows}
 
     async def lock_org(self, org_id: str) -> None:
@@ -210,86 +218,42 @@ class SqlExportRepository:
         )
 
     async def save_claimed(self, exports: list[Export]) -> None:
+        """The claims of a batch in one statement (one row of arrays, whatever its size)."""
         if not exports:
             return
-        t = self._t
-        statement = (
-            update(t)
-            .where(t.c.id == bindparam("b_id"))
-            .values(
-                status=bindparam("b_status"),
-                attempts=bindparam("b_attempts"),
-                lease_owner=bindparam("b_owner"),
-                lease_expires_at=bindparam("b_expires"),
-            )
-        )
-        params = [
-            {
-                "b_id": e.id,
-                "b_status": e.status.value,
-                "b_attempts": e.attempts,
-                "b_owner": e.lease_owner,
-                "b_expires": e.lease_expires_at,
-            }
-            for e in exports
-        ]
-        connection = await self._session.connection()
-        await connection.execute(statement, params)
+        columns = {
+            "id": [e.id for e in exports],
+            "status": [e.status.value for e in exports],
+            "attempts": [e.attempts for e in exports],
+            "lease_owner": [e.lease_owner for e in exports],
+            "lease_expires_at": [e.lease_expires_at for e in exports],
+        }
+        await self._session.execute(_CLAIMED_SQL, columns)
 
     async def save_if_leased(self, exports: list[Export], owner: str) -> set[uuid.UUID]:
+        """Outcomes of a batch in one statement; only rows `owner` still holds under
+        its lease are written (the row lock and the check are the UPDATE's own)."""
         if not exports:
             return set()
-        t = self._t
-        held = set(
-            (
-                await self._session.execute(
-                    select(t.c.id)
-                    .where(
-                        t.c.id.in_([e.id for e in exports]),
-                        t.c.status == ExportStatus.DELIVERING.value,
-                        t.c.lease_owner == owner,
-                    )
-                    .with_for_update()
-                )
-            ).scalars()
-        )
-        rows = [self._outcome_row(e) for e in exports if e.id in held]
-        if rows:
-            # one prepared UPDATE, executed for every row (psycopg pipelines executemany)
-            connection = await self._session.connection()
-            await connection.execute(self._outcome_update(), rows)
-        return held
+        columns: dict[str, list[Any]] = {
+            name: [getattr(e, name) for e in exports] for name in ("id", *_OUTCOME_COLUMNS)
+        }
+        columns["status"] = [e.status.value for e in exports]
+        columns["error_json"] = [
+            None if e.error_json is None else json.dumps(_storable(e.error_json)) for e in exports
+        ]
+        result = await self._session.execute(_OUTCOMES_SQL, {**columns, "owner": owner})
+        return set(result.scalars())
 
-    _OUTCOME_FIELDS = (
-        "status",
-        "attempts",
-        "next_attempt_at",
-        "export_storage_key",
-        "remote_path",
-        "checksum",
-        "size_bytes",
-        "error_json",
-        "sent_at",
-        "lease_owner",
-        "lease_expires_at",
-    )
-
-    def _outcome_update(self) -> Any:
-        t = self._t
-        return (
-            update(t)
-            .where(t.c.id == bindparam("b_id"))
-            .values({name: bindparam(f"b_{name}") for name in self._OUTCOME_FIELDS})
-        )
-
-    def _outcome_row(self, export: Export) -> dict[str, Any]:
-        row = self._row(export)
-        return {"b_id": export.id, **{f"b_{n}": row[n] for n in self._OUTCOME_FIELDS}}
-
-    async def lock_claims(self) -> None:
+    async def lock_claims(self, now: datetime) -> ClaimChores:
         """Serialise claims of all workers until the transaction ends, so the in-flight
-        count per connection that a claim reads is not raced by another claim."""
+        count per connection that a claim reads is not raced by another claim; then
+        which chores there are, in one statement (its snapshot is taken after the lock)."""
         await self._session.execute(select(func.pg_advisory_xact_lock(_CLAIM_LOCK)))
+        overdue, unannounced, probes = (
+            await self._session.execute(_CHORES_SQL, {"now": now})
+        ).one()
+        return ClaimChores(overdue=overdue, unannounced=unannounced, probes=probes)
 
     async def lock_due(self, now: datetime, limit: int, per_connection: int) -> list[Export]:
         """Due exports of connections whose circuit is closed, oldest due first, at most
@@ -297,25 +261,11 @@ class SqlExportRepository:
         a connection with a backlog takes its share and the others still get theirs."""
         if limit <= 0:
             return []
-        ids = list(
-            (
-                await self._session.execute(
-                    _DUE_SQL, {"now": now, "bound": per_connection, "limit": limit}
-                )
-            ).scalars()
-        )
-        return await self._lock_ids(ids)
-
-    async def _lock_ids(self, ids: list[uuid.UUID]) -> list[Export]:
-        if not ids:
-            return []
-        t = self._t
+        # chosen and row-locked in one statement (rows another worker holds are skipped)
         found = await self._session.execute(
-            select(t).where(t.c.id.in_(ids)).with_for_update(skip_locked=True)
+            _DUE_SQL, {"now": now, "bound": per_connection, "limit": limit}
         )
-        order = {export_id: n for n, export_id in enumerate(ids)}
-        exports = [self._load(row) for row in found]
-        return sorted(exports, key=lambda e: order[e.id])
+        return [self._load(row) for row in found]
 
     async def lock_next_waiting(self, connection_id: uuid.UUID, now: datetime) -> Export | None:
         """The oldest export of a connection that waits (PENDING, or DELIVERING under
@@ -367,6 +317,10 @@ class SqlExportRepository:
         )
         return [self._load(row) for row in found]
 
+    async def next_due(self, now: datetime) -> datetime | None:
+        due = (await self._session.execute(_NEXT_DUE_SQL, {"now": now})).scalar()
+        return due if isinstance(due, datetime) else None
+
     async def backlog(self) -> dict[str, tuple[int, datetime]]:
         rows = await self._session.execute(_BACKLOG_SQL)
         return {str(status): (int(n), oldest) for status, n, oldest in rows if n}
@@ -380,6 +334,99 @@ _BACKLOG_SQL = text(
     UNION ALL
     SELECT 'DELIVERING', count(*), min(created_at) FROM export.erp_export
     WHERE status = 'DELIVERING'
+    """
+)
+
+#: when a claim could next find work: each branch reads a partial index by status, or
+#: the circuits (few rows); `least` ignores NULLs (a branch with nothing to wait for)
+_NEXT_DUE_SQL = text(
+    """
+    SELECT least(
+        (SELECT min(e.next_attempt_at) FROM export.erp_export e
+         WHERE e.status = 'PENDING' AND NOT EXISTS (
+             SELECT 1 FROM export.erp_connection_circuit k
+             WHERE k.connection_id = e.connection_id AND k.state <> 'closed')),
+        (SELECT min(deliver_by) FROM export.erp_export WHERE status = 'PENDING'),
+        (SELECT min(lease_expires_at) FROM export.erp_export WHERE status = 'DELIVERING'),
+        (SELECT min(CASE WHEN state = 'open' THEN next_probe_at ELSE probe_expires_at END)
+         FROM export.erp_connection_circuit WHERE state <> 'closed'),
+        (SELECT CAST(:now AS timestamptz) WHERE EXISTS (
+             SELECT 1 FROM export.erp_export e
+             JOIN export.erp_connection_circuit k ON k.connection_id = e.connection_id
+             WHERE k.state <> 'closed' AND e.status = 'PENDING'
+               AND (e.error_json IS NULL
+                    OR e.error_json ->> 'reason' IS DISTINCT FROM 'waiting_for_dropzone')))
+    )
+    """
+)
+
+#: the outcome columns of an attempt (with their SQL array types)
+#: the claims of a batch in one statement: each parameter is one array, unnested into
+#: rows joined on the id
+_CLAIMED_SQL = text(
+    """
+    UPDATE export.erp_export t
+    SET status = v.status, attempts = v.attempts,
+        lease_owner = v.lease_owner, lease_expires_at = v.lease_expires_at
+    FROM unnest(CAST(:id AS uuid[]), CAST(:status AS text[]), CAST(:attempts AS integer[]),
+                CAST(:lease_owner AS text[]), CAST(:lease_expires_at AS timestamptz[]))
+         AS v(id, status, attempts, lease_owner, lease_expires_at)
+    WHERE t.id = v.id
+    """
+)
+
+#: the columns an attempt's outcome writes (`_OUTCOMES_SQL`'s arrays, in its order)
+_OUTCOME_COLUMNS = (
+    "status",
+    "attempts",
+    "next_attempt_at",
+    "export_storage_key",
+    "remote_path",
+    "checksum",
+    "size_bytes",
+    "error_json",
+    "sent_at",
+    "lease_owner",
+    "lease_expires_at",
+)
+#: the outcomes of a batch in one statement, fenced: a row that `:owner` no longer
+#: holds under its lease (claimed again by another worker, or final) is left alone;
+#: the ids written come back
+_OUTCOMES_SQL = text(
+    """
+    UPDATE export.erp_export t
+    SET status = v.status, attempts = v.attempts, next_attempt_at = v.next_attempt_at,
+        export_storage_key = v.export_storage_key, remote_path = v.remote_path,
+        checksum = v.checksum, size_bytes = v.size_bytes,
+        error_json = CAST(v.error_json AS jsonb), sent_at = v.sent_at,
+        lease_owner = v.lease_owner, lease_expires_at = v.lease_expires_at
+    FROM unnest(CAST(:id AS uuid[]), CAST(:status AS text[]), CAST(:attempts AS integer[]),
+                CAST(:next_attempt_at AS timestamptz[]), CAST(:export_storage_key AS text[]),
+                CAST(:remote_path AS text[]), CAST(:checksum AS text[]),
+                CAST(:size_bytes AS bigint[]), CAST(:error_json AS text[]),
+                CAST(:sent_at AS timestamptz[]), CAST(:lease_owner AS text[]),
+                CAST(:lease_expires_at AS timestamptz[]))
+         AS v(id, status, attempts, next_attempt_at, export_storage_key, remote_path,
+              checksum, size_bytes, error_json, sent_at, lease_owner, lease_expires_at)
+    WHERE t.id = v.id AND t.status = 'DELIVERING' AND t.lease_owner = :owner
+    RETURNING t.id
+    """
+)
+
+#: the claim's chores (`ClaimChores`): each EXISTS is what the step's own query selects
+_CHORES_SQL = text(
+    """
+    SELECT
+        EXISTS (SELECT 1 FROM export.erp_export
+                WHERE status = 'PENDING' AND deliver_by <= :now),
+        EXISTS (SELECT 1 FROM export.erp_export e
+                JOIN export.erp_connection_circuit k ON k.connection_id = e.connection_id
+                WHERE k.state <> 'closed' AND e.status = 'PENDING'
+                  AND (e.error_json IS NULL
+                       OR e.error_json ->> 'reason' IS DISTINCT FROM 'waiting_for_dropzone')),
+        EXISTS (SELECT 1 FROM export.erp_connection_circuit
+                WHERE (state = 'open' AND next_probe_at <= :now)
+                   OR (state = 'half_open' AND probe_expires_at <= :now))
     """
 )
 
@@ -408,10 +455,15 @@ _DUE_SQL = text(
             WHERE k.connection_id = c.connection_id AND k.state <> 'closed'
         )
     )
-    SELECT id FROM ranked
-    WHERE connection_id IS NULL OR rank + busy <= :bound
-    ORDER BY due_at
-    LIMIT :limit
+    SELECT t.* FROM export.erp_export t
+    JOIN (
+        SELECT id, due_at FROM ranked
+        WHERE connection_id IS NULL OR rank + busy <= :bound
+        ORDER BY due_at
+        LIMIT :limit
+    ) due ON due.id = t.id
+    ORDER BY due.due_at
+    FOR UPDATE OF t SKIP LOCKED
     """
 )
 
@@ -446,7 +498,7 @@ class SqlCircuitRepository:
         if not wanted:
             return {}
         rows = await self._session.execute(
-            select(self._t).where(self._t.c.connection_id.in_(wanted))
+            select(self._t).where(_one_of(self._t.c.connection_id, wanted))
         )
         return {row.connection_id: self._load(row) for row in rows}
 
@@ -464,7 +516,7 @@ class SqlCircuitRepository:
         )
         rows = await self._session.execute(
             select(self._t)
-            .where(self._t.c.connection_id.in_(ids))
+            .where(_one_of(self._t.c.connection_id, ids))
             .order_by(self._t.c.connection_id)
             .with_for_update()
         )

@@ -10,6 +10,8 @@ from pathlib import Path
 class FsArtifactStore:
     def __init__(self, root: str | Path) -> None:
         self._root = Path(os.path.abspath(root))
+        #: directories this process made or found (one per org and day): not made again
+        self._made: set[Path] = set()
 
     def path_of(self, key: str) -> Path:
         # Keys are built by the service from ids; still, never let one climb out.
@@ -28,10 +30,16 @@ class FsArtifactStore:
         except FileNotFoundError:
             return None
 
-    @staticmethod
-    def _write(path: Path, content: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def _write(self, path: Path, content: bytes) -> None:
+        if path.parent not in self._made:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._made.add(path.parent)
         temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(temp, "wb") as handle:
+        try:
+            handle = open(temp, "wb")
+        except FileNotFoundError:  # the directory was removed since: make it again
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(temp, "wb")
+        with handle:
             handle.write(content)
         os.replace(temp, path)

@@ -1,7 +1,10 @@
 """Delivery worker: claims due exports, delivers many at once, records outcomes in batches.
 
-- Woken at once when this process records new exports (in-process event); polls every
-  `poll_interval` for retries that fall due and for work recorded by other replicas.
+- Woken at once when this process records new exports (in-process event) and by the
+  `consume` role's NOTIFY. When a claim finds nothing, the worker asks when work falls
+  due next (a retry, a lease or a probe) and sleeps until then, at least `poll_interval`
+  and at most `idle_poll_interval` (the bound on a lost wake-up), instead of claiming
+  every `poll_interval`.
 - A claimed export holds one of `concurrency` slots until its outcome is recorded, and
   the worker claims only when half the slots are free (or it is idle): claims come in
   batches and no claimed export waits long under its lease.
@@ -42,6 +45,7 @@ from export_service.service_layer.exports import (
     circuit_counts,
     claim_due_exports,
     export_backlog,
+    next_due,
     record_outcomes,
 )
 from export_service.service_layer.ports import ArtifactStore, Clock, Transports, UnitOfWorkFactory
@@ -79,6 +83,7 @@ class DeliveryWorker:
         owner: str | None = None,
         circuit_policy: CircuitPolicy | None = None,
         per_connection: int = 1_000_000,
+        idle_poll_interval: float = 2.0,
     ) -> None:
         self._uow_factory = uow_factory
         self._transports = transports
@@ -90,11 +95,16 @@ class DeliveryWorker:
         self._lease = lease
         self._concurrency = concurrency
         self._poll_interval = poll_interval
+        self._idle_poll_interval = max(poll_interval, idle_poll_interval)
         self.owner = owner or worker_identity()
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._results: asyncio.Queue[tuple[Job, Result, float]] = asyncio.Queue()
         self._busy = 0  # claimed and not yet recorded
+        #: the claim loop waits for slots (all taken, too few free, or due work it could
+        #: not take, e.g. at a connection's bound): every recorded outcome wakes it;
+        #: otherwise only outcomes that may change what is due (not SENT) do
+        self._starved = False
         self._healthy = True
         self._claim_threshold = max(1, concurrency // 2)
 
@@ -148,7 +158,8 @@ class DeliveryWorker:
             self._wake.clear()
             free = self._concurrency - self._busy
             claimed = 0
-            if free >= self._claim_threshold or (free > 0 and self._busy == 0):
+            tried = free >= self._claim_threshold or (free > 0 and self._busy == 0)
+            if tried:
                 try:
                     jobs = await claim_due_exports(
                         self._uow_factory(),
@@ -170,9 +181,29 @@ class DeliveryWorker:
                 for job in jobs:
                     self._start(job)
             if claimed and claimed == free:
+                self._starved = True
                 await self._wait(stop, None)  # busy: wait until outcomes free slots
-            elif not claimed:
+            elif tried:
+                # the claim took every due export it could: nothing to claim again
+                # before something falls due, or is recorded, or frees a slot
+                await self._wait(stop, await self._idle_wait())
+            else:
+                self._starved = True
                 await self._wait(stop, self._poll_interval if free else None)
+
+    async def _idle_wait(self) -> float:
+        """How long a worker sleeps (unless woken) after a claim that took all it could."""
+        self._starved = True
+        try:
+            due = await next_due(self._uow_factory(), self._clock)
+        except Exception:  # the database is down: the next claim reports it
+            return self._poll_interval
+        if due is None:
+            self._starved = False
+            return self._idle_poll_interval
+        wait = (due - self._clock()).total_seconds()
+        self._starved = wait <= 0  # due now but not claimable (bound, rows held)
+        return min(max(wait, self._poll_interval), self._idle_poll_interval)
 
     def _start(self, job: Job) -> None:
         self._busy += 1
@@ -230,6 +261,11 @@ class DeliveryWorker:
         finally:
             self._busy -= len(batch)
             metrics.in_flight.dec(len(batch))
+        if (
+            self._starved
+            or len(outcomes) < len(batch)
+            or any(o.status is not ExportStatus.SENT for o in outcomes)
+        ):
             self._wake.set()
         done = time.perf_counter()
         for (job, _result, begin), outcome in zip(batch, outcomes, strict=False):
@@ -260,6 +296,7 @@ class DeliveryWorker:
                 task.cancel()
         loop = asyncio.get_running_loop()
         end = loop.time() + grace
+        self._starved = True  # every outcome recorded from now on wakes the wait below
         while (not self._results.empty() or self._busy) and loop.time() < end:
             self._wake.clear()
             await self._wait(asyncio.Event(), end - loop.time())

@@ -163,14 +163,15 @@ async def claim_due_exports(
     """
     async with uow:
         now = clock()
-        await uow.exports.lock_claims()
-        expired = await uow.exports.lock_overdue(now, OVERDUE_BATCH)
+        chores = await uow.exports.lock_claims(now)
+        expired = await uow.exports.lock_overdue(now, OVERDUE_BATCH) if chores.overdue else []
         for export in expired:
             export.expire(now)
             await uow.exports.save(export)
             uow.publish(export.events)
-        await _announce_waits_behind_open_circuits(uow, now)
-        probes = await _claim_probes(uow, owner, lease, limit, now)
+        if chores.unannounced:
+            await _announce_waits_behind_open_circuits(uow, now)
+        probes = await _claim_probes(uow, owner, lease, limit, now) if chores.probes else []
         due = await uow.exports.lock_due(now, limit - len(probes), per_connection)
         for export in due:
             export.claim(owner, now, lease)
@@ -225,6 +226,12 @@ async def circuit_counts(uow: UnitOfWork) -> dict[str, int]:
     """How many connections' circuits are in each state (rows only: no row is closed)."""
     async with uow:
         return await uow.circuits.count_by_state()
+
+
+async def next_due(uow: UnitOfWork, clock: Clock) -> datetime | None:
+    """When a claim could next find work (None: nothing waits), for an idle worker."""
+    async with uow:
+        return await uow.exports.next_due(clock())
 
 
 async def export_backlog(uow: UnitOfWork) -> dict[str, tuple[int, datetime]]:

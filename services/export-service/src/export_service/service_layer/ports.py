@@ -36,6 +36,18 @@ class ConnectionRepository(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class ClaimChores:
+    """What a claim must do before taking due exports (False: skip that step)."""
+
+    #: PENDING exports past their deadline (they fail)
+    overdue: bool = True
+    #: PENDING exports behind a circuit that is not closed, not yet said to wait
+    unannounced: bool = True
+    #: open circuits whose probe is due
+    probes: bool = True
+
+
 class ExportRepository(Protocol):
     async def add_many(self, exports: list[Export]) -> set[uuid.UUID]:
         """Insert; the ids actually inserted (an existing id is left alone)."""
@@ -49,8 +61,9 @@ class ExportRepository(Protocol):
         """Save attempt outcomes of the exports `owner` still holds the lease of; their ids."""
         ...
 
-    async def lock_claims(self) -> None:
-        """Serialise the claims of all workers until the transaction ends."""
+    async def lock_claims(self, now: datetime) -> ClaimChores:
+        """Serialise the claims of all workers until the transaction ends; which chores
+        the claim has beside the due exports (read after the lock is held)."""
         ...
 
     async def lock_due(self, now: datetime, limit: int, per_connection: int) -> list[Export]:
@@ -69,6 +82,12 @@ class ExportRepository(Protocol):
     async def lock_unannounced_behind_open_circuits(self, limit: int) -> list[Export]:
         """PENDING exports of connections whose circuit is not closed that do not yet
         say they wait for the dropzone, row-locked."""
+        ...
+
+    async def next_due(self, now: datetime) -> datetime | None:
+        """The earliest time a claim could find work (an export due or overdue, a lease
+        expiring, an open circuit's probe, an export to announce as waiting: `now` or
+        earlier when something already is); None when nothing waits."""
         ...
 
     async def backlog(self) -> dict[str, tuple[int, datetime]]:
