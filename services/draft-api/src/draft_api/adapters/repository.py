@@ -139,12 +139,14 @@ class SqlDraftRepository(_SqlStore):
         the pool's connections), the statement runs once more on a new one."""
         fresh = not self.session.in_transaction()
         try:
-            return await self.session.execute(query, params)
+            result: Result[Any] = await self.session.execute(query, params)
+            return result
         except DBAPIError as exc:
             if not (fresh and exc.connection_invalidated):
                 raise
         await self.session.rollback()
-        return await self.session.execute(query, params)
+        result = await self.session.execute(query, params)
+        return result
 
     async def save(self, draft: DraftOrder) -> None:
         d = self.t.draft_order
