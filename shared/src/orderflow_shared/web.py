@@ -27,9 +27,11 @@
   is a sane token, else a new UUID); the id is bound into the structlog context of the
   request so every log line of it can be found.
 - `make_service_app(title, version, lifespan, checks, ...)`: a FastAPI app with all of
-  the above installed (and auth, when a verifier is given), traced with OpenTelemetry
-  (`orderflow_shared.tracing.instrument_app`: a server span per request that continues
-  the caller's `traceparent`).
+  the above installed (and auth, when a verifier is given), traced with OpenTelemetry:
+  when the process exports spans, `orderflow_shared.tracing.instrument_app` (a server
+  span per request that continues the caller's `traceparent`); when not,
+  `TraceContextMiddleware` only continues the caller's trace (its ids still reach the
+  outbox and the log lines; nothing is recorded), at a fraction of the cost.
 - `PatchIn`: base of PATCH bodies; a field left out stays as it is, an explicit `null`
   is a 422 naming the field unless the model lists it in `nullable_fields` (and the
   published schema says which fields take null).
@@ -716,6 +718,32 @@ class RequestIdMiddleware(_HttpMiddleware):
             await self.app(scope, receive, send_with_id)
 
 
+# --- trace context without an exporter ----------------------------------------------
+
+_UNTRACED_PATHS = frozenset(f"/{path}" for path in tracing.EXCLUDED_PATHS.split(","))
+
+
+class TraceContextMiddleware(_HttpMiddleware):
+    """What the OpenTelemetry ASGI middleware does for a process that exports nothing:
+    the request runs in a server span that continues the caller's `traceparent` (or
+    starts a trace), unrecorded by the sampler, so its ids go on to the outbox and the
+    log lines. Probes and scrapes run outside any span, as with the instrumentation."""
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("path") in _UNTRACED_PATHS:
+            await self.app(scope, receive, send)
+            return
+        carrier = {
+            name: value
+            for name in ("traceparent", "tracestate")
+            if (value := _header(scope, name.encode()))
+        }
+        with tracing.span(
+            f"{scope.get('method', 'GET')} request", parent=carrier, kind=tracing.SpanKind.SERVER
+        ):
+            await self.app(scope, receive, send)
+
+
 # --- body size ----------------------------------------------------------------------
 
 
@@ -1147,6 +1175,10 @@ def make_service_app(
     `If-Match` mandatory (428) where a route takes it.
     """
     dependencies = [Depends(reject_hostile_parameters), *fastapi_kwargs.pop("dependencies", [])]
+    exporting = tracing.is_exporting()
+    if not exporting:
+        # FastAPI's own telemetry would trace with the (non-exporting) SDK provider
+        fastapi_kwargs.setdefault("telemetry", {"tracing": False, "metrics": False, "logs": False})
     app = FastAPI(
         title=title,
         version=version,
@@ -1198,5 +1230,8 @@ def make_service_app(
     _tighten_openapi(app)
     if verifier is not None:
         install_auth(app, verifier)
-    tracing.instrument_app(app)
+    if exporting:
+        tracing.instrument_app(app)
+    else:
+        app.add_middleware(TraceContextMiddleware)
     return app
