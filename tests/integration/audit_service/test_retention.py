@@ -105,7 +105,7 @@ def _seed(audit_db: AuditDb, org: str, times: list[datetime]) -> list[int]:
                 for n, moment in enumerate(times)
             ]
             for entry in entries:  # one batch each: ids follow the order given
-                await ingest(container.uow_factory, [entry])
+                await ingest(container.appender, [entry])
         finally:
             await close(container)
 

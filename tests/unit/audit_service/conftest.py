@@ -42,16 +42,16 @@ class FakeAuditLog:
     async def lock_orgs(self, org_ids: Sequence[str]) -> None:
         self.locks.append(list(org_ids))
 
-    async def existing_event_ids(self, event_ids: Collection[uuid.UUID]) -> set[uuid.UUID]:
+    async def lock_and_read(
+        self, org_ids: Sequence[str], event_ids: Collection[uuid.UUID]
+    ) -> tuple[set[uuid.UUID], dict[str, str]]:
+        await self.lock_orgs(org_ids)
         present = {r.entry.event_id for r in self.rows + self.staged}
-        return present & set(event_ids)
-
-    async def chain_heads(self, org_ids: Collection[str]) -> dict[str, str]:
         heads = {}
         for row in self.rows + self.staged:
             if row.entry.org_id in org_ids:
                 heads[row.entry.org_id] = row.hash
-        return heads
+        return present & set(event_ids), heads
 
     async def append(self, entries: Sequence[ChainedEntry]) -> None:
         start = len(self.rows) + len(self.staged) + 1
@@ -101,10 +101,14 @@ class FakeRetention:
 
 
 class FakeUnitOfWork:
+    """The unit of work, and the ingest's appender (lock_and_read, append) as well."""
+
     def __init__(self, log: FakeAuditLog) -> None:
         self.audit_log = log
         self.retention = FakeRetention(log)
         self.commits = 0
+        self.lock_and_read = log.lock_and_read
+        self.append = log.append
 
     async def __aenter__(self) -> FakeUnitOfWork:
         return self
@@ -131,3 +135,8 @@ def audit_log() -> FakeAuditLog:
 @pytest.fixture
 def uow_factory(audit_log: FakeAuditLog):  # type: ignore[no-untyped-def]
     return lambda: FakeUnitOfWork(audit_log)
+
+
+@pytest.fixture
+def appender_factory(uow_factory):  # type: ignore[no-untyped-def]
+    return uow_factory

@@ -10,6 +10,7 @@ from audit_service.adapters.mapping import (
     RawRecord,
     entry_from_dead_letter,
     entry_from_envelope,
+    json_data,
     unreadable_event_id,
 )
 from orderflow_shared.contracts.events import UNREADABLE_AUDIT_ACTION
@@ -134,3 +135,15 @@ def test_event_times_at_the_edge_of_the_calendar_still_map(samples):
 def test_a_dead_letter_with_an_absurd_timestamp_gets_the_epoch():
     record = RawRecord(topic="dead_letter", partition=0, offset=1, timestamp_ms=2**62, headers=[])
     assert entry_from_dead_letter(record).occurred_at == datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def test_data_read_once_is_what_the_walk_over_it_would_make():
+    raw = b'{"big":1e999,"neg":-Infinity,"n":NaN,"ok":[1.5,"x",{"k":"a\\u0000"}],"s":"\\\\u0000"}'
+    assert json_data(raw) == {
+        "big": "inf",
+        "neg": "-inf",
+        "n": "nan",
+        "ok": [1.5, "x", {"k": "a\ufffd"}],
+        "s": "\\u0000",  # an escaped backslash, not a NUL: kept as written
+    }
+    assert json_data('{"utf16":"ü\\u0000"}'.encode("utf-16")) == {"utf16": "ü\ufffd"}

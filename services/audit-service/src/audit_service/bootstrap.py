@@ -24,10 +24,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from audit_service.adapters.kafka import LagProbe, raw_record
 from audit_service.adapters.mapping import RawRecord
-from audit_service.adapters.repository import SqlUnitOfWork
+from audit_service.adapters.repository import SqlAppender, SqlUnitOfWork
 from audit_service.entrypoints.http import router
 from audit_service.entrypoints.ingest import IngestHandlers
-from audit_service.service_layer.ports import UnitOfWork
+from audit_service.service_layer.ports import Appender, UnitOfWork
 from audit_service.settings import AuditSettings
 
 
@@ -43,6 +43,10 @@ class Container:
     @property
     def uow_factory(self) -> Callable[[], UnitOfWork]:
         return self.uow
+
+    def appender(self) -> Appender:
+        """The transaction of one ingest batch."""
+        return SqlAppender(self.engine)
 
     async def dispose(self) -> None:
         await self.engine.dispose()
@@ -77,7 +81,7 @@ class Ingest:
 
 def build_ingest(container: Container) -> Ingest:
     s = container.settings
-    handlers = IngestHandlers(container.uow_factory)
+    handlers = IngestHandlers(container.appender)
     return Ingest(
         events=ConsumerRunner(
             kafka=client_options(s),

@@ -8,6 +8,7 @@ original record sat (topic/partition/offset), so every copy of the same poison r
 
 from __future__ import annotations
 
+import json
 import math
 import uuid
 from collections.abc import Sequence
@@ -33,7 +34,7 @@ from orderflow_shared.messaging.envelope import (
     Envelope,
 )
 
-from audit_service.domain.entry import AuditEntry, with_occurred_at_utc
+from audit_service.domain.entry import AuditEntry, as_utc
 
 #: Namespace of the deterministic ids of UNREADABLE_EVENT entries.
 UNREADABLE_NAMESPACE = uuid.UUID("5f0c7a52-1d0e-4b8e-9a57-3c2d7f1e6a10")
@@ -121,19 +122,17 @@ def entry_from_envelope(envelope: Envelope) -> AuditEntry:
     reasons = distrust(envelope, data)
     if reasons:
         return _untrusted(envelope, data, topic, producer.value if producer else None, reasons)
-    return with_occurred_at_utc(
-        AuditEntry(
-            event_id=envelope.id,
-            org_id=_json_safe(envelope.org_id),
-            action=audit_action_for(data),
-            entity_type=spec.entity_type,
-            entity_id=_json_safe(envelope.subject),
-            actor_user_id=_json_safe(envelope.actor_id),
-            occurred_at=envelope.time,
-            source_topic=topic,
-            data=_json_safe(envelope.data_json()),
-            producer=producer.value if producer else None,
-        )
+    return AuditEntry(
+        event_id=envelope.id,
+        org_id=_json_safe(envelope.org_id),
+        action=audit_action_for(data),
+        entity_type=spec.entity_type,
+        entity_id=_json_safe(envelope.subject),
+        actor_user_id=_json_safe(envelope.actor_id),
+        occurred_at=as_utc(envelope.time),
+        source_topic=topic,
+        data=json_data(envelope.data),
+        producer=producer.value if producer else None,
     )
 
 
@@ -144,29 +143,27 @@ def _untrusted(
     producer: str | None,
     reasons: list[str],
 ) -> AuditEntry:
-    return with_occurred_at_utc(
-        AuditEntry(
-            event_id=envelope.id,
-            org_id=UNTRUSTED_ORG,
-            action=UNTRUSTED_AUDIT_ACTION,
-            entity_type=envelope.spec.entity_type,
-            entity_id=_json_safe(envelope.subject),
-            actor_user_id=_json_safe(envelope.actor_id),
-            occurred_at=envelope.time,
-            source_topic=topic,
-            producer=producer,
-            data=_json_safe(
-                {
-                    "reasons": reasons,
-                    "type": envelope.type,
-                    "source": envelope.source,
-                    "envelope_org": envelope.org_id,
-                    "data_org": payload_org(data),
-                    "claimed_action": audit_action_for(data),
-                    "data": envelope.data_json(),
-                }
-            ),
-        )
+    return AuditEntry(
+        event_id=envelope.id,
+        org_id=UNTRUSTED_ORG,
+        action=UNTRUSTED_AUDIT_ACTION,
+        entity_type=envelope.spec.entity_type,
+        entity_id=_json_safe(envelope.subject),
+        actor_user_id=_json_safe(envelope.actor_id),
+        occurred_at=as_utc(envelope.time),
+        source_topic=topic,
+        producer=producer,
+        data=_json_safe(
+            {
+                "reasons": reasons,
+                "type": envelope.type,
+                "source": envelope.source,
+                "envelope_org": envelope.org_id,
+                "data_org": payload_org(data),
+                "claimed_action": audit_action_for(data),
+                "data": json_data(envelope.data),
+            }
+        ),
     )
 
 
@@ -225,6 +222,26 @@ def _decoded_headers(headers: Sequence[tuple[str, bytes | None]]) -> dict[str, s
         value = (raw or b"").decode("utf-8", errors="replace")[:_MAX_HEADER_CHARS]
         decoded.setdefault(name, value)
     return decoded
+
+
+def json_data(raw: bytes) -> Any:
+    """An event's JSON data as Postgres jsonb takes it, read once: NaN and infinities
+    become their names (as `_json_safe` makes them), and only data that spells a NUL
+    character (`\\u0000`) is walked to replace it."""
+    text = raw.decode(json.detect_encoding(raw), "surrogatepass")  # as json.loads reads it
+    value = json.loads(text, parse_float=_finite_float, parse_constant=_nonfinite_name)
+    if "\\u0000" in text:
+        return _json_safe(value)
+    return value
+
+
+def _finite_float(token: str) -> float | str:
+    number = float(token)
+    return number if math.isfinite(number) else str(number)  # 1e999 overflows to inf
+
+
+def _nonfinite_name(token: str) -> str:
+    return str(float(token))  # NaN, Infinity, -Infinity: 'nan', 'inf', '-inf'
 
 
 def _json_safe(value: Any) -> Any:

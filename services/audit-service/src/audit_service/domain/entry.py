@@ -11,11 +11,15 @@ import hashlib
 import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
 GENESIS_HASH = "0" * 64
+#: sorted keys, no whitespace, no NaN: the one JSON form hashed
+_CANONICAL_JSON = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
 
 JsonValue = Any
 
@@ -49,19 +53,21 @@ class AuditEntry:
         }
         if self.producer is None:
             del body["producer"]
-        return json.dumps(
-            body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-        ).encode()
+        return _CANONICAL_JSON.encode(body).encode()
+
+
+#: The names of AuditEntry's fields, in order (the log's columns of the same names).
+ENTRY_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(AuditEntry))
 
 
 def entry_values(entry: AuditEntry) -> dict[str, JsonValue]:
     """The entry's fields by name (the log's columns of the same names)."""
-    return {f.name: getattr(entry, f.name) for f in fields(AuditEntry)}
+    return {name: getattr(entry, name) for name in ENTRY_FIELDS}
 
 
 def entry_of(values: Mapping[Any, JsonValue]) -> AuditEntry:
     """The entry in a row (or an archive line) whose columns carry the fields' names."""
-    return AuditEntry(**{f.name: values[f.name] for f in fields(AuditEntry)})
+    return AuditEntry(**{name: values[name] for name in ENTRY_FIELDS})
 
 
 @dataclass(frozen=True)
@@ -109,14 +115,15 @@ def unique_by_event_id(entries: Sequence[AuditEntry]) -> list[AuditEntry]:
     return unique
 
 
-def with_occurred_at_utc(entry: AuditEntry) -> AuditEntry:
-    """The same entry with a timezone-aware UTC time (naive times are read as UTC)."""
-    moment = entry.occurred_at
+def as_utc(moment: datetime) -> datetime:
+    """The moment, timezone-aware in UTC (a naive time is read as UTC; one beyond the
+    calendar's edge once in UTC becomes that edge)."""
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
+        return moment.replace(tzinfo=UTC)
+    if moment.tzinfo is UTC:
+        return moment
     try:
-        moment = moment.astimezone(UTC)
+        return moment.astimezone(UTC)
     except OverflowError:  # e.g. 0001-01-01T00:00+14:00 lies before datetime.min in UTC
         edge = datetime.min if moment.year == 1 else datetime.max
-        moment = edge.replace(tzinfo=UTC)
-    return replace(entry, occurred_at=moment)
+        return edge.replace(tzinfo=UTC)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -12,7 +13,7 @@ from prometheus_client import Counter, Gauge
 from audit_service.adapters.mapping import RawRecord, entry_from_dead_letter, entry_from_envelope
 from audit_service.domain.entry import AuditEntry
 from audit_service.service_layer.ingest import ingest
-from audit_service.service_layer.ports import UnitOfWork
+from audit_service.service_layer.ports import Appender
 
 _log = logging.getLogger(__name__)
 
@@ -36,8 +37,8 @@ VERIFICATION_FAILURES = Counter(
 
 
 class IngestHandlers:
-    def __init__(self, uow_factory: Callable[[], UnitOfWork]) -> None:
-        self._uow_factory = uow_factory
+    def __init__(self, appender_factory: Callable[[], Appender]) -> None:
+        self._appender_factory = appender_factory
 
     async def on_events(self, envelopes: list[Envelope]) -> None:
         await self._append([entry_from_envelope(e) for e in envelopes])
@@ -46,11 +47,11 @@ class IngestHandlers:
         await self._append([entry_from_dead_letter(r) for r in records])
 
     async def _append(self, entries: Sequence[AuditEntry]) -> None:
-        added = await ingest(self._uow_factory, entries)
+        added = await ingest(self._appender_factory, entries)
         DUPLICATES_SKIPPED.inc(len(entries) - len(added))
         now = time.time()
-        for entry in added:
-            ENTRIES_APPENDED.labels(entry.action).inc()
+        for action, count in collections.Counter(entry.action for entry in added).items():
+            ENTRIES_APPENDED.labels(action).inc(count)
         for org_id in {entry.org_id for entry in added}:
             CHAIN_HEAD_TIME.labels(org_id).set(now)
         _log.debug("audit batch: %d read, %d new", len(entries), len(added))

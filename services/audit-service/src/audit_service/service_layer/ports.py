@@ -17,13 +17,6 @@ class AuditLog(Protocol):
     async def lock_orgs(self, org_ids: Sequence[str]) -> None:
         """Serialize chain appends per org until the end of the transaction."""
 
-    async def existing_event_ids(self, event_ids: Collection[uuid.UUID]) -> set[uuid.UUID]: ...
-
-    async def chain_heads(self, org_ids: Collection[str]) -> dict[str, str]:
-        """The hash of the newest entry of each org that has one."""
-
-    async def append(self, entries: Sequence[ChainedEntry]) -> None: ...
-
     async def find(self, query: AuditQuery) -> list[StoredEntry]:
         """Up to query.limit + 1 entries after query.after, oldest first."""
 
@@ -31,6 +24,26 @@ class AuditLog(Protocol):
         """The org's entries in chain order, a chunk at a time."""
 
     async def org_ids(self) -> list[str]: ...
+
+
+class Appender(Protocol):
+    """The transaction of one ingest batch (rolled back unless committed)."""
+
+    async def __aenter__(self) -> Appender: ...
+
+    async def __aexit__(self, *exc_info: object) -> None: ...
+
+    async def lock_and_read(
+        self, org_ids: Sequence[str], event_ids: Collection[uuid.UUID]
+    ) -> tuple[set[uuid.UUID], dict[str, str]]:
+        """Lock the orgs' chains until the end of the transaction (as
+        `AuditLog.lock_orgs`), then: which of the event ids are in the log already, and
+        the hash of the newest entry of each of the orgs that has one."""
+
+    async def append(self, entries: Sequence[ChainedEntry]) -> None:
+        """Add the entries in their order (the order of their ids)."""
+
+    async def commit(self) -> None: ...
 
 
 class RetentionStore(Protocol):
