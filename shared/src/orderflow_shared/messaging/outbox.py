@@ -201,18 +201,31 @@ async def add_event(
 
     `topic` overrides the contract topic of the event type (tests, replays).
     """
-    headers = [[name, value.decode()] for name, value in envelope.kafka_headers()]
+    await _insert(session, table, [_row(envelope, topic)])
+
+
+async def add_events(session: AsyncSession, table: Table, envelopes: Iterable[Envelope]) -> None:
+    """`add_event` for each, in order, in one statement (a unit of work's events at
+    commit): the rows take their ids in the list's order, which the relay keeps."""
+    rows = [_row(envelope, None) for envelope in envelopes]
+    if rows:
+        await _insert(session, table, rows)
+
+
+def _row(envelope: Envelope, topic: str | None) -> dict[str, Any]:
     trace_context = tracing.current_carrier() or tracing.envelope_carrier(envelope)
-    await session.execute(
-        table.insert().values(
-            event_id=envelope.id,
-            topic=topic or envelope.topic,
-            key=envelope.key,
-            headers=headers,
-            payload=envelope.data,
-            trace_context=trace_context or None,
-        )
-    )
+    return {
+        "event_id": envelope.id,
+        "topic": topic or envelope.topic,
+        "key": envelope.key,
+        "headers": [[name, value.decode()] for name, value in envelope.kafka_headers()],
+        "payload": envelope.data,
+        "trace_context": trace_context or None,
+    }
+
+
+async def _insert(session: AsyncSession, table: Table, rows: list[dict[str, Any]]) -> None:
+    await session.execute(table.insert(), rows)
     # one NOTIFY per transaction and schema is enough to wake the relay at commit
     channel = notify_channel(table.schema or "public")
     transaction = session.sync_session.get_transaction()
@@ -220,12 +233,6 @@ async def add_event(
     if transaction is None or session.info.get(marker) is not transaction:
         await session.execute(select(func.pg_notify(channel, "")))
         session.info[marker] = transaction
-
-
-async def add_events(session: AsyncSession, table: Table, envelopes: Iterable[Envelope]) -> None:
-    """`add_event` for each, in order (a unit of work's events at commit)."""
-    for envelope in envelopes:
-        await add_event(session, table, envelope)
 
 
 class OutboxRelay:
