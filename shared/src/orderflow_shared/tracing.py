@@ -167,8 +167,17 @@ def reset_for_tests() -> None:
     _state.update(configured=False, exporting=False, service=None)
 
 
+_tracer_of: dict[str, Any] = {"provider": None, "tracer": None}
+
+
 def tracer() -> trace.Tracer:
-    return trace.get_tracer(TRACER_NAME)
+    """The tracer of the current provider, made once per provider (a consumer asks for
+    it on every record, and `get_tracer` builds a new one each time)."""
+    provider = trace.get_tracer_provider()
+    if _tracer_of["provider"] is not provider:
+        _tracer_of.update(provider=provider, tracer=provider.get_tracer(TRACER_NAME))
+    cached: trace.Tracer = _tracer_of["tracer"]
+    return cached
 
 
 def instrument_app(app: Any) -> None:
