@@ -19,6 +19,7 @@ from typing import Any
 import psycopg
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -90,11 +91,18 @@ def make_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession
 
 
 async def db_reachable(engine: AsyncEngine, timeout: float = 2.0) -> bool:  # noqa: ASYNC109
+    """One fresh try after a failure: without pre-ping, a pooled connection that Postgres
+    dropped (a restart) fails once, and SQLAlchemy then invalidates the pool."""
     try:
         async with asyncio.timeout(timeout):
-            async with engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
+            for attempt in (1, 2):
+                try:
+                    async with engine.connect() as conn:
+                        await conn.execute(text("SELECT 1"))
+                    return True
+                except DBAPIError as exc:
+                    if attempt == 2 or not exc.connection_invalidated:
+                        raise
     except Exception as exc:  # any failure means "not ready", never an error page
         _log.warning("database not reachable: %s", type(exc).__name__)
-        return False
-    return True
+    return False

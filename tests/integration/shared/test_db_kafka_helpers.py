@@ -45,6 +45,26 @@ async def test_reachability_probes_tell_up_from_down(backbone: Backbone) -> None
         await dead.dispose()
 
 
+async def test_the_database_probe_rides_out_a_pooled_connection_postgres_dropped(
+    backbone: Backbone,
+) -> None:
+    # without pre-ping, the pooled connection of a Postgres restart fails once: /readyz
+    # must not answer "unavailable" for it
+    engine = make_engine(backbone.dsn, pool_size=1, pool_pre_ping=False)
+    try:
+        async with engine.connect() as conn:
+            pid = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        killer = make_engine(backbone.dsn, pool_size=1)
+        async with killer.connect() as other:
+            await other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        await killer.dispose()
+        assert await db_reachable(engine)
+        async with engine.connect() as conn:
+            assert (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one() != pid
+    finally:
+        await engine.dispose()
+
+
 async def test_ensure_topics_is_idempotent_and_compacts_the_connection_topic(
     backbone: Backbone,
 ) -> None:

@@ -117,7 +117,15 @@
   }
   var draftSoon = later(refreshDraft, 300);
 
+  // Kafka orders each topic, not the topics against each other: an export's outcome can
+  // arrive before the push request that started it, which must not take the badge back.
+  var settled = {};
   function onDraft(update) {
+    var exportId = update.erp_export_id;
+    if (exportId) {
+      if (update.status === "PUSHING" && settled[exportId]) return;
+      if (update.status === "PUSHED" || update.status === "ERROR") settled[exportId] = true;
+    }
     lastStatus[update.draft_id] = update.status;
     setBadges(update.draft_id, update.status);
     if (liveBox && liveBox.dataset.draft === update.draft_id) {
