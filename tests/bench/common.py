@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import statistics
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,6 +109,21 @@ class RssSampler:
         finally:
             self._stop.set()
             thread.join()
+
+
+async def offer_paced(
+    items: list[str], rate: float, send: Callable[[str], Coroutine[Any, Any, None]]
+) -> None:
+    """Start `send(item)` for each item at `rate` per second (an open-loop offered load:
+    a slow answer does not delay the next request), then wait for all of them."""
+    start = time.monotonic()
+    tasks: list[asyncio.Task[None]] = []
+    for i, item in enumerate(items):
+        delay = start + i / rate - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)  # pacing the offered load, not synchronisation
+        tasks.append(asyncio.create_task(send(item)))
+    await asyncio.gather(*tasks)
 
 
 def cpu_ticks(pid: int) -> int:

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from tests.bench.common import Bench, percentile, wait_until
+from tests.bench.common import Bench, offer_paced, percentile, wait_until
 from tests.bench.drafts import make_approved_drafts
 from tests.bench.org import wait_drained
 
@@ -39,14 +39,7 @@ async def _offered_load(bench: Bench, org: str, drafts: list[str], rate: float) 
             if response.status_code == 202:
                 accepted += 1
 
-        start = time.monotonic()
-        tasks = []
-        for i, draft_id in enumerate(drafts):
-            delay = start + i / rate - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)  # pacing the offered load, not synchronisation
-            tasks.append(asyncio.create_task(push(draft_id)))
-        await asyncio.gather(*tasks)
+        await offer_paced(drafts, rate, push)
     return accepted
 
 

@@ -38,7 +38,7 @@ import redis
 from sqlalchemy import create_engine, text
 from sqlalchemy.schema import CreateSchema
 
-from tests.bench.common import Bench, percentile, wait_until
+from tests.bench.common import Bench, offer_paced, percentile, wait_until
 from tests.bench.push_api import CONCURRENCY, run_wrk
 from tests.bench.seed_peer.config import FILE_PREFIX, REDIS_DB, SCHEMA, PeerConfig
 from tests.bench.seed_peer.landing import Landings
@@ -247,14 +247,7 @@ async def offered_load(
             else:
                 failed += 1
 
-        start = time.monotonic()
-        tasks = []
-        for i, draft_id in enumerate(drafts):
-            delay = start + i / rate - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)  # pacing the offered load, not synchronisation
-            tasks.append(asyncio.create_task(push(draft_id)))
-        await asyncio.gather(*tasks)
+        await offer_paced(drafts, rate, push)
         try:
             async with asyncio.timeout(patience_s):
                 await landed.wait_for(len(accepted))
