@@ -501,3 +501,43 @@ def test_the_loop_prunes_signs_and_publishes_until_stopped(audit_db, archive_dir
     published = asyncio.run(run())
     assert max(c.seq for c in published) == 4
     assert _ids(audit_db, org) == ids[2:]
+
+
+def _sealed_orgs(audit_db: AuditDb) -> set[str]:
+    async def run() -> set[str]:
+        container = build(audit_db.settings())
+        try:
+            async with container.uow() as uow:
+                return await uow.retention.sealed_orgs()
+        finally:
+            await close(container)
+
+    return asyncio.run(run())
+
+
+def _move_head(audit_db: AuditDb, org: str, ids: list[int]) -> None:
+    _seed(audit_db, org, [YOUNG])
+
+
+def _change_head_hash(audit_db: AuditDb, org: str, ids: list[int]) -> None:
+    _superuser(audit_db, "UPDATE audit.audit_log SET hash = %s WHERE id = %s", ["f" * 64, ids[-1]])
+
+
+@pytest.mark.parametrize(
+    ("change", "set_aside"),
+    [(None, True), (_move_head, False), (_change_head_hash, False), (_truncate, False)],
+)
+def test_each_round_sets_aside_only_the_orgs_whose_signed_head_is_unchanged(
+    audit_db, archive_dir, change, set_aside
+):
+    """The loop seals every org each round; one statement first sets aside those with
+    nothing to seal. An org whose head moved, or whose signed head is gone or changed,
+    goes through the whole check, which signs or refuses it."""
+    org, kept = _sealed_org(audit_db, archive_dir)
+    if change is not None:
+        change(audit_db, org, kept)
+    assert (org in _sealed_orgs(audit_db)) is set_aside
+    summary = _lines(_cli(_env(audit_db, archive_dir), "retention"))[-1]
+    assert (org in summary["checkpoints_refused"]) is (change in (_change_head_hash, _truncate))
+    if change is _move_head:
+        assert org in _sealed_orgs(audit_db)  # signed this round, set aside the next

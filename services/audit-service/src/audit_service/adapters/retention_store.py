@@ -52,6 +52,22 @@ class SqlRetentionStore:
         )
         return list(result.scalars())
 
+    async def sealed_orgs(self) -> set[str]:
+        result = await self._session.execute(
+            text(
+                "SELECT h.org_id FROM ("
+                " SELECT DISTINCT ON (org_id) org_id, seq, entry_id, hash FROM audit.checkpoints"
+                " WHERE kind = 'head' ORDER BY org_id, seq DESC, signed_at DESC) h"
+                " JOIN audit.audit_log a"
+                "  ON a.org_id = h.org_id AND a.id = h.entry_id AND a.hash = h.hash"
+                " WHERE NOT EXISTS (SELECT 1 FROM audit.audit_log n"
+                "  WHERE n.org_id = h.org_id AND n.id > h.entry_id)"
+                " AND h.seq > coalesce((SELECT max(x.seq) FROM audit.checkpoints x"
+                "  WHERE x.org_id = h.org_id AND x.kind = 'anchor'), 0)"
+            )
+        )
+        return set(result.scalars())
+
     async def head(self, org_id: str) -> tuple[int, str] | None:
         """(id, hash) of the org's newest entry; None when it has none."""
         result = await self._session.execute(

@@ -72,8 +72,11 @@ async def seal_heads(
     org_ids: list[str] | None = None,
 ) -> SealResult:
     if org_ids is None:
+        # every org each round, but one statement first sets aside those whose head has
+        # not moved (the checks seal_org would make for them are in that statement)
         async with uow_factory() as uow:
-            org_ids = await uow.retention.org_ids()
+            sealed = await uow.retention.sealed_orgs()
+            org_ids = [org for org in await uow.retention.org_ids() if org not in sealed]
     result = SealResult()
     for org in org_ids:
         outcome = await seal_org(uow_factory, signer, org, now)

@@ -59,6 +59,10 @@ class RetentionStore(Protocol):
     async def head(self, org_id: str) -> tuple[int, str] | None:
         """(id, hash) of the org's newest entry."""
 
+    async def sealed_orgs(self) -> set[str]:
+        """Orgs with nothing to seal: their newest head checkpoint (newer than their
+        newest anchor) still names their newest entry, with that entry's hash."""
+
     async def entry_hash(self, org_id: str, entry_id: int) -> str | None: ...
 
     async def count_after(self, org_id: str, after_id: int) -> int:
