@@ -9,14 +9,20 @@
   `iat` (required) and `nbf` are JSON numbers, `exp - iat` is at most
   `JWT_MAX_LIFETIME_SECONDS`, `roles` is a list of strings, `sub` and `org_id` are
   non-empty strings without control characters; a token longer than
-  `JWT_MAX_TOKEN_BYTES` is refused before it is decoded.
+  `JWT_MAX_TOKEN_BYTES` is refused before it is decoded. A token that verified is
+  remembered (its principal, keyed by the whole token, in a bounded LRU of
+  `cache_size` entries) until it expires (`exp` plus the leeway, the instant PyJWT
+  would refuse it) and, with RS256, for at most `jwks_cache_seconds` (as long as the
+  signing key itself is cached); a refused token is never remembered.
 - `mint_token(secret, *, sub, org_id, roles, issuer="orderflow", audience="orderflow",
   ttl_seconds=3600*12) -> str`: dev/test tokens (HS256).
 - FastAPI: `install_auth(app, verifier)` stores the verifier on app.state;
   `CurrentPrincipal = Annotated[Principal, Depends(current_principal)]` (401 with
   `WWW-Authenticate: Bearer` when missing, `Bearer error="invalid_token"` plus an
   `error_description` when invalid, RFC 6750); `require_roles(*roles)` dependency
-  factory (403 `{"detail": "Requires one of the roles: ..."}`).
+  factory (403 `{"detail": "Requires one of the roles: ..."}`), one dependency over
+  `BearerCredentials`; `authenticate(request, credentials) -> Principal` is the check
+  both run (for a dependency of one's own that should not add a level).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from __future__ import annotations
 import math
 import time
 import unicodedata
+from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -68,6 +75,7 @@ class JwtVerifier:
         *,
         leeway_seconds: int = 30,
         jwks_cache_seconds: int = 300,
+        cache_size: int = 1024,
     ) -> None:
         self._algorithm = settings.jwt_algorithm
         self._issuer = settings.jwt_issuer
@@ -80,7 +88,13 @@ class JwtVerifier:
             raise ValueError("JWT_SECRET is required with HS256 (`make up` makes one per stack)")
         self._secret = secret.get_secret_value() if secret is not None else ""
         self._jwks: jwt.PyJWKClient | None = None
+        #: token -> (the Unix time until which it stays good, its principal)
+        self._verified: OrderedDict[str, tuple[float, Principal]] = OrderedDict()
+        self._cache_size = cache_size
+        #: how long a verified token is trusted without looking at its key again
+        self._recheck_after: float = math.inf
         if self._algorithm == "RS256":
+            self._recheck_after = jwks_cache_seconds
             if not settings.jwt_jwks_url:
                 raise ValueError("JWT_JWKS_URL is required with RS256")
             self._jwks = jwt.PyJWKClient(
@@ -100,6 +114,25 @@ class JwtVerifier:
     def verify(self, token: str) -> Principal:
         if len(token) > self._max_token_bytes:
             raise AuthError(f"Token longer than {self._max_token_bytes} bytes")
+        now = time.time()
+        remembered = self._verified.get(token)
+        if remembered is not None:
+            good_until, principal = remembered
+            if now < good_until:
+                self._verified.move_to_end(token)
+                return principal
+            del self._verified[token]
+        claims = self._decode(token)
+        principal = _principal(claims)
+        if self._cache_size > 0:
+            good_until = min(claims["exp"] + self._leeway, now + self._recheck_after)
+            self._verified[token] = (good_until, principal)
+            if len(self._verified) > self._cache_size:
+                self._verified.popitem(last=False)
+        return principal
+
+    def _decode(self, token: str) -> dict[str, Any]:
+        """The token's claims, checked (signature, algorithm, iss, aud, times)."""
         try:
             header = jwt.get_unverified_header(token)
         except (jwt.PyJWTError, ValueError, TypeError) as exc:
@@ -129,7 +162,7 @@ class JwtVerifier:
         except (jwt.PyJWTError, ValueError, TypeError, OverflowError) as exc:
             raise AuthError("Invalid token") from exc
         _check_times(claims, self._max_lifetime)
-        return _principal(claims)
+        return claims
 
 
 def _check_times(claims: dict[str, Any], max_lifetime: int) -> None:
@@ -219,10 +252,11 @@ def _unauthorized(detail: str, *, invalid_token: bool = False) -> HTTPException:
     )
 
 
-async def current_principal(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Principal:
+BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+def authenticate(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Principal:
+    """The caller of `request` from its bearer credentials, or a 401."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise _unauthorized("Not authenticated")
     verifier: JwtVerifier | None = getattr(request.app.state, "jwt_verifier", None)
@@ -234,21 +268,27 @@ async def current_principal(
         raise _unauthorized(exc.detail, invalid_token=True) from exc
 
 
+async def current_principal(request: Request, credentials: BearerCredentials) -> Principal:
+    return authenticate(request, credentials)
+
+
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
 def require_roles(*roles: str) -> Callable[..., Coroutine[Any, Any, Principal]]:
-    """`Depends(require_roles("approver"))`: 403 unless the caller has one of them."""
+    """`Depends(require_roles("approver"))`: 403 unless the caller has one of them.
+
+    One dependency over the bearer credentials (not one over `current_principal`):
+    FastAPI resolves every level of dependencies on every request."""
     unknown = set(roles) - ROLES
     if unknown:
         raise ValueError(f"unknown role(s): {sorted(unknown)}")
+    refusal = f"Requires one of the roles: {', '.join(roles)}"
 
-    async def dependency(principal: CurrentPrincipal) -> Principal:
+    async def dependency(request: Request, credentials: BearerCredentials) -> Principal:
+        principal = authenticate(request, credentials)
         if not principal.has_any(*roles):
-            raise HTTPException(
-                status_code=status.HTTP_403_FORBIDDEN,
-                detail=f"Requires one of the roles: {', '.join(roles)}",
-            )
+            raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail=refusal)
         return principal
 
     return dependency

@@ -159,6 +159,78 @@ def test_the_dev_token_minters_carry_iat_and_pass_the_strict_checks() -> None:
         assert verifier.verify(token).org_id == "demo"
 
 
+class CountingDecode:
+    """`jwt.decode` that counts its calls (and can be told to refuse, as PyJWT would)."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.calls = 0
+        self.refuse: Exception | None = None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        if self.refuse is not None:
+            raise self.refuse
+        return self.real(*args, **kwargs)
+
+
+@pytest.fixture
+def counting_decode(monkeypatch: pytest.MonkeyPatch) -> CountingDecode:
+    counter = CountingDecode(jwt.decode)
+    monkeypatch.setattr(jwt, "decode", counter)
+    return counter
+
+
+def test_a_verified_token_is_remembered_until_it_expires_plus_the_leeway(
+    monkeypatch: pytest.MonkeyPatch, counting_decode: CountingDecode
+) -> None:
+    verifier = JwtVerifier(hs_settings(), leeway_seconds=30)
+    good = claims(exp=lambda t: t + 60)
+    token = jwt.encode(good, SECRET, algorithm="HS256")
+    principal = verifier.verify(token)
+    assert verifier.verify(token) == principal
+    assert counting_decode.calls == 1
+    # just before exp + leeway: still the remembered principal
+    monkeypatch.setattr(time, "time", lambda: good["exp"] + 29.5)
+    assert verifier.verify(token) == principal
+    assert counting_decode.calls == 1
+    # at exp + leeway it is decoded again (and PyJWT, on that clock, says expired)
+    monkeypatch.setattr(time, "time", lambda: good["exp"] + 30)
+    counting_decode.refuse = jwt.ExpiredSignatureError("Signature has expired")
+    with pytest.raises(AuthError) as caught:
+        verifier.verify(token)
+    assert caught.value.detail == "Token expired"
+    assert counting_decode.calls == 2
+
+
+def test_a_refused_token_is_never_remembered(counting_decode: CountingDecode) -> None:
+    verifier = JwtVerifier(hs_settings())
+    forged = jwt.encode(claims(), "another-secret-0123456789abcdef0123456789", "HS256")
+    no_roles = jwt.encode(claims(roles=None), SECRET, "HS256")
+    for token, detail in ((forged, "Token signature invalid"), (no_roles, "roles claim")):
+        for _ in range(2):
+            with pytest.raises(AuthError, match=detail):
+                verifier.verify(token)
+    assert counting_decode.calls == 4
+
+
+def test_the_remembered_tokens_are_bounded_least_recently_used_first(
+    counting_decode: CountingDecode,
+) -> None:
+    verifier = JwtVerifier(hs_settings(), cache_size=2)
+    first, second, third = (jwt.encode(claims(sub=f"user-{n}"), SECRET, "HS256") for n in (1, 2, 3))
+    verifier.verify(first)
+    verifier.verify(second)
+    verifier.verify(first)  # used again: `second` is now the least recent
+    verifier.verify(third)  # evicts `second`
+    assert counting_decode.calls == 3
+    assert verifier.verify(first).user_id == "user-1"
+    assert verifier.verify(third).user_id == "user-3"
+    assert counting_decode.calls == 3
+    assert verifier.verify(second).user_id == "user-2"
+    assert counting_decode.calls == 4
+
+
 def test_a_token_signed_with_another_secret_is_refused() -> None:
     token = jwt.encode(claims(), "another-secret-0123456789abcdef0123456789", algorithm="HS256")
     with pytest.raises(AuthError, match="signature"):

@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
-from orderflow_shared.auth import Principal, require_roles
+from orderflow_shared.auth import BearerCredentials, Principal, require_roles
 
 from draft_api.domain.model import Actor
 from draft_api.service_layer.ports import IdempotencyCache, UnitOfWorkFactory
@@ -33,9 +33,12 @@ def _actor(principal: Principal) -> Actor:
 
 
 def _as_actor(*roles: str) -> Callable[..., Awaitable[Actor]]:
-    # A default, not Annotated: the closure's `roles` must not sit in a string annotation.
-    async def dependency(principal: Principal = Depends(require_roles(*roles))) -> Actor:
-        return _actor(principal)
+    """The caller with one of `roles` as an Actor: one dependency level over the bearer
+    credentials (FastAPI resolves every level on every request)."""
+    authorized = require_roles(*roles)
+
+    async def dependency(request: Request, credentials: BearerCredentials) -> Actor:
+        return _actor(await authorized(request, credentials))
 
     return dependency
 

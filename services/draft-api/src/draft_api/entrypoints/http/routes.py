@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Protocol
 
-from fastapi import APIRouter, Depends, Header, Query, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from fastapi.types import DecoratedCallable
 from orderflow_shared.preconditions import Preconditions
 from orderflow_shared.web import (
@@ -29,6 +29,7 @@ from draft_api.entrypoints.http.dependencies import (
     Reader,
     Services,
     ServicesDep,
+    get_services,
 )
 from draft_api.entrypoints.http.errors import responses
 from draft_api.entrypoints.http.schemas import (
@@ -104,9 +105,10 @@ class DraftStep:
 
 
 async def _draft_step(
-    draft_id: uuid.UUID, services: ServicesDep, expect: PreconditionsDep, response: Response
+    draft_id: uuid.UUID, request: Request, expect: PreconditionsDep, response: Response
 ) -> DraftStep:
-    return DraftStep(draft_id, services, expect, response)
+    # the wiring read here rather than through ServicesDep: a level of dependencies less
+    return DraftStep(draft_id, await get_services(request), expect, response)
 
 
 DraftStepDep = Annotated[DraftStep, Depends(_draft_step)]
