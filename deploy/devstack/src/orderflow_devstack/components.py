@@ -417,11 +417,14 @@ class Kafka(Component):
         return java
 
     def _jvm_flags(self) -> list[str]:
+        # C1 only starts the broker faster, which the throwaway test stacks want; a stack
+        # that keeps running wants C2's code: about a third less broker CPU per request
+        quick_start = ["-XX:TieredStopAtLevel=1"] if self.cfg.environment == "test" else []
         return [
             "-Xms128m",
             "-Xmx512m",
             "-XX:+UseG1GC",
-            "-XX:TieredStopAtLevel=1",
+            *quick_start,
             "-Djava.awt.headless=true",
             f"-Dlog4j.configuration=file:{self.home / 'log4j.properties'}",
             "-cp",
