@@ -125,6 +125,10 @@ class FakeExports:
     ) -> None:
         self.store = store
         self.circuits = circuits if circuits is not None else {}
+        #: how many times a claim woke the other workers (this transaction)
+        self.announced = 0
+        #: another worker holds the claim lock
+        self.lock_taken = False
 
     async def add_many(self, exports: list[Export]) -> set[uuid.UUID]:
         inserted = set()
@@ -151,7 +155,12 @@ class FakeExports:
         return saved
 
     async def lock_claims(self, now: datetime) -> ClaimChores:
+        if self.lock_taken:  # another worker is claiming
+            return ClaimChores(held=False, overdue=False, unannounced=False, probes=False)
         return ClaimChores()  # every chore, every time: the steps find what there is
+
+    async def announce_due(self) -> None:
+        self.announced += 1
 
     def _closed(self, export: Export) -> bool:
         circuit = self.circuits.get(export.connection_id) if export.connection_id else None
@@ -258,12 +267,17 @@ class FakeUnitOfWork(AbstractUnitOfWork):
         self.committed_inbox: set[tuple[str, uuid.UUID]] = set()
         self.outbox: list[Published] = []
         self.commits = 0
+        #: committed claims that woke the other workers
+        self.announcements = 0
+        #: another worker holds the claim lock (claims take nothing)
+        self.claim_lock_taken = False
 
     async def __aenter__(self) -> FakeUnitOfWork:
         await super().__aenter__()
         self.connections = FakeConnections(copy.deepcopy(self.committed_connections))
         self.circuits = FakeCircuits(copy.deepcopy(self.committed_circuits))
         self.exports = FakeExports(copy.deepcopy(self.committed_exports), self.circuits.store)
+        self.exports.lock_taken = self.claim_lock_taken
         self._inbox = set(self.committed_inbox)
         self._events: list[Published] = []
         return self
@@ -287,6 +301,7 @@ class FakeUnitOfWork(AbstractUnitOfWork):
         assert isinstance(self.circuits, FakeCircuits)
         self.committed_circuits = copy.deepcopy(self.circuits.store)
         self.committed_inbox = set(self._inbox)
+        self.announcements += self.exports.announced
         self.outbox.extend(self._events)
         self._events = []
         self.commits += 1

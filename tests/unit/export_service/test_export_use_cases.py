@@ -11,6 +11,7 @@ from export_service.service_layer import connections as uc
 from export_service.service_layer.exports import (
     PushRequest,
     claim_due_exports,
+    claim_exports,
     deliver,
     record_push_requests,
 )
@@ -167,6 +168,25 @@ async def test_claimed_exports_are_not_claimed_twice_until_the_lease_ends(uow, c
     clock.advance(31)
     (job,) = await claim_due_exports(uow, owner="w2", lease=LEASE, limit=5, clock=clock)
     assert job.export.may_already_be_delivered
+
+
+async def test_a_claim_that_fills_its_slots_wakes_the_other_workers(uow, clock, make_push):
+    """Claims try the claim lock instead of waiting for it: a worker that finds it taken
+    takes nothing, and the holder, when it takes all it can, wakes the others (more may
+    be due); a claim that takes less reads when work falls due next instead."""
+    await local_connection(uow, clock)
+    await record_push_requests(uow, [push(make_push) for _ in range(3)], clock)
+    uow.claim_lock_taken = True
+    contended = await claim_exports(uow, owner="w2", lease=LEASE, limit=5, clock=clock)
+    assert contended.contended and contended.jobs == []
+    assert {e.status for e in uow.committed_exports.values()} == {ExportStatus.PENDING}
+    uow.claim_lock_taken = False
+    full = await claim_exports(uow, owner="w1", lease=LEASE, limit=2, clock=clock)
+    assert len(full.jobs) == 2 and not full.contended
+    assert uow.announcements == 1 and full.next_due is None
+    rest = await claim_exports(uow, owner="w2", lease=LEASE, limit=5, clock=clock)
+    assert len(rest.jobs) == 1 and uow.announcements == 1
+    assert rest.next_due == clock() + LEASE  # the leases just taken end first
 
 
 async def test_a_worker_that_lost_its_lease_records_nothing(

@@ -10,6 +10,7 @@ from export_service.domain.retry import RetryPolicy
 from export_service.entrypoints.consumer import make_push_handler
 from export_service.entrypoints.worker import DeliveryWorker
 from export_service.service_layer import connections as uc
+from export_service.service_layer.exports import next_due
 from orderflow_shared.messaging.envelope import Envelope
 
 
@@ -116,7 +117,7 @@ async def test_an_idle_worker_sleeps_until_work_falls_due_within_its_bounds(
         poll_interval=0.5,
         idle_poll_interval=60,
     )
-    assert await worker._idle_wait() == 60  # nothing waits at all
+    assert worker._idle_wait(await next_due(uow, clock)) == 60  # nothing waits at all
     export = Export(
         id=uuid.uuid4(),
         draft_order_id=uuid.uuid4(),
@@ -128,8 +129,9 @@ async def test_an_idle_worker_sleeps_until_work_falls_due_within_its_bounds(
         deliver_by=clock() + timedelta(hours=1),
     )
     uow.committed_exports[export.id] = export
-    assert await worker._idle_wait() == 7  # a retry due in 7 s
+    assert worker._idle_wait(await next_due(uow, clock)) == 7  # a retry due in 7 s
     clock.advance(6.9)
-    assert await worker._idle_wait() == 0.5  # due in 0.1 s: at least the poll interval
+    # due in 0.1 s: at least the poll interval
+    assert worker._idle_wait(await next_due(uow, clock)) == 0.5
     clock.advance(3600)
-    assert await worker._idle_wait() == 0.5  # overdue: claimed again soon
+    assert worker._idle_wait(await next_due(uow, clock)) == 0.5  # overdue: claimed again soon

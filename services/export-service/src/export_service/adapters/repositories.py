@@ -246,14 +246,21 @@ class SqlExportRepository:
         return set(result.scalars())
 
     async def lock_claims(self, now: datetime) -> ClaimChores:
-        """Serialise claims of all workers until the transaction ends, so the in-flight
-        count per connection that a claim reads is not raced by another claim; then
-        which chores there are, in one statement (its snapshot is taken after the lock)."""
-        await self._session.execute(select(func.pg_advisory_xact_lock(_CLAIM_LOCK)))
-        overdue, unannounced, probes = (
-            await self._session.execute(_CHORES_SQL, {"now": now})
+        """Try to take the claim lock (held until the transaction ends), so the in-flight
+        count per connection that a claim reads is not raced by another claim; and which
+        chores there are, in the same statement. A worker that finds the lock taken does
+        not wait for it: the holder is claiming the due exports right now."""
+        held, overdue, unannounced, probes, due = (
+            await self._session.execute(_CHORES_SQL, {"now": now, "key": _CLAIM_LOCK})
         ).one()
-        return ClaimChores(overdue=overdue, unannounced=unannounced, probes=probes)
+        if not held:
+            return ClaimChores(
+                held=False, overdue=False, unannounced=False, probes=False, due=False
+            )
+        return ClaimChores(overdue=overdue, unannounced=unannounced, probes=probes, due=due)
+
+    async def announce_due(self) -> None:
+        await self._session.execute(_ANNOUNCE_DUE_SQL)
 
     async def lock_due(self, now: datetime, limit: int, per_connection: int) -> list[Export]:
         """Due exports of connections whose circuit is closed, oldest due first, at most
@@ -413,22 +420,36 @@ _OUTCOMES_SQL = text(
     """
 )
 
-#: the claim's chores (`ClaimChores`): each EXISTS is what the step's own query selects
+#: the claim's lock and chores (`ClaimChores`): each EXISTS is what the step's own query
+#: selects. The lock is taken in the FROM item, before the select list is evaluated; the
+#: snapshot is the statement's, taken before the lock, so the claim's own query
+#: (`_DUE_SQL`, a later statement) is what sees the claims committed before it.
 _CHORES_SQL = text(
     """
     SELECT
-        EXISTS (SELECT 1 FROM export.erp_export
+        l.held,
+        l.held AND EXISTS (SELECT 1 FROM export.erp_export
                 WHERE status = 'PENDING' AND deliver_by <= :now),
-        EXISTS (SELECT 1 FROM export.erp_export e
+        l.held AND EXISTS (SELECT 1 FROM export.erp_export e
                 JOIN export.erp_connection_circuit k ON k.connection_id = e.connection_id
                 WHERE k.state <> 'closed' AND e.status = 'PENDING'
                   AND (e.error_json IS NULL
                        OR e.error_json ->> 'reason' IS DISTINCT FROM 'waiting_for_dropzone')),
-        EXISTS (SELECT 1 FROM export.erp_connection_circuit
+        l.held AND EXISTS (SELECT 1 FROM export.erp_connection_circuit
                 WHERE (state = 'open' AND next_probe_at <= :now)
-                   OR (state = 'half_open' AND probe_expires_at <= :now))
+                   OR (state = 'half_open' AND probe_expires_at <= :now)),
+        l.held AND (
+            EXISTS (SELECT 1 FROM export.erp_export
+                    WHERE status = 'PENDING' AND next_attempt_at <= :now)
+            OR EXISTS (SELECT 1 FROM export.erp_export
+                       WHERE status = 'DELIVERING' AND lease_expires_at <= :now))
+    FROM (SELECT pg_try_advisory_xact_lock(CAST(:key AS bigint)) AS held) AS l
     """
 )
+
+#: the channel the workers listen on (bootstrap.EXPORTS_DUE_CHANNEL, on which migration
+#: 0005's trigger announces new exports)
+_ANNOUNCE_DUE_SQL = text("SELECT pg_notify('export_exports_due', '')")
 
 #: advisory lock key of the claim step (one per database: all workers take it)
 _CLAIM_LOCK = 0x6F726465_72666C6F  # "orderflo"

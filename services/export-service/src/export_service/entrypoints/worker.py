@@ -27,7 +27,7 @@ import socket
 import time
 import uuid
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from orderflow_shared import tracing
 from orderflow_shared.timing import backoff, sleep_or_stop
@@ -43,9 +43,8 @@ from export_service.service_layer.exports import (
     Result,
     attempt,
     circuit_counts,
-    claim_due_exports,
+    claim_exports,
     export_backlog,
-    next_due,
     record_outcomes,
 )
 from export_service.service_layer.ports import ArtifactStore, Clock, Transports, UnitOfWorkFactory
@@ -161,7 +160,7 @@ class DeliveryWorker:
             tried = free >= self._claim_threshold or (free > 0 and self._busy == 0)
             if tried:
                 try:
-                    jobs = await claim_due_exports(
+                    claim = await claim_exports(
                         self._uow_factory(),
                         owner=self.owner,
                         lease=self._lease,
@@ -177,8 +176,15 @@ class DeliveryWorker:
                     await sleep_or_stop(stop, backoff(failures, base=1.0, cap=30.0, jitter=False))
                     continue
                 failures, self._healthy = 0, True
-                claimed = len(jobs)
-                for job in jobs:
+                if claim.contended:
+                    # another worker is claiming what is due (a NOTIFY wakes every
+                    # worker); if it fills its slots it announces that more may be due,
+                    # which wakes this one, as do our own outcomes and new exports
+                    self._starved = True
+                    await self._wait(stop, self._idle_poll_interval)
+                    continue
+                claimed = len(claim.jobs)
+                for job in claim.jobs:
                     self._start(job)
             if claimed and claimed == free:
                 self._starved = True
@@ -186,18 +192,14 @@ class DeliveryWorker:
             elif tried:
                 # the claim took every due export it could: nothing to claim again
                 # before something falls due, or is recorded, or frees a slot
-                await self._wait(stop, await self._idle_wait())
+                await self._wait(stop, self._idle_wait(claim.next_due))
             else:
                 self._starved = True
                 await self._wait(stop, self._poll_interval if free else None)
 
-    async def _idle_wait(self) -> float:
-        """How long a worker sleeps (unless woken) after a claim that took all it could."""
-        self._starved = True
-        try:
-            due = await next_due(self._uow_factory(), self._clock)
-        except Exception:  # the database is down: the next claim reports it
-            return self._poll_interval
+    def _idle_wait(self, due: datetime | None) -> float:
+        """How long a worker sleeps (unless woken) after a claim that took all it could,
+        given when work falls due next (read by the claim)."""
         if due is None:
             self._starved = False
             return self._idle_poll_interval

@@ -144,6 +144,19 @@ def _new_export(
 OVERDUE_BATCH = 200
 
 
+@dataclass(frozen=True)
+class Claim:
+    """What one claim took, and what the worker should wait for next."""
+
+    jobs: list[Job]
+    #: another worker was claiming at the same moment (it takes what is due): nothing
+    #: was tried here
+    contended: bool = False
+    #: when a claim could next find work, read in the claim's transaction when it took
+    #: fewer than it could (None: nothing waits, or not read)
+    next_due: datetime | None = None
+
+
 async def claim_due_exports(
     uow: UnitOfWork,
     *,
@@ -154,16 +167,46 @@ async def claim_due_exports(
     per_connection: int = 1_000_000,
     on_expired: Callable[[Export], None] | None = None,
 ) -> list[Job]:
+    """Claim up to `limit` due exports under a lease; other workers skip them."""
+    claim = await claim_exports(
+        uow,
+        owner=owner,
+        lease=lease,
+        limit=limit,
+        clock=clock,
+        per_connection=per_connection,
+        on_expired=on_expired,
+    )
+    return claim.jobs
+
+
+async def claim_exports(
+    uow: UnitOfWork,
+    *,
+    owner: str,
+    lease: timedelta,
+    limit: int,
+    clock: Clock,
+    per_connection: int = 1_000_000,
+    on_expired: Callable[[Export], None] | None = None,
+) -> Claim:
     """Claim up to `limit` due exports under a lease; other workers skip them.
 
-    First the exports whose deadline passed while they waited fail (`on_expired` hears
-    of each once the transaction committed); then each open
-    circuit whose probe is due gets one waiting export as its probe; then due exports
-    of closed circuits, at most `per_connection` in flight per connection.
+    Claims of all workers are serialised by a lock that is tried, not waited for: when
+    another worker holds it, it is claiming what is due right now and this claim takes
+    nothing (`contended`). Otherwise, first the exports whose deadline passed while they
+    waited fail (`on_expired` hears of each once the transaction committed); then each
+    open circuit whose probe is due gets one waiting export as its probe; then due
+    exports of closed circuits, at most `per_connection` in flight per connection. Each
+    step runs only when the lock's statement found it has something to do. When the
+    claim took fewer than `limit`, the same transaction reads when work falls due next;
+    when it took `limit`, it wakes the other workers at its commit.
     """
     async with uow:
         now = clock()
         chores = await uow.exports.lock_claims(now)
+        if not chores.held:
+            return Claim([], contended=True)
         expired = await uow.exports.lock_overdue(now, OVERDUE_BATCH) if chores.overdue else []
         for export in expired:
             export.expire(now)
@@ -172,7 +215,11 @@ async def claim_due_exports(
         if chores.unannounced:
             await _announce_waits_behind_open_circuits(uow, now)
         probes = await _claim_probes(uow, owner, lease, limit, now) if chores.probes else []
-        due = await uow.exports.lock_due(now, limit - len(probes), per_connection)
+        due = (
+            await uow.exports.lock_due(now, limit - len(probes), per_connection)
+            if chores.due
+            else []
+        )
         for export in due:
             export.claim(owner, now, lease)
         exports = probes + due
@@ -181,11 +228,19 @@ async def claim_due_exports(
             await uow.exports.save_claimed(exports)
             ids = {e.connection_id for e in exports if e.connection_id is not None}
             connections = await uow.connections.get_many(ids)
+        if len(exports) < limit:
+            due_at = await uow.exports.next_due(now)
+        else:
+            # more may be due than this worker could take: wake the others (they skip
+            # a claim that finds the lock taken) once this claim is committed
+            await uow.exports.announce_due()
+            due_at = None
         await uow.commit()
     if on_expired is not None:
         for export in expired:
             on_expired(export)
-    return [Job(e, connections.get(e.connection_id) if e.connection_id else None) for e in exports]
+    jobs = [Job(e, connections.get(e.connection_id) if e.connection_id else None) for e in exports]
+    return Claim(jobs, next_due=due_at)
 
 
 async def _announce_waits_behind_open_circuits(uow: UnitOfWork, now: datetime) -> None:

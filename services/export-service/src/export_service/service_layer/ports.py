@@ -46,6 +46,10 @@ class ClaimChores:
     unannounced: bool = True
     #: open circuits whose probe is due
     probes: bool = True
+    #: exports that may be due (PENDING past their next attempt, or under an expired lease)
+    due: bool = True
+    #: False: another worker holds the claim lock (is claiming now); this claim takes nothing
+    held: bool = True
 
 
 class ExportRepository(Protocol):
@@ -62,8 +66,13 @@ class ExportRepository(Protocol):
         ...
 
     async def lock_claims(self, now: datetime) -> ClaimChores:
-        """Serialise the claims of all workers until the transaction ends; which chores
-        the claim has beside the due exports (read after the lock is held)."""
+        """Serialise the claims of all workers until the transaction ends, without
+        waiting (`held` False when another worker holds the lock); which chores the
+        claim has beside the due exports."""
+        ...
+
+    async def announce_due(self) -> None:
+        """Wake every worker at commit (the channel new exports are announced on)."""
         ...
 
     async def lock_due(self, now: datetime, limit: int, per_connection: int) -> list[Export]:
