@@ -68,6 +68,10 @@ class Envelope:
     #: the topic the record was read from (None for an envelope built here); `topic` is
     #: where its type belongs, which a hostile producer may not have respected
     record_topic: str | None = None
+    #: `parse()`'s result, kept once made (a consumer's decode step, its trust check and
+    #: its handler each ask for it); `dataclasses.replace` carries it over, so give
+    #: `parsed=None` when replacing `type` or `data`
+    parsed: EventData | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def wrap(
@@ -124,15 +128,20 @@ class Envelope:
         return headers
 
     def parse(self) -> EventData:
-        """The typed event data; EnvelopeError when the type is unknown or data invalid."""
+        """The typed event data; EnvelopeError when the type is unknown or data invalid.
+        Validated once per envelope: later calls return the same object."""
+        if self.parsed is not None:
+            return self.parsed
         try:
             spec = spec_for_type(self.type)
         except KeyError as exc:
             raise EnvelopeError(f"unknown event type {self.type!r}") from exc
         try:
-            return spec.model.model_validate_json(self.data)
+            parsed = spec.model.model_validate_json(self.data)
         except ValidationError as exc:
             raise EnvelopeError(f"invalid {self.type} data: {exc.error_count()} error(s)") from exc
+        object.__setattr__(self, "parsed", parsed)  # frozen: a cache, not a change of value
+        return parsed
 
     @classmethod
     def from_kafka(

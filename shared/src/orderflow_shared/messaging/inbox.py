@@ -8,6 +8,9 @@
   effect), False when it was applied before (skip it).
 - `await claim_many(session, table, consumer, event_ids) -> set[UUID]`: the same for a
   whole batch in one statement; returns the ids that are new.
+- `claim_sql(table) -> str`: the same claim as SQL text for a statement's `WITH`
+  (binds `:inbox_consumer` and `:inbox_event_ids`, a uuid[]; returns the new
+  `event_id`s), so a consumer can claim and apply a batch in one statement.
 - `await purge_inbox(engine, table, older_than=...) -> int`: delete the rows applied
   before a point, in slices; `purge_inbox_forever(...)` does it every `interval` until
   stopped (a loop for a role). Every service's inbox is purged this way. The retention
@@ -90,6 +93,16 @@ async def claim_many(
     )
     result = await session.execute(statement)
     return {row[0] for row in result}
+
+
+def claim_sql(table: Table) -> str:
+    """`claim_many` as the text of a data-modifying CTE: `WITH claimed AS ({claim_sql})
+    <statement on the rows whose event_id is IN (SELECT event_id FROM claimed)>`."""
+    return (
+        f"INSERT INTO {table.fullname} (consumer, event_id)"  # noqa: S608 (the table's own name)
+        " SELECT :inbox_consumer, e FROM unnest(CAST(:inbox_event_ids AS uuid[])) AS e"
+        " ON CONFLICT (consumer, event_id) DO NOTHING RETURNING event_id"
+    )
 
 
 async def purge_inbox(

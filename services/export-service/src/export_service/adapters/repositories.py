@@ -7,10 +7,12 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import fields
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from orderflow_shared.contracts import OrderSnapshot
-from sqlalchemy import any_, bindparam, func, select, text, update
+from orderflow_shared.messaging.inbox import claim_sql
+from sqlalchemy import Table, any_, bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,6 +28,7 @@ from export_service.domain.connection import (
 from export_service.domain.export import WAITING_FOR_DROPZONE, Export, ExportStatus
 from export_service.domain.renderers import FileFormat
 from export_service.service_layer.ports import ClaimChores
+from export_service.service_layer.unit_of_work import new_exports
 
 
 def _columns(aggregate: Export | Circuit) -> dict[str, Any]:
@@ -177,6 +180,7 @@ class SqlExportRepository:
         self._session = session
         self._t = tables.erp_export
         self._circuits = tables.erp_connection_circuit
+        self._claim_and_add = _claim_and_add_statement(tables.inbox)
 
     @staticmethod
     def _row(e: Export) -> dict[str, Any]:
@@ -208,6 +212,32 @@ class SqlExportRepository:
         )
         result = await self._session.execute(statement, [self._row(e) for e in exports])
         return set(result.scalars())
+
+    async def claim_and_add(
+        self, consumer: str, event_ids: list[uuid.UUID], candidates: list[tuple[uuid.UUID, Export]]
+    ) -> list[Export]:
+        """The inbox claim and the insert of the new events' exports in one statement
+        (`_CLAIM_AND_ADD_SQL`); what it returns is what `claim_events` and `add_many`
+        would have, so the exports inserted are picked as `new_exports` picks them."""
+        rows = [self._row(export) for _event_id, export in candidates]
+        columns: dict[str, Any] = {
+            name: [row[name] for row in rows] for name, _type in _NEW_EXPORT_COLUMNS
+        }
+        for name in ("error_json", "snapshot", "trace_context"):
+            columns[name] = [None if v is None else json.dumps(v) for v in columns[name]]
+        fresh, inserted = (
+            await self._session.execute(
+                self._claim_and_add,
+                {
+                    **columns,
+                    "inbox_consumer": consumer,
+                    "inbox_event_ids": list(dict.fromkeys(event_ids)),
+                    "candidate_event_ids": [event_id for event_id, _export in candidates],
+                },
+            )
+        ).one()
+        added = set(inserted)
+        return [e for e in new_exports(candidates, set(fresh)) if e.id in added]
 
     async def save(self, export: Export) -> None:
         values = self._row(export)
@@ -370,6 +400,64 @@ _NEXT_DUE_SQL = text(
 #: the outcome columns of an attempt (with their SQL array types)
 #: the claims of a batch in one statement: each parameter is one array, unnested into
 #: rows joined on the id
+#: every column of a new export row, with its Postgres type (jsonb ones go as text)
+_NEW_EXPORT_COLUMNS = (
+    ("id", "uuid"),
+    ("draft_order_id", "uuid"),
+    ("org_id", "text"),
+    ("connection_id", "uuid"),
+    ("attempt_no", "integer"),
+    ("status", "text"),
+    ("attempts", "integer"),
+    ("next_attempt_at", "timestamptz"),
+    ("file_format", "text"),
+    ("file_name", "text"),
+    ("export_storage_key", "text"),
+    ("remote_path", "text"),
+    ("checksum", "text"),
+    ("size_bytes", "bigint"),
+    ("error_json", "jsonb"),
+    ("snapshot", "jsonb"),
+    ("lease_owner", "text"),
+    ("lease_expires_at", "timestamptz"),
+    ("created_at", "timestamptz"),
+    ("sent_at", "timestamptz"),
+    ("deliver_by", "timestamptz"),
+    ("trace_context", "jsonb"),
+)
+
+
+@cache
+def _claim_and_add_statement(inbox: Table) -> Any:
+    """Claim the event ids in the inbox, then insert, in candidate order, the rows whose
+    event was claimed now (a later row of the same export id, or an id already stored,
+    is left alone: ON CONFLICT DO NOTHING); the ids claimed and the ids inserted."""
+    names = [name for name, _type in _NEW_EXPORT_COLUMNS]
+    arrays = ", ".join(
+        f"CAST(:{name} AS {'text' if kind == 'jsonb' else kind}[])"
+        for name, kind in _NEW_EXPORT_COLUMNS
+    )
+    values = ", ".join(
+        f"CAST(v.{name} AS jsonb)" if kind == "jsonb" else f"v.{name}"
+        for name, kind in _NEW_EXPORT_COLUMNS
+    )
+    return text(
+        f"""
+        WITH claimed AS ({claim_sql(inbox)}), added AS (
+            INSERT INTO export.erp_export ({", ".join(names)})
+            SELECT {values}
+            FROM unnest(CAST(:candidate_event_ids AS uuid[]), {arrays})
+                 WITH ORDINALITY AS v(event_id, {", ".join(names)}, n)
+            WHERE v.event_id IN (SELECT event_id FROM claimed)
+            ORDER BY v.n
+            ON CONFLICT (id) DO NOTHING
+            RETURNING id
+        )
+        SELECT ARRAY(SELECT event_id FROM claimed), ARRAY(SELECT id FROM added)
+        """  # noqa: S608 (the names are the constants above and the table's; values are params)
+    )
+
+
 _CLAIMED_SQL = text(
     """
     UPDATE export.erp_export t

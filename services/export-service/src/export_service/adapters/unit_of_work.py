@@ -17,6 +17,7 @@ from export_service.adapters.repositories import (
 )
 from export_service.adapters.secret_box import FernetSecretBox
 from export_service.domain.events import DomainEvent
+from export_service.domain.export import Export
 from export_service.service_layer.unit_of_work import AbstractUnitOfWork
 
 
@@ -58,6 +59,15 @@ class SqlUnitOfWork(AbstractUnitOfWork):
     async def claim_events(self, consumer: str, event_ids: list[uuid.UUID]) -> set[uuid.UUID]:
         """The new ids of a batch, claimed in one round trip (`inbox.claim_many`)."""
         return await inbox.claim_many(self.session, self._tables.inbox, consumer, event_ids)
+
+    async def claim_and_add(
+        self, consumer: str, event_ids: list[uuid.UUID], candidates: list[tuple[uuid.UUID, Export]]
+    ) -> list[Export]:
+        """The claim and the insert in one statement (`SqlExportRepository.claim_and_add`)."""
+        if not event_ids:
+            return []
+        exports = SqlExportRepository(self.session, self._tables)
+        return await exports.claim_and_add(consumer, event_ids, candidates)
 
     async def _write_events(self, events: list[DomainEvent]) -> None:
         await outbox.add_events(self.session, self._tables.outbox, map(MAPPING.to_envelope, events))

@@ -82,22 +82,20 @@ async def record_push_requests(
     Each is retried on transient errors until its connection's deadline from now, or
     `deadline` when the connection sets none."""
     async with uow:
-        fresh = await uow.claim_events(CONSUMER, [r.event_id for r in requests])
+        # every request's export is made up front, and the inbox claim and the insert of
+        # the new events' exports are one step (one statement in Postgres)
         active: dict[str, ErpConnection | None] = {}
-        exports: dict[uuid.UUID, Export] = {}
+        candidates: list[tuple[uuid.UUID, Export]] = []
         for request in requests:
-            if request.event_id not in fresh or request.data.erp_export_id in exports:
-                continue
             if push_request_mismatch(request.org_id, request.data):
-                continue  # never delivered, whoever calls this
+                continue  # never delivered, whoever calls this (its event is still claimed)
             if request.org_id not in active:
                 active[request.org_id] = await uow.connections.active_for_org(request.org_id)
             export = _new_export(request, active[request.org_id], clock(), deadline)
-            exports[export.id] = export
-        inserted = await uow.exports.add_many(list(exports.values()))
+            candidates.append((request.event_id, export))
+        inserted = await uow.claim_and_add(CONSUMER, [r.event_id for r in requests], candidates)
         due = 0
-        for export_id in inserted:
-            export = exports[export_id]
+        for export in inserted:
             uow.publish(export.events)
             due += export.status is ExportStatus.PENDING
         await uow.commit()

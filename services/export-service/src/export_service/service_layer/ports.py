@@ -137,6 +137,14 @@ class UnitOfWork(Protocol):
         """Inbox: the ids among these that were not applied before (claimed now)."""
         ...
 
+    async def claim_and_add(
+        self, consumer: str, event_ids: list[uuid.UUID], candidates: list[tuple[uuid.UUID, Export]]
+    ) -> list[Export]:
+        """Claim every event id (`claim_events`), then insert the export of each
+        candidate `(event id, export)` whose event was new, first one per export id (an
+        existing export id is left alone); the exports inserted, in candidate order."""
+        ...
+
     def publish(self, events: Iterable[DomainEvent]) -> None:
         """Queue events for the outbox; they are written by `commit`."""
         ...

@@ -9,11 +9,21 @@ from itertools import groupby
 from orderflow_shared import tracing
 
 from export_service.domain.events import DomainEvent
+from export_service.domain.export import Export
 from export_service.service_layer.ports import (
     CircuitRepository,
     ConnectionRepository,
     ExportRepository,
 )
+
+
+def new_exports(candidates: list[tuple[uuid.UUID, Export]], fresh: set[uuid.UUID]) -> list[Export]:
+    """The exports of the candidates whose event is new, the first one per export id."""
+    exports: dict[uuid.UUID, Export] = {}
+    for event_id, export in candidates:
+        if event_id in fresh:
+            exports.setdefault(export.id, export)
+    return list(exports.values())
 
 
 class AbstractUnitOfWork:
@@ -52,6 +62,15 @@ class AbstractUnitOfWork:
 
     async def claim_events(self, consumer: str, event_ids: list[uuid.UUID]) -> set[uuid.UUID]:
         raise NotImplementedError
+
+    async def claim_and_add(
+        self, consumer: str, event_ids: list[uuid.UUID], candidates: list[tuple[uuid.UUID, Export]]
+    ) -> list[Export]:
+        """The claim, then the insert (an adapter may do both in one statement)."""
+        fresh = await self.claim_events(consumer, event_ids)
+        exports = new_exports(candidates, fresh)
+        inserted = await self.exports.add_many(exports)
+        return [export for export in exports if export.id in inserted]
 
     async def rollback(self) -> None:
         self._pending, self._traces = [], []
