@@ -324,6 +324,17 @@ def cpu_line(results: dict[str, Any], path: str = "cpu_ms_per_push") -> str | No
     return f"total {total:.2f}: {parts}"
 
 
+def hops_lines(results: dict[str, Any]) -> list[str]:
+    if not any(r and _get(r, "latency.hops") for r in runs_of(results, "end_to_end")):
+        return []
+    lines = []
+    for name, what in end_to_end.HOPS:
+        p50 = figure(results, "end_to_end", f"latency.hops.{name}.p50_ms")
+        p99 = figure(results, "end_to_end", f"latency.hops.{name}.p99_ms")
+        lines.append(f"- {what}: p50 {_s(p50, 1)} ms, p99 {_s(p99, 1)} ms")
+    return lines
+
+
 def markdown(results: dict[str, Any]) -> str:
     meta = results["meta"]
     lines = [
@@ -358,6 +369,15 @@ def markdown(results: dict[str, Any]) -> str:
         lines += [
             "The same until every push's outcome is back (delivery, audit and the result"
             f" included): {cpu}.",
+        ]
+    hops = hops_lines(results)
+    if hops:
+        lines += [
+            "",
+            "Where the end-to-end time goes, hop by hop (the pipeline's own timestamps;"
+            " p50 and p99 of each hop, medians of the repetitions):",
+            "",
+            *hops,
         ]
     errors = [
         f"- {name}, repetition {int(i) + 1}: {err.strip().splitlines()[-1]}"

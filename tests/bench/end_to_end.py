@@ -56,6 +56,7 @@ def latency_at_rate(bench: Bench, org: str) -> dict[str, Any]:
     )
     latencies = [float(r[0]) * 1000 for r in rows]
     landed = _landing_ms(bench, org, drafts)
+    hops = _hops(bench, org, drafts)
     return {
         "offered_rate_per_s": rate,
         "pushes": count,
@@ -68,6 +69,55 @@ def latency_at_rate(bench: Bench, org: str) -> dict[str, Any]:
         "landed": len(landed),
         "file_p50_ms": percentile(landed, 50),
         "file_p99_ms": percentile(landed, 99),
+        "hops": hops,
+    }
+
+
+#: each hop of a push, from the timestamps the pipeline keeps (in this order)
+HOPS = (
+    ("push", "push stamped -> its outbox row written (in the push's transaction)"),
+    ("relay", "-> marked published by the relay (commit, wake-up, send, Kafka's ack)"),
+    ("to_export", "-> export row written (Kafka fetch, export-service consume)"),
+    ("upload", "-> file in the dropzone (worker wake-up, claim, render, SFTP upload)"),
+    ("outcome", "-> outcome committed (the worker's outcome transaction)"),
+    ("result_relay", "-> export.sent marked published by the relay (wake-up, send, ack)"),
+    ("back", "-> outcome applied in draft-api (Kafka fetch, results consumer)"),
+)
+#: a consumer may have the record before the relay has marked it published, so the
+#: hop after a relay can be shorter than it was, by the mark's own time
+
+
+def _hops(bench: Bench, org: str, drafts: list[str]) -> dict[str, dict[str, float]]:
+    """The median and p99 of each hop (ms), for the drafts pushed once and sent."""
+    rows = bench.sql(
+        "SELECT e.id::text,"
+        " extract(epoch FROM a.requested_at), extract(epoch FROM d.created_at),"
+        " extract(epoch FROM d.published_at),"
+        " extract(epoch FROM e.created_at), extract(epoch FROM e.sent_at),"
+        " extract(epoch FROM x.published_at), extract(epoch FROM i.applied_at)"
+        " FROM draft.push_attempt a"
+        " JOIN draft.outbox d ON d.key = a.draft_id::text AND d.topic = 'draft.push_requested'"
+        " JOIN export.erp_export e ON e.id = a.erp_export_id"
+        " JOIN export.outbox x ON x.key = a.draft_id::text AND x.topic = 'export.sent'"
+        " JOIN draft.inbox i ON i.event_id = x.event_id"
+        " WHERE a.org_id = %s AND a.draft_id = ANY(%s::uuid[]) AND a.status = 'SENT'",
+        (org, drafts),
+    )
+    landed = {
+        path.stem.rsplit("_", 1)[-1]: path.stat().st_mtime
+        for path in bench.cfg.inbox_dir.glob("BENCH-*")
+    }
+    spans: dict[str, list[float]] = {name: [] for name, _ in HOPS}
+    for export_id, requested, written, relayed, created, sent, result, applied in rows:
+        if export_id not in landed:
+            continue
+        marks = [requested, written, relayed, created, landed[export_id], sent, result, applied]
+        marks = [float(m) for m in marks]
+        for (name, _), start, end in zip(HOPS, marks, marks[1:], strict=False):
+            spans[name].append((end - start) * 1000)
+    return {
+        name: {"p50_ms": percentile(values, 50), "p99_ms": percentile(values, 99)}
+        for name, values in spans.items()
     }
 
 
