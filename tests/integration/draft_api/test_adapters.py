@@ -19,7 +19,7 @@ from draft_api.domain.model import Actor, DraftOrder, NewLine
 from draft_api.service_layer.ports import CacheState
 from orderflow_shared.db import make_engine, make_session_factory
 from redis.asyncio import Redis
-from sqlalchemy import event
+from sqlalchemy import event, text
 
 ACTOR = Actor(user_id="u-1", org_id=f"org-{uuid.uuid4().hex[:8]}")
 NOW = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
@@ -296,3 +296,112 @@ async def test_a_push_rides_out_a_pooled_connection_that_postgres_dropped(
         assert target is not None and target.draft.id == draft.id
     finally:
         await engine.dispose()
+
+
+async def _pushing_twice(uow_factory: Any) -> tuple[DraftOrder, uuid.UUID, uuid.UUID]:
+    """A draft whose first push failed and whose retry is in progress."""
+    draft = await _approved(uow_factory)
+    first, second = uuid.uuid4(), uuid.uuid4()
+    async with uow_factory() as uow:
+        target = await uow.drafts.lock_for_push(ACTOR.org_id, draft.id)
+        assert target is not None
+        target.draft.push(actor=ACTOR, export_id=first, has_active_connector=True, now=NOW)
+        target.draft.export_failed(first, error={"code": "X"}, now=NOW)
+        target.draft.retry_push(actor=ACTOR, export_id=second, has_active_connector=True, now=NOW)
+        await uow.drafts.save(target.draft)
+        await uow.commit()
+    return draft, first, second
+
+
+async def test_lock_for_outcomes_reads_only_the_named_attempts_of_the_orgs_drafts(
+    uow_factory: Any,
+) -> None:
+    draft, _, second = await _pushing_twice(uow_factory)
+    other, _, _ = await _pushing_twice(uow_factory)
+    async with uow_factory() as uow:
+        found = await uow.drafts.lock_for_outcomes(
+            [
+                (ACTOR.org_id, draft.id, second),
+                (ACTOR.org_id, other.id, second),  # another draft's export: not its attempt
+                ("another-org", draft.id, second),  # not that org's draft
+                (ACTOR.org_id, uuid.uuid4(), second),  # no such draft
+            ]
+        )
+    assert set(found) == {(ACTOR.org_id, draft.id), (ACTOR.org_id, other.id)}
+    progress = found[(ACTOR.org_id, draft.id)]
+    assert (progress.status.value, progress.version, progress.current_export_id) == (
+        "PUSHING",
+        1,
+        second,
+    )
+    assert [(a.erp_export_id, a.attempt, a.status.value) for a in progress.attempts] == [
+        (second, 2, "PENDING")
+    ]
+    assert found[(ACTOR.org_id, other.id)].attempts == []
+
+
+async def test_write_progress_writes_a_batch_of_outcomes_in_one_statement(
+    uow_factory: Any, db: Any
+) -> None:
+    draft, first, second = await _pushing_twice(uow_factory)
+    other, other_first, other_second = await _pushing_twice(uow_factory)
+    engine = make_engine(db.url, pool_size=1)
+    writes: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().startswith(("UPDATE", "INSERT", "WITH")):
+            writes.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", seen)
+    later = NOW + timedelta(minutes=1)
+    try:
+        async with SqlAlchemyUnitOfWork(make_session_factory(engine), build_tables()) as uow:
+            found = await uow.drafts.lock_for_outcomes(
+                [(ACTOR.org_id, draft.id, second), (ACTOR.org_id, other.id, other_first)]
+            )
+            done = found[(ACTOR.org_id, draft.id)]
+            assert done.export_sent(second, now=later) is True
+            uow.drafts.save_progress(done)
+            stale = found[(ACTOR.org_id, other.id)]
+            assert stale.export_sent(other_first, now=later) is False  # a retry runs
+            uow.drafts.save_progress(stale)
+            await uow.drafts.write_progress()
+            await uow.commit()
+    finally:
+        await engine.dispose()
+    assert len(writes) == 1, writes
+    rows = "SELECT status, version, updated_at FROM draft.draft_order WHERE id = %s"
+    assert db.rows(rows, (draft.id,)) == [("PUSHED", 2, later)]
+    assert db.rows(rows, (other.id,)) == [("PUSHING", 2, NOW)]
+    attempts = (
+        "SELECT erp_export_id, status, error_json, finished_at FROM draft.push_attempt"
+        " WHERE draft_id = %s ORDER BY attempt"
+    )
+    assert db.rows(attempts, (draft.id,)) == [
+        (first, "FAILED", {"code": "X"}, NOW),
+        (second, "SENT", None, later),
+    ]
+    assert db.rows(attempts, (other.id,)) == [
+        (other_first, "SENT", None, later),
+        (other_second, "PENDING", None, None),
+    ]
+
+
+async def test_write_progress_refuses_a_draft_changed_since_it_was_read(
+    uow_factory: Any, db: Any
+) -> None:
+    draft, _, second = await _pushing_twice(uow_factory)
+    async with uow_factory() as uow:
+        found = await uow.drafts.lock_for_outcomes([(ACTOR.org_id, draft.id, second)])
+        progress = found[(ACTOR.org_id, draft.id)]
+        progress.export_sent(second, now=NOW)
+        uow.drafts.save_progress(progress)
+        await uow.session.execute(  # another write to the draft since it was read
+            text("UPDATE draft.draft_order SET version = version + 1 WHERE id = :id"),
+            {"id": draft.id},
+        )
+        with pytest.raises(errors.ConcurrentModification):
+            await uow.drafts.write_progress()
+    assert db.rows("SELECT status, version FROM draft.draft_order WHERE id = %s", (draft.id,)) == [
+        ("PUSHING", 1)
+    ]

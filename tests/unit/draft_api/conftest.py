@@ -11,7 +11,7 @@ from draft_api.domain import errors
 from draft_api.domain.connector import ErpConnector
 from draft_api.domain.events import DomainEvent
 from draft_api.domain.idempotency import IdempotencyRecord
-from draft_api.domain.model import DraftOrder, ExportStatus
+from draft_api.domain.model import DraftOrder, ExportProgress, ExportStatus
 from draft_api.domain.org_settings import OrgSettings
 from draft_api.service_layer.ports import (
     CacheEntry,
@@ -40,6 +40,8 @@ class FakeDrafts:
     def __init__(self, uow: FakeUnitOfWork) -> None:
         self.uow = uow
         self.seen: list[DraftOrder] = []
+        self.staged: dict[uuid.UUID, ExportProgress] = {}
+        self.loaded_versions: dict[uuid.UUID, int] = {}
 
     async def add(self, draft: DraftOrder) -> None:
         self.uow.pending_drafts[draft.id] = _as_stored(draft)
@@ -64,6 +66,48 @@ class FakeDrafts:
             has_active_connector=await self.uow.connectors.has_active(org_id),
             earlier=None if key is None else await self.uow.idempotency_keys.get(org_id, key),
         )
+
+    async def lock_for_outcomes(
+        self, targets: list[tuple[str, uuid.UUID, uuid.UUID]]
+    ) -> dict[tuple[str, uuid.UUID], ExportProgress]:
+        found: dict[tuple[str, uuid.UUID], ExportProgress] = {}
+        for org_id, draft_id, _ in targets:
+            draft = await self.get(org_id, draft_id, lock=True)
+            if draft is None:
+                continue
+            # as the Postgres repository reads it: of the attempts, only those named
+            named = {export for o, d, export in targets if (o, d) == (org_id, draft_id)}
+            self.loaded_versions[draft.id] = draft.version
+            found[(org_id, draft_id)] = ExportProgress(
+                id=draft.id,
+                org_id=draft.org_id,
+                status=draft.status,
+                version=draft.version,
+                current_export_id=draft.current_export_id,
+                updated_at=draft.updated_at,
+                attempts=[a for a in draft.attempts if a.erp_export_id in named],
+            )
+        return found
+
+    def save_progress(self, progress: ExportProgress) -> None:
+        progress.version += 1
+        self.staged[progress.id] = progress
+
+    async def write_progress(self) -> None:
+        for progress in self.staged.values():
+            draft = await self.get(progress.org_id, progress.id)
+            assert draft is not None
+            if draft.version != self.loaded_versions[progress.id]:
+                raise errors.ConcurrentModification()
+            draft.status, draft.updated_at = progress.status, progress.updated_at
+            draft.version = progress.version
+            for attempt in progress.attempts:
+                draft.attempts = [
+                    copy.deepcopy(attempt) if a.erp_export_id == attempt.erp_export_id else a
+                    for a in draft.attempts
+                ]
+            self.uow.pending_drafts[draft.id] = _as_stored(draft)
+        self.staged.clear()
 
     async def save(self, draft: DraftOrder) -> None:
         stored = self.uow.store.drafts.get(draft.id)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Set
+from collections.abc import Callable, Iterable, Sequence, Set
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -23,13 +24,16 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
     true,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects.postgresql import JSONPATH, Insert, insert
 from sqlalchemy.engine import Result
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import TextClause
 
 from draft_api.adapters.orm import Tables
 from draft_api.domain import errors
@@ -39,6 +43,7 @@ from draft_api.domain.model import (
     DraftLine,
     DraftOrder,
     DraftStatus,
+    ExportProgress,
     ExportStatus,
     PushAttempt,
 )
@@ -72,6 +77,10 @@ class SqlDraftRepository(_SqlStore):
         self._loaded_headers: dict[uuid.UUID, dict[str, Any]] = {}
         #: the drafts added or saved: the unit of work collects their events at commit
         self.seen: list[DraftOrder] = []
+        # export outcomes: the version and attempts each progress was read with, and
+        # those staged for `write_progress`
+        self._loaded_progress: dict[uuid.UUID, tuple[int, list[PushAttempt]]] = {}
+        self._staged: dict[uuid.UUID, ExportProgress] = {}
 
     async def add(self, draft: DraftOrder) -> None:
         await self.session.execute(
@@ -172,6 +181,82 @@ class SqlDraftRepository(_SqlStore):
         await self._write_attempts(draft, self._loaded_attempts.get(draft.id, []))
         self._remember(draft)
         self.seen.append(draft)
+
+    async def lock_for_outcomes(
+        self, targets: Sequence[tuple[str, uuid.UUID, uuid.UUID]]
+    ) -> dict[tuple[str, uuid.UUID], ExportProgress]:
+        if not targets:
+            return {}
+        drafts = sorted({(draft_id, org_id) for org_id, draft_id, _ in targets})
+        params = {"drafts": drafts, "exports": sorted({export for _, _, export in targets})}
+        query = _lock_for_outcomes(self.t.draft_order, self.t.push_attempt)
+        rows = (await self.session.execute(query, params)).mappings().all()
+        if any(row["version"] != row["snapshot_version"] for row in rows):
+            # as in lock_for_push: a writer committed between snapshot and lock
+            rows = (await self.session.execute(query, params)).mappings().all()
+        found: dict[tuple[str, uuid.UUID], ExportProgress] = {}
+        for row in rows:
+            key = (row["org_id"], row["id"])
+            progress = found.get(key)
+            if progress is None:
+                progress = found[key] = build(
+                    ExportProgress, row, status=DraftStatus(row["status"]), attempts=[]
+                )
+            attempt = _prefixed(row, "attempt_")
+            if attempt["erp_export_id"] is not None:
+                progress.attempts.append(_attempt_of(attempt))
+        self._remember_progress(found.values())
+        return found
+
+    def save_progress(self, progress: ExportProgress) -> None:
+        progress.version += 1
+        self._staged[progress.id] = progress
+
+    async def write_progress(self) -> None:
+        staged, self._staged = list(self._staged.values()), {}
+        if not staged:
+            return
+        params: dict[str, list[Any]] = defaultdict(list)
+        for progress in staged:
+            loaded_version, loaded_attempts = self._loaded_progress[progress.id]
+            _append(
+                params,
+                id=progress.id,
+                org_id=progress.org_id,
+                loaded=loaded_version,
+                version=progress.version,
+                status=progress.status.value,
+                updated_at=progress.updated_at,
+            )
+            for attempt in progress.attempts:
+                if attempt not in loaded_attempts:
+                    _append(
+                        params,
+                        a_erp_export_id=attempt.erp_export_id,
+                        a_draft_id=progress.id,
+                        a_org_id=progress.org_id,
+                        a_status=attempt.status.value,
+                        a_error_json=json.dumps(attempt.error),
+                        a_finished_at=attempt.finished_at,
+                    )
+        for name in _ATTEMPT_WRITE:
+            params.setdefault(f"a_{name}", [])
+        written = (
+            (
+                await self.session.execute(
+                    _write_progress(self.t.draft_order, self.t.push_attempt), params
+                )
+            )
+            .scalars()
+            .all()
+        )
+        if len(written) != len(staged):
+            raise errors.ConcurrentModification()
+        self._remember_progress(staged)
+
+    def _remember_progress(self, progress: Iterable[ExportProgress]) -> None:
+        for each in progress:
+            self._loaded_progress[each.id] = (each.version, copy.deepcopy(each.attempts))
 
     async def page(self, org_id: str, query: DraftQuery) -> tuple[list[DraftSummary], int]:
         d = self.t.draft_order
@@ -524,4 +609,82 @@ def _lock_for_push(
         .where(d.c.id == bindparam("draft_id"), d.c.org_id == bindparam("org_id"))
         .order_by(lines.c.line_no)
         .with_for_update(of=d)
+    )
+
+
+@functools.cache
+def _lock_for_outcomes(draft: Table, attempts: Table) -> Select[Any]:
+    """One statement: the drafts' rows (param `drafts`: (id, org_id) pairs) locked, in
+    id order, each with what an export's outcome decides on: status, version, current
+    export, the version its snapshot saw (`snapshot_version`, see `_lock_for_push`) and,
+    one row each, those of its attempts whose export is in param `exports` (`attempt_*`)."""
+    d = draft
+    at_start = d.alias("at_start")
+    columns: list[Any] = [
+        d.c.id,
+        d.c.org_id,
+        d.c.status,
+        d.c.version,
+        d.c.current_export_id,
+        d.c.updated_at,
+        select(at_start.c.version)
+        .where(at_start.c.id == d.c.id)
+        .scalar_subquery()
+        .label("snapshot_version"),
+        *(column.label(f"attempt_{column.name}") for column in attempts.c),
+    ]
+    named = and_(
+        attempts.c.draft_id == d.c.id,
+        attempts.c.org_id == d.c.org_id,
+        attempts.c.erp_export_id.in_(bindparam("exports", expanding=True)),
+    )
+    return (
+        select(*columns)
+        .select_from(d.outerjoin(attempts, named))
+        .where(tuple_(d.c.id, d.c.org_id).in_(bindparam("drafts", expanding=True)))
+        .order_by(d.c.id)
+        .with_for_update(of=d)
+    )
+
+
+def _append(columns: dict[str, list[Any]], **values: Any) -> None:
+    """One more row of column arrays (an `unnest` statement's params)."""
+    for name, value in values.items():
+        columns[name].append(value)
+
+
+#: the attempt columns `write_progress` writes (params `a_<name>`)
+_ATTEMPT_WRITE = ("erp_export_id", "draft_id", "org_id", "status", "error_json", "finished_at")
+
+
+@functools.cache
+def _write_progress(draft: Table, attempts: Table) -> TextClause:
+    """One statement for a batch of export outcomes: each changed attempt's status,
+    error and end (params `a_*`, arrays), then each draft's status, `updated_at` and
+    new `version` where it still has the version it was read with (`loaded`); returns
+    the ids of the drafts written."""
+    return text(
+        f"""
+        WITH attempts AS (
+            UPDATE {attempts.fullname} p
+            SET status = w.status, error_json = CAST(w.error_json AS jsonb),
+                finished_at = w.finished_at
+            FROM unnest(
+                CAST(:a_erp_export_id AS uuid[]), CAST(:a_draft_id AS uuid[]),
+                CAST(:a_org_id AS text[]), CAST(:a_status AS text[]),
+                CAST(:a_error_json AS text[]), CAST(:a_finished_at AS timestamptz[])
+            ) AS w(erp_export_id, draft_id, org_id, status, error_json, finished_at)
+            WHERE p.erp_export_id = w.erp_export_id AND p.draft_id = w.draft_id
+                AND p.org_id = w.org_id
+        )
+        UPDATE {draft.fullname} d
+        SET status = v.status, updated_at = v.updated_at, version = v.version
+        FROM unnest(
+            CAST(:id AS uuid[]), CAST(:org_id AS text[]), CAST(:loaded AS integer[]),
+            CAST(:version AS integer[]), CAST(:status AS text[]),
+            CAST(:updated_at AS timestamptz[])
+        ) AS v(id, org_id, loaded, version, status, updated_at)
+        WHERE d.id = v.id AND d.org_id = v.org_id AND d.version = v.loaded
+        RETURNING d.id
+        """  # noqa: S608 (the names are the tables' own, from the metadata; values are params)
     )

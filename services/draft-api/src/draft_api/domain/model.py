@@ -51,6 +51,64 @@ class PushAttempt:
     error: dict[str, object] | None = None
 
 
+class ExportOutcomes:
+    """What an export's outcome does to a draft: its attempt finishes (or shows that it
+    waits) and, when it is the push in progress, the draft's status moves on. Shared by
+    the whole draft and by `ExportProgress`, the part of it an outcome reads."""
+
+    status: DraftStatus
+    current_export_id: uuid.UUID | None
+    updated_at: datetime
+    attempts: list[PushAttempt]
+
+    def export_sent(self, export_id: uuid.UUID, *, now: datetime) -> bool:
+        """Record a delivered export; True when the draft's status changed to PUSHED."""
+        return self._finish_export(export_id, ExportStatus.SENT, None, now, DraftStatus.PUSHED)
+
+    def export_failed(
+        self, export_id: uuid.UUID, *, error: dict[str, object], now: datetime
+    ) -> bool:
+        """Record a failed export; True when the draft's status changed to ERROR."""
+        return self._finish_export(export_id, ExportStatus.FAILED, error, now, DraftStatus.ERROR)
+
+    def export_delayed(self, export_id: uuid.UUID, *, waiting: dict[str, object]) -> bool:
+        """Show why an export in progress waits (its last error, the next attempt);
+        the draft stays PUSHING. False when the attempt is finished or unknown (a late
+        `export.delayed` never overwrites a result)."""
+        attempt = self.attempt_for(export_id)
+        if attempt is None or attempt.status is not ExportStatus.PENDING:
+            return False
+        attempt.error = waiting
+        return True
+
+    def attempt_for(self, export_id: uuid.UUID) -> PushAttempt | None:
+        return next((a for a in self.attempts if a.erp_export_id == export_id), None)
+
+    def _is_current_push(self, export_id: uuid.UUID) -> bool:
+        return self.current_export_id == export_id and self.status is DraftStatus.PUSHING
+
+    def _finish_export(
+        self,
+        export_id: uuid.UUID,
+        status: ExportStatus,
+        error: dict[str, object] | None,
+        now: datetime,
+        then: DraftStatus,
+    ) -> bool:
+        """Finish the export's attempt; when it is the push in progress, the draft's
+        status becomes `then` (True)."""
+        attempt = self.attempt_for(export_id)
+        if attempt is not None:
+            attempt.status = status
+            attempt.error = error
+            attempt.finished_at = now
+        if not self._is_current_push(export_id):
+            return False
+        self.status = then
+        self.updated_at = now
+        return True
+
+
 @dataclass(frozen=True)
 class Actor:
     """Who asks: the JWT's subject and organisation."""
@@ -60,7 +118,7 @@ class Actor:
 
 
 @dataclass
-class DraftOrder:
+class DraftOrder(ExportOutcomes):
     id: uuid.UUID
     org_id: str
     customer_id: str
@@ -204,35 +262,12 @@ class DraftOrder:
             raise errors.DraftNotInError()
         return self._start_export(actor, export_id, has_active_connector, now, is_retry=True)
 
-    def export_sent(self, export_id: uuid.UUID, *, now: datetime) -> bool:
-        """Record a delivered export; True when the draft's status changed to PUSHED."""
-        return self._finish_export(export_id, ExportStatus.SENT, None, now, DraftStatus.PUSHED)
-
-    def export_failed(
-        self, export_id: uuid.UUID, *, error: dict[str, object], now: datetime
-    ) -> bool:
-        """Record a failed export; True when the draft's status changed to ERROR."""
-        return self._finish_export(export_id, ExportStatus.FAILED, error, now, DraftStatus.ERROR)
-
-    def export_delayed(self, export_id: uuid.UUID, *, waiting: dict[str, object]) -> bool:
-        """Show why an export in progress waits (its last error, the next attempt);
-        the draft stays PUSHING. False when the attempt is finished or unknown (a late
-        `export.delayed` never overwrites a result)."""
-        attempt = self.attempt_for(export_id)
-        if attempt is None or attempt.status is not ExportStatus.PENDING:
-            return False
-        attempt.error = waiting
-        return True
-
     def own_authors(self) -> set[str]:
         """The users the four-eyes rule keeps from approving: creator and last editor."""
         authors = {self.created_by_user_id}
         if self.last_edited_by_user_id:
             authors.add(self.last_edited_by_user_id)
         return authors
-
-    def attempt_for(self, export_id: uuid.UUID) -> PushAttempt | None:
-        return next((a for a in self.attempts if a.erp_export_id == export_id), None)
 
     def pull_events(self) -> list[DomainEvent]:
         """The events recorded since the last pull (the unit of work publishes them)."""
@@ -289,29 +324,20 @@ class DraftOrder:
             lines=tuple(build(LineSnapshot, line, line_total=line.total) for line in self.lines),
         )
 
-    def _is_current_push(self, export_id: uuid.UUID) -> bool:
-        return self.current_export_id == export_id and self.status is DraftStatus.PUSHING
 
-    def _finish_export(
-        self,
-        export_id: uuid.UUID,
-        status: ExportStatus,
-        error: dict[str, object] | None,
-        now: datetime,
-        then: DraftStatus,
-    ) -> bool:
-        """Finish the export's attempt; when it is the push in progress, the draft's
-        status becomes `then` (True)."""
-        attempt = self.attempt_for(export_id)
-        if attempt is not None:
-            attempt.status = status
-            attempt.error = error
-            attempt.finished_at = now
-        if not self._is_current_push(export_id):
-            return False
-        self.status = then
-        self.updated_at = now
-        return True
+@dataclass
+class ExportProgress(ExportOutcomes):
+    """What an export's outcome decides on and changes, without the rest of the draft:
+    its status, version and current export and, of its attempts, those the outcomes
+    read with it name (an outcome only ever touches the attempt it names)."""
+
+    id: uuid.UUID
+    org_id: str
+    status: DraftStatus
+    version: int
+    current_export_id: uuid.UUID | None
+    updated_at: datetime
+    attempts: list[PushAttempt] = field(default_factory=list)
 
 
 def _numbered(lines: list[NewLine]) -> list[DraftLine]:

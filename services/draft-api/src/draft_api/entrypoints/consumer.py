@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from orderflow_shared import tracing
@@ -16,6 +17,7 @@ from orderflow_shared.messaging.consumer import BatchHandler
 from orderflow_shared.messaging.envelope import Envelope
 
 from draft_api.domain.connector import ErpConnector
+from draft_api.domain.model import ExportProgress
 from draft_api.domain.records import build
 from draft_api.service_layer import results
 from draft_api.service_layer.ports import UnitOfWork, UnitOfWorkFactory
@@ -55,22 +57,23 @@ def make_handler(uow_factory: UnitOfWorkFactory) -> BatchHandler:
         changed = await results.apply_reported(
             uow_factory(), [_traced(envelope, event) for envelope, event in applying]
         )
-        for (envelope, _), did in zip(applying, changed, strict=True):
-            _log.info("applied %s event %s (changed=%s)", envelope.type, envelope.id, did)
+        if _log.isEnabledFor(logging.DEBUG):  # one line per event costs at volume
+            for (envelope, _), did in zip(applying, changed, strict=True):
+                _log.debug("applied %s event %s (changed=%s)", envelope.type, envelope.id, did)
 
     return handle
 
 
 def _traced(envelope: Envelope, event: results.Reported) -> results.Reported:
-    async def effect(uow: UnitOfWork) -> bool:
+    async def effect(uow: UnitOfWork, progress: ExportProgress | None) -> bool:
         with tracing.span(
             f"apply {envelope.type}",
             parent=tracing.envelope_carrier(envelope) or None,
             attributes={"orderflow.event_id": str(envelope.id)},
         ):
-            return await event.effect(uow)
+            return await event.effect(uow, progress)
 
-    return results.Reported(event.event_id, effect)
+    return dataclasses.replace(event, effect=effect)
 
 
 async def apply(uow_factory: UnitOfWorkFactory, envelope: Envelope) -> None:

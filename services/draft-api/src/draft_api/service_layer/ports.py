@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -11,7 +12,13 @@ from typing import Protocol
 
 from draft_api.domain.connector import ErpConnector
 from draft_api.domain.idempotency import IdempotencyRecord
-from draft_api.domain.model import DraftOrder, DraftStatus, ExportStatus, PushAttempt
+from draft_api.domain.model import (
+    DraftOrder,
+    DraftStatus,
+    ExportProgress,
+    ExportStatus,
+    PushAttempt,
+)
 from draft_api.domain.org_settings import OrgSettings
 from draft_api.domain.records import build
 from draft_api.domain.validation import Issue
@@ -108,6 +115,22 @@ class DraftRepository(Protocol):
     ) -> PushTarget | None:
         """Lock the org's draft for a push and read what the push decides on, in one
         round trip (None: no such draft). The first call of its unit of work."""
+
+    async def lock_for_outcomes(
+        self, targets: Sequence[tuple[str, uuid.UUID, uuid.UUID]]
+    ) -> dict[tuple[str, uuid.UUID], ExportProgress]:
+        """Lock the drafts export outcomes are for ((org_id, draft_id, erp_export_id)
+        each) and read, in one round trip, what the outcomes decide on: each draft's
+        status, version and current export and, of its own attempts, only those whose
+        export one of the targets names (another draft's export is never its attempt).
+        By (org_id, draft_id); a draft the org does not have is absent."""
+
+    def save_progress(self, progress: ExportProgress) -> None:
+        """Stage the progress for `write_progress`; as `save`, its version goes up."""
+
+    async def write_progress(self) -> None:
+        """Write every staged progress (status, version, changed attempts) in one
+        statement. Raises ConcurrentModification when a draft changed since it was read."""
 
     async def save(self, draft: DraftOrder) -> None:
         """Persist changes (optimistic version check).

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from draft_api.domain.connector import ErpConnector
-from draft_api.domain.model import DraftOrder
+from draft_api.domain.model import ExportProgress
 from draft_api.service_layer.ports import UnitOfWork
 
 
@@ -23,8 +23,19 @@ class ExportResult:
     error: dict[str, object] | None = None
 
 
-#: what one reported event does to the open unit of work; True when something changed
-Effect = Callable[[UnitOfWork], Awaitable[bool]]
+@dataclass(frozen=True)
+class Target:
+    """The draft (of the org) and the attempt an export's outcome is about."""
+
+    org_id: str
+    draft_id: uuid.UUID
+    erp_export_id: uuid.UUID
+
+
+#: what one reported event does to the open unit of work, given the progress of the draft
+#: it targets (None: it targets none, or the org has no such draft); True when it changed
+#: something
+Effect = Callable[[UnitOfWork, ExportProgress | None], Awaitable[bool]]
 
 
 @dataclass(frozen=True)
@@ -33,19 +44,36 @@ class Reported:
 
     event_id: uuid.UUID
     effect: Effect
+    #: what the effect reads: locked and read with the batch's other targets first
+    target: Target | None = None
 
 
 async def apply_reported(uow: UnitOfWork, events: Sequence[Reported]) -> list[bool]:
     """Apply a batch of reported events in one transaction, each at most once: one
     inbox statement claims them all, and an id claimed before (a redelivery) or seen
-    earlier in the batch changes nothing. What each event changed, in order."""
+    earlier in the batch changes nothing. One statement then locks the drafts the new
+    ones target and reads what their outcomes decide on (`lock_for_outcomes`), the
+    effects run in order, and one statement writes what they changed. What each event
+    changed, in order."""
     changed: list[bool] = []
     async with uow:
         new = await uow.inbox.claim_many([event.event_id for event in events])
+        fresh: list[Reported | None] = []
         for event in events:
-            fresh = event.event_id in new
+            fresh.append(event if event.event_id in new else None)
             new.discard(event.event_id)
-            changed.append(fresh and await event.effect(uow))
+        targets = [event.target for event in fresh if event is not None and event.target]
+        progress = await uow.drafts.lock_for_outcomes(
+            [(t.org_id, t.draft_id, t.erp_export_id) for t in targets]
+        )
+        for applying in fresh:
+            if applying is None:
+                changed.append(False)
+                continue
+            target = applying.target
+            of = None if target is None else progress.get((target.org_id, target.draft_id))
+            changed.append(await applying.effect(uow, of))
+        await uow.drafts.write_progress()
         await uow.commit()
     return changed
 
@@ -55,19 +83,24 @@ async def _apply_one(uow: UnitOfWork, event: Reported) -> bool:
 
 
 def export_result(result: ExportResult) -> Reported:
-    """An export.sent/export.failed: moves the draft's current export on."""
+    """An export.sent/export.failed: moves the draft's current export on. The draft is
+    saved even when nothing changed (its version goes up), as it always was."""
 
-    async def finish(uow: UnitOfWork, draft: DraftOrder) -> bool:
+    async def finish(uow: UnitOfWork, progress: ExportProgress | None) -> bool:
+        if progress is None:
+            return False
         if result.sent:
-            changed = draft.export_sent(result.erp_export_id, now=result.at)
+            changed = progress.export_sent(result.erp_export_id, now=result.at)
         else:
-            changed = draft.export_failed(
+            changed = progress.export_failed(
                 result.erp_export_id, error=result.error or {}, now=result.at
             )
-        await uow.drafts.save(draft)
+        uow.drafts.save_progress(progress)
         return changed
 
-    return Reported(result.event_id, _on_draft(result.org_id, result.draft_id, finish))
+    return Reported(
+        result.event_id, finish, Target(result.org_id, result.draft_id, result.erp_export_id)
+    )
 
 
 def export_delay(
@@ -79,27 +112,13 @@ def export_delay(
 ) -> Reported:
     """An export.delayed: the push attempt shows that it waits."""
 
-    async def wait(uow: UnitOfWork, draft: DraftOrder) -> bool:
-        if not draft.export_delayed(erp_export_id, waiting=waiting):
+    async def wait(uow: UnitOfWork, progress: ExportProgress | None) -> bool:
+        if progress is None or not progress.export_delayed(erp_export_id, waiting=waiting):
             return False
-        await uow.drafts.save(draft)
+        uow.drafts.save_progress(progress)
         return True
 
-    return Reported(event_id, _on_draft(org_id, draft_id, wait))
-
-
-def _on_draft(
-    org_id: str,
-    draft_id: uuid.UUID,
-    apply: Callable[[UnitOfWork, DraftOrder], Awaitable[bool]],
-) -> Effect:
-    """`apply` to the org's draft under its row lock; an unknown draft changes nothing."""
-
-    async def effect(uow: UnitOfWork) -> bool:
-        draft = await uow.drafts.get(org_id, draft_id, lock=True)
-        return draft is not None and await apply(uow, draft)
-
-    return effect
+    return Reported(event_id, wait, Target(org_id, draft_id, erp_export_id))
 
 
 def connector_change(
@@ -107,7 +126,7 @@ def connector_change(
 ) -> Reported:
     """An erp_connection.changed (see `record_connector_change`)."""
 
-    async def upsert(uow: UnitOfWork) -> bool:
+    async def upsert(uow: UnitOfWork, _: ExportProgress | None) -> bool:
         await uow.connectors.upsert(connector, overwrite=keyed_by_connection)
         return True
 
