@@ -70,6 +70,11 @@ async def close(container: Container) -> None:
     await container.dispose()
 
 
+#: A fetch of the events consumer is answered once this much is there (or when
+#: `audit_fetch_wait_ms` has passed): about a full batch of events.
+AUDIT_FETCH_MIN_BYTES = 256 * 1024
+
+
 @dataclass
 class Ingest:
     """The background consumers of the `ingest` role."""
@@ -91,7 +96,12 @@ def build_ingest(container: Container) -> Ingest:
             client_id=s.service_name,
             max_batch=s.audit_batch_size,
             name=s.service_name,
-            consumer_options={"metadata_max_age_ms": s.audit_topic_refresh_ms},
+            consumer_options={
+                "metadata_max_age_ms": s.audit_topic_refresh_ms,
+                # held until AUDIT_FETCH_MIN_BYTES or audit_fetch_wait_ms (see settings)
+                "fetch_max_wait_ms": s.audit_fetch_wait_ms,
+                "fetch_min_bytes": AUDIT_FETCH_MIN_BYTES if s.audit_fetch_wait_ms else 1,
+            },
             report_lag=False,  # `lag` measures the group's committed offsets
         ),
         dead_letters=ConsumerRunner(
