@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -62,7 +63,6 @@ from sqlalchemy import (
     Table,
     Text,
     func,
-    select,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
@@ -180,7 +180,7 @@ def drop_outbox_table(op: Any, schema: str) -> None:
     op.drop_table(OUTBOX_TABLE, schema=schema)
 
 
-_NOTIFIED = "orderflow.outbox.notified"
+_INSERTED = ("event_id", "topic", "key", "headers", "payload", TRACE_CONTEXT_COLUMN)
 _DELETE_SLICE = 5000
 
 
@@ -225,14 +225,27 @@ def _row(envelope: Envelope, topic: str | None) -> dict[str, Any]:
 
 
 async def _insert(session: AsyncSession, table: Table, rows: list[dict[str, Any]]) -> None:
-    await session.execute(table.insert(), rows)
-    # one NOTIFY per transaction and schema is enough to wake the relay at commit
-    channel = notify_channel(table.schema or "public")
-    transaction = session.sync_session.get_transaction()
-    marker = (_NOTIFIED, channel)
-    if transaction is None or session.info.get(marker) is not transaction:
-        await session.execute(select(func.pg_notify(channel, "")))
-        session.info[marker] = transaction
+    """The rows and the relay's NOTIFY in one round trip: a plain statement (nothing for
+    SQLAlchemy to compile), prepared by psycopg once it repeats. Postgres delivers one
+    NOTIFY per channel and transaction however often it is sent."""
+    conn = await session.connection()
+    name = conn.dialect.identifier_preparer.format_table(table)
+    values = ", ".join(["(%s, %s, %s, %s::jsonb, %s, %s::jsonb)"] * len(rows))
+    params: list[Any] = []
+    for row in rows:
+        context = row["trace_context"]
+        params += [
+            row["event_id"],
+            row["topic"],
+            row["key"],
+            json.dumps(row["headers"]),
+            row["payload"],
+            None if context is None else json.dumps(context),
+        ]
+    params.append(notify_channel(table.schema or "public"))
+    # the names are the table's own, quoted; the values are parameters
+    statement = f"WITH added AS (INSERT INTO {name} ({', '.join(_INSERTED)}) VALUES {values})"  # noqa: S608
+    await conn.exec_driver_sql(statement + " SELECT pg_notify(%s, '')", tuple(params))
 
 
 class OutboxRelay:
