@@ -75,6 +75,14 @@ async def close(container: Container) -> None:
 AUDIT_FETCH_MIN_BYTES = 256 * 1024
 
 
+def _held_fetch(wait_ms: int) -> dict[str, int]:
+    """Fetches held until AUDIT_FETCH_MIN_BYTES or `wait_ms` (see settings); 0: the
+    runner's own (answered on the first record, an idle fetch held 500 ms)."""
+    if not wait_ms:
+        return {}
+    return {"fetch_max_wait_ms": wait_ms, "fetch_min_bytes": AUDIT_FETCH_MIN_BYTES}
+
+
 @dataclass
 class Ingest:
     """The background consumers of the `ingest` role."""
@@ -98,9 +106,7 @@ def build_ingest(container: Container) -> Ingest:
             name=s.service_name,
             consumer_options={
                 "metadata_max_age_ms": s.audit_topic_refresh_ms,
-                # held until AUDIT_FETCH_MIN_BYTES or audit_fetch_wait_ms (see settings)
-                "fetch_max_wait_ms": s.audit_fetch_wait_ms,
-                "fetch_min_bytes": AUDIT_FETCH_MIN_BYTES if s.audit_fetch_wait_ms else 1,
+                **_held_fetch(s.audit_fetch_wait_ms),
             },
             report_lag=False,  # `lag` measures the group's committed offsets
         ),
