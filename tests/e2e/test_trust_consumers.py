@@ -10,6 +10,7 @@ the API still reaches PUSHED with exactly one file.
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -106,6 +107,24 @@ def audit_orgs_of(stack: Any, event_id: uuid.UUID) -> list[tuple[str, str]]:
 def audited_as_untrusted(stack: Any, event_id: uuid.UUID) -> None:
     found = wait_for(lambda: audit_orgs_of(stack, event_id), timeout=60, what="the audit entry")
     assert found == [(UNTRUSTED_ORG, "UNTRUSTED_EVENT")]
+
+
+def audit_caught_up(stack: Any, orgs: list[str]) -> None:
+    """Wait until every event the orgs' services published so far is in the audit log
+    (the ingest gathers a live load in batches, so it may lag behind by one)."""
+
+    def missing() -> int:
+        return int(
+            stack.psql(
+                "SELECT count(*) FROM (SELECT event_id, headers FROM draft.outbox"
+                " UNION ALL SELECT event_id, headers FROM export.outbox) o"
+                " WHERE o.headers @> ANY(%s::jsonb[])"
+                " AND NOT EXISTS (SELECT 1 FROM audit.audit_log a WHERE a.event_id = o.event_id)",
+                ([json.dumps([["ce_orgid", org]]) for org in orgs],),
+            )[0][0]
+        )
+
+    wait_for(lambda: missing() == 0, timeout=60, what="the audit to catch up with the orgs")
 
 
 def order_of(org: str, draft_id: str) -> OrderSnapshot:
@@ -338,6 +357,7 @@ def test_an_event_whose_envelope_org_is_not_its_datas_stays_out_of_both_chains(
 ) -> None:
     victim, attacker = flows
     connection_id = connection_id_of(victim)
+    audit_caught_up(stack, [victim.org, attacker.org])
     before = stack.psql(
         "SELECT count(*) FROM audit.audit_log WHERE org_id = ANY(%s)", ([victim.org, attacker.org],)
     )

@@ -22,13 +22,12 @@ class AuditSettings(ServiceSettings):
     audit_lag_interval_seconds: float = Field(default=5.0, gt=0)
     #: How soon a topic created later that matches the pattern is picked up.
     audit_topic_refresh_ms: int = Field(default=30_000, ge=1_000)
-    #: How long the broker may hold a fetch to gather records (0, the default: answer
-    #: on the first record). With 500, a live load is taken as one batch (one
-    #: transaction) per 0.5 s instead of one per event or two (ingest CPU per push 6.9
-    #: -> 1.2 ms at 15 pushes/s), a backlog still comes back at once, and entries land
-    #: up to that much later; tests/e2e/test_trust_consumers.py counts an org's entries
-    #: assuming the audit has caught up, so it is off until that test waits for it.
-    audit_fetch_wait_ms: int = Field(default=0, ge=0, le=5_000)
+    #: How long the broker may hold a fetch to gather records (0: answer on the first
+    #: record). The audit is on no request's path, so under a live load it takes one
+    #: batch (one transaction) per this interval instead of one per event or two (ingest
+    #: CPU per push 6.9 -> 1.2 ms at 15 pushes/s); a backlog still comes back at once,
+    #: and entries land up to this much later.
+    audit_fetch_wait_ms: int = Field(default=500, ge=0, le=5_000)
 
     # --- retention and signed checkpoints (docs/audit-retention.md) -----------------
     #: how long an org's entries are kept when it has no policy of its own
