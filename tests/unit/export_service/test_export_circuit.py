@@ -14,7 +14,7 @@ from export_service.domain.renderers import FileFormat
 from export_service.domain.retry import RetryPolicy
 from export_service.service_layer.exports import (
     PushRequest,
-    claim_due_exports,
+    claim_exports,
     record_outcomes,
     record_push_requests,
 )
@@ -179,9 +179,10 @@ async def pushes(uow, clock, make_push, org: str, n: int) -> None:
 
 
 async def claim(uow, clock, limit=50, per_connection=1000, owner="w1"):
-    return await claim_due_exports(
+    claimed = await claim_exports(
         uow, owner=owner, lease=LEASE, limit=limit, clock=clock, per_connection=per_connection
     )
+    return claimed.jobs
 
 
 async def fail_all(uow, clock, jobs, owner="w1"):

@@ -10,7 +10,6 @@ from export_service.domain.retry import RetryPolicy
 from export_service.service_layer import connections as uc
 from export_service.service_layer.exports import (
     PushRequest,
-    claim_due_exports,
     claim_exports,
     deliver,
     record_push_requests,
@@ -129,7 +128,7 @@ async def test_a_push_without_active_connection_fails_at_once(uow, clock, make_p
 
 
 async def deliver_all(uow, clock, transport, store, policy=None, owner="w1"):
-    jobs = await claim_due_exports(uow, owner=owner, lease=LEASE, limit=10, clock=clock)
+    jobs = (await claim_exports(uow, owner=owner, lease=LEASE, limit=10, clock=clock)).jobs
     return [
         await deliver(
             job,
@@ -163,10 +162,10 @@ async def test_a_due_export_is_delivered_stored_and_announced(
 async def test_claimed_exports_are_not_claimed_twice_until_the_lease_ends(uow, clock, make_push):
     await local_connection(uow, clock)
     await record_push_requests(uow, [push(make_push)], clock)
-    assert len(await claim_due_exports(uow, owner="w1", lease=LEASE, limit=5, clock=clock)) == 1
-    assert await claim_due_exports(uow, owner="w2", lease=LEASE, limit=5, clock=clock) == []
+    assert len((await claim_exports(uow, owner="w1", lease=LEASE, limit=5, clock=clock)).jobs) == 1
+    assert (await claim_exports(uow, owner="w2", lease=LEASE, limit=5, clock=clock)).jobs == []
     clock.advance(31)
-    (job,) = await claim_due_exports(uow, owner="w2", lease=LEASE, limit=5, clock=clock)
+    (job,) = (await claim_exports(uow, owner="w2", lease=LEASE, limit=5, clock=clock)).jobs
     assert job.export.may_already_be_delivered
 
 
@@ -194,9 +193,9 @@ async def test_a_worker_that_lost_its_lease_records_nothing(
 ):
     await local_connection(uow, clock)
     await record_push_requests(uow, [push(make_push)], clock)
-    (stale,) = await claim_due_exports(uow, owner="w1", lease=LEASE, limit=5, clock=clock)
+    (stale,) = (await claim_exports(uow, owner="w1", lease=LEASE, limit=5, clock=clock)).jobs
     clock.advance(31)
-    await claim_due_exports(uow, owner="w2", lease=LEASE, limit=5, clock=clock)
+    await claim_exports(uow, owner="w2", lease=LEASE, limit=5, clock=clock)
     outcome = await deliver(
         stale,
         owner="w1",

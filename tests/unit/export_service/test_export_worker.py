@@ -10,7 +10,6 @@ from export_service.domain.retry import RetryPolicy
 from export_service.entrypoints.consumer import make_push_handler
 from export_service.entrypoints.worker import DeliveryWorker
 from export_service.service_layer import connections as uc
-from export_service.service_layer.exports import next_due
 from orderflow_shared.messaging.envelope import Envelope
 
 
@@ -100,6 +99,12 @@ async def test_the_consumer_wakes_the_worker_which_bounds_deliveries_in_flight(
     assert uow.event_types().count("ExportSentV1") == 10
 
 
+async def _next_due(uow, clock):
+    """What a claim that took fewer than it could reads in its transaction."""
+    async with uow:
+        return await uow.exports.next_due(clock())
+
+
 async def test_an_idle_worker_sleeps_until_work_falls_due_within_its_bounds(
     uow, clock, store, snapshot
 ):
@@ -117,7 +122,7 @@ async def test_an_idle_worker_sleeps_until_work_falls_due_within_its_bounds(
         poll_interval=0.5,
         idle_poll_interval=60,
     )
-    assert worker._idle_wait(await next_due(uow, clock)) == 60  # nothing waits at all
+    assert worker._idle_wait(await _next_due(uow, clock)) == 60  # nothing waits at all
     export = Export(
         id=uuid.uuid4(),
         draft_order_id=uuid.uuid4(),
@@ -129,9 +134,9 @@ async def test_an_idle_worker_sleeps_until_work_falls_due_within_its_bounds(
         deliver_by=clock() + timedelta(hours=1),
     )
     uow.committed_exports[export.id] = export
-    assert worker._idle_wait(await next_due(uow, clock)) == 7  # a retry due in 7 s
+    assert worker._idle_wait(await _next_due(uow, clock)) == 7  # a retry due in 7 s
     clock.advance(6.9)
     # due in 0.1 s: at least the poll interval
-    assert worker._idle_wait(await next_due(uow, clock)) == 0.5
+    assert worker._idle_wait(await _next_due(uow, clock)) == 0.5
     clock.advance(3600)
-    assert worker._idle_wait(await next_due(uow, clock)) == 0.5  # overdue: claimed again soon
+    assert worker._idle_wait(await _next_due(uow, clock)) == 0.5  # overdue: claimed again soon

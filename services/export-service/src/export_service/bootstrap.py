@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from export_service.adapters.local_dropzone import LocalDropzoneTransport, LocalRoots
 from export_service.adapters.orm import Tables, make_tables
+from export_service.adapters.repositories import EXPORTS_DUE_CHANNEL
 from export_service.adapters.secret_box import FernetSecretBox
 from export_service.adapters.sftp import SftpDropzoneTransport, SftpPool
 from export_service.adapters.storage import FsArtifactStore
@@ -42,11 +43,10 @@ from export_service.settings import ExportSettings
 log = logging.getLogger(__name__)
 DISTRIBUTION = "orderflow-export-service"
 TITLE = "OrderFlow export-service"
-#: newly recorded exports are announced here, by a trigger on `erp_export` INSERT
-#: (migration 0005) at the commit of `consume`'s transaction; each `worker` listens, and
-#: sleeps otherwise until a retry, lease or probe falls due (at most
-#: EXPORT_IDLE_POLL_INTERVAL_SECONDS)
-EXPORTS_DUE_CHANNEL = "export_exports_due"
+#: newly recorded exports are announced on EXPORTS_DUE_CHANNEL, by a trigger on
+#: `erp_export` INSERT (migration 0005) at the commit of `consume`'s transaction; each
+#: `worker` listens, and sleeps otherwise until a retry, lease or probe falls due (at
+#: most EXPORT_IDLE_POLL_INTERVAL_SECONDS)
 
 
 def utc_now() -> datetime:

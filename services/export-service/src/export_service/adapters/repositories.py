@@ -14,6 +14,7 @@ from orderflow_shared.contracts import OrderSnapshot
 from orderflow_shared.messaging.inbox import claim_sql
 from sqlalchemy import Table, any_, bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from export_service.adapters.orm import Tables
@@ -180,7 +181,7 @@ class SqlExportRepository:
         self._session = session
         self._t = tables.erp_export
         self._circuits = tables.erp_connection_circuit
-        self._claim_and_add = _claim_and_add_statement(tables.inbox)
+        self._claim_and_add = _claim_and_add_statement(tables.inbox, tables.erp_export)
 
     @staticmethod
     def _row(e: Export) -> dict[str, Any]:
@@ -220,11 +221,12 @@ class SqlExportRepository:
         (`_CLAIM_AND_ADD_SQL`); what it returns is what `claim_events` and `add_many`
         would have, so the exports inserted are picked as `new_exports` picks them."""
         rows = [self._row(export) for _event_id, export in candidates]
-        columns: dict[str, Any] = {
-            name: [row[name] for row in rows] for name, _type in _NEW_EXPORT_COLUMNS
-        }
-        for name in ("error_json", "snapshot", "trace_context"):
-            columns[name] = [None if v is None else json.dumps(v) for v in columns[name]]
+        columns: dict[str, Any] = {}
+        for name, kind in _export_columns(self._t):
+            values = [row[name] for row in rows]
+            if kind == "jsonb":
+                values = [None if v is None else json.dumps(v) for v in values]
+            columns[name] = values
         fresh, inserted = (
             await self._session.execute(
                 self._claim_and_add,
@@ -283,14 +285,15 @@ class SqlExportRepository:
         held, overdue, unannounced, probes, due = (
             await self._session.execute(_CHORES_SQL, {"now": now, "key": _CLAIM_LOCK})
         ).one()
-        if not held:
-            return ClaimChores(
-                held=False, overdue=False, unannounced=False, probes=False, due=False
-            )
-        return ClaimChores(overdue=overdue, unannounced=unannounced, probes=probes, due=due)
+        # each chore is ANDed with the lock in the statement: none when it is not held
+        return ClaimChores(
+            held=held, overdue=overdue, unannounced=unannounced, probes=probes, due=due
+        )
 
     async def announce_due(self) -> None:
-        await self._session.execute(_ANNOUNCE_DUE_SQL)
+        await self._session.execute(
+            select(func.pg_notify(bindparam("channel", EXPORTS_DUE_CHANNEL), ""))
+        )
 
     async def lock_due(self, now: datetime, limit: int, per_connection: int) -> list[Export]:
         """Due exports of connections whose circuit is closed, oldest due first, at most
@@ -397,54 +400,31 @@ _NEXT_DUE_SQL = text(
     """
 )
 
-#: the outcome columns of an attempt (with their SQL array types)
-#: the claims of a batch in one statement: each parameter is one array, unnested into
-#: rows joined on the id
-#: every column of a new export row, with its Postgres type (jsonb ones go as text)
-_NEW_EXPORT_COLUMNS = (
-    ("id", "uuid"),
-    ("draft_order_id", "uuid"),
-    ("org_id", "text"),
-    ("connection_id", "uuid"),
-    ("attempt_no", "integer"),
-    ("status", "text"),
-    ("attempts", "integer"),
-    ("next_attempt_at", "timestamptz"),
-    ("file_format", "text"),
-    ("file_name", "text"),
-    ("export_storage_key", "text"),
-    ("remote_path", "text"),
-    ("checksum", "text"),
-    ("size_bytes", "bigint"),
-    ("error_json", "jsonb"),
-    ("snapshot", "jsonb"),
-    ("lease_owner", "text"),
-    ("lease_expires_at", "timestamptz"),
-    ("created_at", "timestamptz"),
-    ("sent_at", "timestamptz"),
-    ("deliver_by", "timestamptz"),
-    ("trace_context", "jsonb"),
-)
+
+@cache
+def _export_columns(table: Table) -> tuple[tuple[str, str], ...]:
+    """Every column of the export table with its Postgres type (jsonb ones go as text)."""
+    dialect = PGDialect()  # type: ignore[no-untyped-call]
+    return tuple((column.name, column.type.compile(dialect=dialect).lower()) for column in table.c)
 
 
 @cache
-def _claim_and_add_statement(inbox: Table) -> Any:
+def _claim_and_add_statement(inbox: Table, exports: Table) -> Any:
     """Claim the event ids in the inbox, then insert, in candidate order, the rows whose
     event was claimed now (a later row of the same export id, or an id already stored,
     is left alone: ON CONFLICT DO NOTHING); the ids claimed and the ids inserted."""
-    names = [name for name, _type in _NEW_EXPORT_COLUMNS]
+    columns = _export_columns(exports)
+    names = [name for name, _type in columns]
     arrays = ", ".join(
-        f"CAST(:{name} AS {'text' if kind == 'jsonb' else kind}[])"
-        for name, kind in _NEW_EXPORT_COLUMNS
+        f"CAST(:{name} AS {'text' if kind == 'jsonb' else kind}[])" for name, kind in columns
     )
     values = ", ".join(
-        f"CAST(v.{name} AS jsonb)" if kind == "jsonb" else f"v.{name}"
-        for name, kind in _NEW_EXPORT_COLUMNS
+        f"CAST(v.{name} AS jsonb)" if kind == "jsonb" else f"v.{name}" for name, kind in columns
     )
     return text(
         f"""
         WITH claimed AS ({claim_sql(inbox)}), added AS (
-            INSERT INTO export.erp_export ({", ".join(names)})
+            INSERT INTO {exports.fullname} ({", ".join(names)})
             SELECT {values}
             FROM unnest(CAST(:candidate_event_ids AS uuid[]), {arrays})
                  WITH ORDINALITY AS v(event_id, {", ".join(names)}, n)
@@ -454,10 +434,12 @@ def _claim_and_add_statement(inbox: Table) -> Any:
             RETURNING id
         )
         SELECT ARRAY(SELECT event_id FROM claimed), ARRAY(SELECT id FROM added)
-        """  # noqa: S608 (the names are the constants above and the table's; values are params)
+        """  # noqa: S608 (the names are the tables' own, from the metadata; values are params)
     )
 
 
+#: the claims of a batch in one statement: each parameter is one array, unnested into
+#: rows joined on the id
 _CLAIMED_SQL = text(
     """
     UPDATE export.erp_export t
@@ -535,9 +517,9 @@ _CHORES_SQL = text(
     """
 )
 
-#: the channel the workers listen on (bootstrap.EXPORTS_DUE_CHANNEL, on which migration
-#: 0005's trigger announces new exports)
-_ANNOUNCE_DUE_SQL = text("SELECT pg_notify('export_exports_due', '')")
+#: the channel the workers listen on (bootstrap), on which migration 0005's trigger
+#: announces new exports and a claim that filled its slots announces the rest
+EXPORTS_DUE_CHANNEL = "export_exports_due"
 
 #: advisory lock key of the claim step (one per database: all workers take it)
 _CLAIM_LOCK = 0x6F726465_72666C6F  # "orderflo"

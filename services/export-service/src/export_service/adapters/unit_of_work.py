@@ -38,7 +38,7 @@ class SqlUnitOfWork(AbstractUnitOfWork):
         await super().__aenter__()
         self._session = self._factory()
         self.connections = SqlConnectionRepository(self._session, self._tables, self._box)
-        self.exports = SqlExportRepository(self._session, self._tables)
+        self.exports = self._exports = SqlExportRepository(self._session, self._tables)
         self.circuits = SqlCircuitRepository(self._session, self._tables)
         return self
 
@@ -66,8 +66,7 @@ class SqlUnitOfWork(AbstractUnitOfWork):
         """The claim and the insert in one statement (`SqlExportRepository.claim_and_add`)."""
         if not event_ids:
             return []
-        exports = SqlExportRepository(self.session, self._tables)
-        return await exports.claim_and_add(consumer, event_ids, candidates)
+        return await self._exports.claim_and_add(consumer, event_ids, candidates)
 
     async def _write_events(self, events: list[DomainEvent]) -> None:
         await outbox.add_events(self.session, self._tables.outbox, map(MAPPING.to_envelope, events))

@@ -155,29 +155,6 @@ class Claim:
     next_due: datetime | None = None
 
 
-async def claim_due_exports(
-    uow: UnitOfWork,
-    *,
-    owner: str,
-    lease: timedelta,
-    limit: int,
-    clock: Clock,
-    per_connection: int = 1_000_000,
-    on_expired: Callable[[Export], None] | None = None,
-) -> list[Job]:
-    """Claim up to `limit` due exports under a lease; other workers skip them."""
-    claim = await claim_exports(
-        uow,
-        owner=owner,
-        lease=lease,
-        limit=limit,
-        clock=clock,
-        per_connection=per_connection,
-        on_expired=on_expired,
-    )
-    return claim.jobs
-
-
 async def claim_exports(
     uow: UnitOfWork,
     *,
@@ -279,12 +256,6 @@ async def circuit_counts(uow: UnitOfWork) -> dict[str, int]:
     """How many connections' circuits are in each state (rows only: no row is closed)."""
     async with uow:
         return await uow.circuits.count_by_state()
-
-
-async def next_due(uow: UnitOfWork, clock: Clock) -> datetime | None:
-    """When a claim could next find work (None: nothing waits), for an idle worker."""
-    async with uow:
-        return await uow.exports.next_due(clock())
 
 
 async def export_backlog(uow: UnitOfWork) -> dict[str, tuple[int, datetime]]:

@@ -15,7 +15,7 @@ revision = "0005_exports_due_notify"
 down_revision = "0004_trace_context"
 
 SCHEMA = "export"
-#: bootstrap.EXPORTS_DUE_CHANNEL (a migration does not import the service's wiring)
+#: repositories.EXPORTS_DUE_CHANNEL (a migration does not import the service's code)
 CHANNEL = "export_exports_due"
 
 
